@@ -1,0 +1,704 @@
+//! The on-disk schema (serde types that mirror the TOML) and its conversion into the
+//! validated domain types, with key paths and line numbers on every error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    ChainEntry, Config, Error, Limits, Listener, Mode, ModuleDef, OnError, ProxySettings, Result,
+    Route, RuntimeSettings, Transport,
+};
+
+// === Raw schema ===
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: Spanned<i64>,
+    #[serde(default)]
+    proxy: RawProxy,
+    #[serde(default)]
+    runtime: RawRuntime,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    listen: Vec<Spanned<RawListener>>,
+    #[serde(default)]
+    modules: BTreeMap<String, Spanned<RawModule>>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    #[serde(default)]
+    aliases: Vec<String>,
+    max_message_size: Option<Spanned<i64>>,
+    server_header: Option<String>,
+    udp_workers: Option<Spanned<i64>>,
+    udp_mtu: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    cache_dir: Option<String>,
+    cache: Option<bool>,
+    epoch_tick_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_tcp_connections: Option<Spanned<i64>>,
+    tcp_idle_timeout_s: Option<Spanned<i64>>,
+    tcp_send_queue: Option<Spanned<i64>>,
+    tcp_connect_timeout_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    name: Option<String>,
+    transport: Spanned<String>,
+    address: Spanned<String>,
+    advertise: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    component: String,
+    tenant: Option<String>,
+    memory_mb: Option<Spanned<i64>>,
+    timeout_ms: Option<Spanned<i64>>,
+    max_instances: Option<Spanned<i64>>,
+    #[serde(default)]
+    params: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: String,
+    tenant: Option<String>,
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    listeners: Vec<Spanned<String>>,
+    next_hop: Option<Spanned<String>>,
+    record_route: Option<bool>,
+    #[serde(default)]
+    request: Vec<Spanned<RawChainEntry>>,
+    #[serde(default)]
+    reply: Vec<Spanned<RawChainEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChainEntry {
+    module: String,
+    on_error: Option<Spanned<String>>,
+}
+
+/// A module param value, as passed to the module's `init`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    /// A string.
+    Text(String),
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Boolean(bool),
+    /// An array of strings.
+    TextList(Vec<String>),
+    /// An array of integers.
+    IntegerList(Vec<i64>),
+}
+
+// === Conversion ===
+
+/// Default module memory limit, MiB.
+const DEFAULT_MEMORY_MB: i64 = 16;
+/// Default module call deadline, ms.
+const DEFAULT_TIMEOUT_MS: i64 = 10;
+/// Default most instances per module.
+const DEFAULT_MAX_INSTANCES: i64 = 64;
+/// The tenant of routes and modules that name none.
+pub(crate) const DEFAULT_TENANT: &str = "default";
+
+struct Ctx<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text
+            .as_bytes()
+            .get(..end)
+            .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() + 1)
+    }
+
+    fn err(&self, span: &Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Invalid {
+            path: self.file.to_string(),
+            line: self.line_of(span),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An integer within `min..=max`.
+    fn int(&self, v: &Spanned<i64>, key: &str, min: i64, max: i64) -> Result<i64> {
+        let n = *v.get_ref();
+        if n < min || n > max {
+            return Err(self.err(
+                &v.span(),
+                key,
+                format!("must be between {min} and {max}, got {n}"),
+            ));
+        }
+        Ok(n)
+    }
+
+    fn opt_int(
+        &self,
+        v: &Option<Spanned<i64>>,
+        key: &str,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> Result<i64> {
+        match v {
+            Some(v) => self.int(v, key, min, max),
+            None => Ok(default),
+        }
+    }
+}
+
+fn usize_of(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(0)
+}
+
+fn u64_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
+    let ctx = Ctx { text, file };
+    let de = toml::Deserializer::new(text);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        // Spanned<T> adds private path segments (`$__serde_spanned_private_value`).
+        let key = e
+            .path()
+            .to_string()
+            .split('.')
+            .filter(|seg| !seg.starts_with("$__"))
+            .collect::<Vec<_>>()
+            .join(".");
+        let inner = e.into_inner();
+        let line = inner.span().map_or(0, |s| ctx.line_of(&s));
+        Error::Invalid {
+            path: file.to_string(),
+            line,
+            key: if key == "." { "(top level)".into() } else { key },
+            message: inner.message().trim().to_string(),
+        }
+    })?;
+
+    if *raw.version.get_ref() != 1 {
+        return Err(ctx.err(
+            &raw.version.span(),
+            "version",
+            format!(
+                "unsupported config version {}; this Weir reads version 1",
+                raw.version.get_ref()
+            ),
+        ));
+    }
+
+    let proxy = ProxySettings {
+        aliases: raw.proxy.aliases.iter().map(|a| a.to_ascii_lowercase()).collect(),
+        max_message_size: usize_of(ctx.opt_int(
+            &raw.proxy.max_message_size,
+            "proxy.max_message_size",
+            65_536,
+            1_024,
+            16 * 1024 * 1024,
+        )?),
+        server_header: raw
+            .proxy
+            .server_header
+            .clone()
+            .unwrap_or_else(|| format!("Weir {}", env!("CARGO_PKG_VERSION"))),
+        udp_workers: usize_of(ctx.opt_int(
+            &raw.proxy.udp_workers,
+            "proxy.udp_workers",
+            default_workers(),
+            1,
+            256,
+        )?),
+        udp_mtu: usize_of(ctx.opt_int(
+            &raw.proxy.udp_mtu,
+            "proxy.udp_mtu",
+            1_300,
+            500,
+            65_000,
+        )?),
+    };
+
+    let runtime = RuntimeSettings {
+        cache_dir: match (raw.runtime.cache, &raw.runtime.cache_dir) {
+            (Some(false), _) => None,
+            (_, Some(dir)) => Some(resolve(base_dir, dir)),
+            (_, None) => default_cache_dir(),
+        },
+        epoch_tick: Duration::from_millis(u64_of(ctx.opt_int(
+            &raw.runtime.epoch_tick_ms,
+            "runtime.epoch_tick_ms",
+            1,
+            1,
+            1_000,
+        )?)),
+    };
+
+    let limits = Limits {
+        max_tcp_connections: usize_of(ctx.opt_int(
+            &raw.limits.max_tcp_connections,
+            "limits.max_tcp_connections",
+            4_096,
+            1,
+            1_000_000,
+        )?),
+        tcp_idle_timeout: Duration::from_secs(u64_of(ctx.opt_int(
+            &raw.limits.tcp_idle_timeout_s,
+            "limits.tcp_idle_timeout_s",
+            600,
+            1,
+            86_400,
+        )?)),
+        tcp_send_queue: usize_of(ctx.opt_int(
+            &raw.limits.tcp_send_queue,
+            "limits.tcp_send_queue",
+            1_024,
+            1,
+            1_000_000,
+        )?),
+        tcp_connect_timeout: Duration::from_millis(u64_of(ctx.opt_int(
+            &raw.limits.tcp_connect_timeout_ms,
+            "limits.tcp_connect_timeout_ms",
+            3_000,
+            1,
+            600_000,
+        )?)),
+    };
+
+    let listeners = listeners(&ctx, &raw.listen)?;
+    let modules = modules(&ctx, base_dir, &raw.modules)?;
+    let routes = routes(&ctx, &raw.route, &listeners, &modules)?;
+
+    Ok(Config {
+        base_dir: base_dir.to_path_buf(),
+        proxy,
+        runtime,
+        limits,
+        listeners,
+        modules,
+        routes,
+    })
+}
+
+fn default_workers() -> i64 {
+    std::thread::available_parallelism().map_or(2, |n| i64::try_from(n.get()).unwrap_or(2))
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("weir"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("weir"))
+}
+
+fn resolve(base_dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+fn listeners(ctx: &Ctx<'_>, raw: &[Spanned<RawListener>]) -> Result<Vec<Listener>> {
+    let mut out: Vec<Listener> = Vec::with_capacity(raw.len());
+    for (i, l) in raw.iter().enumerate() {
+        let key = format!("listen[{i}]");
+        let span = l.span();
+        let l = l.get_ref();
+        let transport = match l.transport.get_ref().to_ascii_lowercase().as_str() {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            other => {
+                return Err(ctx.err(
+                    &l.transport.span(),
+                    format!("{key}.transport"),
+                    format!("unknown transport {other:?}; expected \"udp\" or \"tcp\""),
+                ))
+            }
+        };
+        let address: SocketAddr = l.address.get_ref().parse().map_err(|_| {
+            ctx.err(
+                &l.address.span(),
+                format!("{key}.address"),
+                format!(
+                    "{:?} is not an IP address with port (e.g. \"127.0.0.1:5060\" or \"[::1]:5060\")",
+                    l.address.get_ref()
+                ),
+            )
+        })?;
+        let advertise = match &l.advertise {
+            None => None,
+            Some(a) => Some(parse_host_port(a.get_ref()).ok_or_else(|| {
+                ctx.err(
+                    &a.span(),
+                    format!("{key}.advertise"),
+                    "expected host or host:port",
+                )
+            })?),
+        };
+        let name = l
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{transport}-{address}"));
+        if out.iter().any(|o| o.name == name) {
+            return Err(ctx.err(
+                &span,
+                format!("{key}.name"),
+                format!("duplicate listener name {name:?}"),
+            ));
+        }
+        if out
+            .iter()
+            .any(|o| o.address == address && o.transport == transport)
+        {
+            return Err(ctx.err(
+                &span,
+                format!("{key}.address"),
+                format!("{transport} {address} is listed twice"),
+            ));
+        }
+        out.push(Listener {
+            name,
+            transport,
+            address,
+            advertise,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid {
+            path: ctx.file.to_string(),
+            line: 0,
+            key: "listen".into(),
+            message: "at least one [[listen]] entry is required".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']')?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if tail.is_empty() => None,
+            None => return None,
+        };
+        return Some((format!("[{host}]"), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h.to_string(), Some(p.parse().ok()?))),
+        Some(_) => Some((format!("[{s}]"), None)),
+        None => Some((s.to_string(), None)),
+    }
+}
+
+fn modules(
+    ctx: &Ctx<'_>,
+    base_dir: &Path,
+    raw: &BTreeMap<String, Spanned<RawModule>>,
+) -> Result<BTreeMap<String, ModuleDef>> {
+    let mut out = BTreeMap::new();
+    for (name, m) in raw {
+        let key = format!("modules.{name}");
+        let span = m.span();
+        let m = m.get_ref();
+        if !valid_name(name) {
+            return Err(ctx.err(
+                &span,
+                &key,
+                "module names use letters, digits, '-' and '_'",
+            ));
+        }
+        let mut params = Vec::new();
+        flatten_params(ctx, &span, &format!("{key}.params"), "", &m.params, &mut params)?;
+        let memory_mb = ctx.opt_int(
+            &m.memory_mb,
+            &format!("{key}.memory_mb"),
+            DEFAULT_MEMORY_MB,
+            1,
+            4_096,
+        )?;
+        let timeout_ms = ctx.opt_int(
+            &m.timeout_ms,
+            &format!("{key}.timeout_ms"),
+            DEFAULT_TIMEOUT_MS,
+            1,
+            60_000,
+        )?;
+        let max_instances = ctx.opt_int(
+            &m.max_instances,
+            &format!("{key}.max_instances"),
+            DEFAULT_MAX_INSTANCES,
+            1,
+            4_096,
+        )?;
+        out.insert(
+            name.clone(),
+            ModuleDef {
+                name: name.clone(),
+                tenant: m
+                    .tenant
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_TENANT.to_string()),
+                component: resolve(base_dir, &m.component),
+                params,
+                memory_bytes: usize_of(memory_mb) * 1024 * 1024,
+                timeout: Duration::from_millis(u64_of(timeout_ms)),
+                max_instances: usize_of(max_instances),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Nested tables become dotted keys; arrays must hold only strings or only integers.
+fn flatten_params(
+    ctx: &Ctx<'_>,
+    span: &Range<usize>,
+    key: &str,
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut Vec<(String, crate::ParamValue)>,
+) -> Result<()> {
+    use crate::ParamValue as P;
+    for (k, v) in table {
+        let full = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let value = match v {
+            toml::Value::String(s) => P::Text(s.clone()),
+            toml::Value::Integer(i) => P::Integer(*i),
+            toml::Value::Float(f) => P::Float(*f),
+            toml::Value::Boolean(b) => P::Boolean(*b),
+            toml::Value::Datetime(d) => P::Text(d.to_string()),
+            toml::Value::Table(t) => {
+                flatten_params(ctx, span, key, &full, t, out)?;
+                continue;
+            }
+            toml::Value::Array(items) => {
+                if items.iter().all(toml::Value::is_str) {
+                    P::TextList(
+                        items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_string))
+                            .collect(),
+                    )
+                } else if items.iter().all(toml::Value::is_integer) {
+                    P::IntegerList(items.iter().filter_map(toml::Value::as_integer).collect())
+                } else {
+                    return Err(ctx.err(
+                        span,
+                        format!("{key}.{full}"),
+                        "arrays in module params must hold only strings or only integers",
+                    ));
+                }
+            }
+        };
+        out.push((full, value));
+    }
+    Ok(())
+}
+
+fn routes(
+    ctx: &Ctx<'_>,
+    raw: &[Spanned<RawRoute>],
+    listeners: &[Listener],
+    modules: &BTreeMap<String, ModuleDef>,
+) -> Result<Vec<Route>> {
+    let mut out: Vec<Route> = Vec::with_capacity(raw.len());
+    let mut names = BTreeSet::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("route[{i}]");
+        let span = r.span();
+        let r = r.get_ref();
+        if !names.insert(r.name.clone()) {
+            return Err(ctx.err(
+                &span,
+                format!("{key}.name"),
+                format!("duplicate route name {:?}", r.name),
+            ));
+        }
+        let tenant = r
+            .tenant
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TENANT.to_string());
+        let mode = match &r.mode {
+            None => Mode::Stateless,
+            Some(m) => match m.get_ref().as_str() {
+                "stateless" => Mode::Stateless,
+                other => {
+                    return Err(ctx.err(
+                        &m.span(),
+                        format!("{key}.mode"),
+                        format!("unknown mode {other:?}; this build supports \"stateless\""),
+                    ))
+                }
+            },
+        };
+        for l in &r.listeners {
+            if !listeners.iter().any(|x| &x.name == l.get_ref()) {
+                return Err(ctx.err(
+                    &l.span(),
+                    format!("{key}.listeners"),
+                    format!("no listener is named {:?}", l.get_ref()),
+                ));
+            }
+        }
+        if let Some(h) = &r.next_hop {
+            let v = h.get_ref();
+            let lower = v.to_ascii_lowercase();
+            if !(lower.starts_with("sip:") || lower.starts_with("sips:")) || v.len() < 5 {
+                return Err(ctx.err(
+                    &h.span(),
+                    format!("{key}.next_hop"),
+                    format!("{v:?} is not a SIP URI (e.g. \"sip:127.0.0.1:5070\")"),
+                ));
+            }
+        }
+        let request = chain(ctx, &format!("{key}.request"), &r.request, &tenant, modules)?;
+        let reply = chain(ctx, &format!("{key}.reply"), &r.reply, &tenant, modules)?;
+        out.push(Route {
+            name: r.name.clone(),
+            tenant,
+            mode,
+            methods: r.methods.clone(),
+            domains: r.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            listeners: r.listeners.iter().map(|l| l.get_ref().clone()).collect(),
+            next_hop: r.next_hop.as_ref().map(|h| h.get_ref().clone()),
+            record_route: r.record_route.unwrap_or(true),
+            request,
+            reply,
+        });
+    }
+    Ok(out)
+}
+
+/// Longest module chain a route may have.
+const MAX_CHAIN: usize = 32;
+
+fn chain(
+    ctx: &Ctx<'_>,
+    key: &str,
+    raw: &[Spanned<RawChainEntry>],
+    tenant: &str,
+    modules: &BTreeMap<String, ModuleDef>,
+) -> Result<Vec<ChainEntry>> {
+    if raw.len() > MAX_CHAIN {
+        let span = raw.first().map(Spanned::span).unwrap_or(0..0);
+        return Err(ctx.err(
+            &span,
+            key,
+            format!("a chain holds at most {MAX_CHAIN} modules"),
+        ));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (j, e) in raw.iter().enumerate() {
+        let ekey = format!("{key}[{j}]");
+        let span = e.span();
+        let e = e.get_ref();
+        let Some(def) = modules.get(&e.module) else {
+            return Err(ctx.err(
+                &span,
+                format!("{ekey}.module"),
+                format!("no module is named {:?} (define it under [modules.{}])", e.module, e.module),
+            ));
+        };
+        if def.tenant != tenant {
+            return Err(ctx.err(
+                &span,
+                format!("{ekey}.module"),
+                format!(
+                    "module {:?} belongs to tenant {:?}, not to this route's tenant {:?}",
+                    e.module, def.tenant, tenant
+                ),
+            ));
+        }
+        let on_error = match &e.on_error {
+            None => OnError::Reply(500),
+            Some(s) => parse_on_error(s.get_ref()).ok_or_else(|| {
+                ctx.err(
+                    &s.span(),
+                    format!("{ekey}.on_error"),
+                    format!(
+                        "unknown policy {:?}; expected \"reply-<code>\" (e.g. \"reply-500\"), \"skip\" or \"drop\"",
+                        s.get_ref()
+                    ),
+                )
+            })?,
+        };
+        out.push(ChainEntry {
+            module: e.module.clone(),
+            on_error,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_on_error(s: &str) -> Option<OnError> {
+    match s {
+        "skip" => Some(OnError::Skip),
+        "drop" => Some(OnError::Drop),
+        _ => {
+            let code: u16 = s.strip_prefix("reply-")?.parse().ok()?;
+            (300..=699).contains(&code).then_some(OnError::Reply(code))
+        }
+    }
+}
