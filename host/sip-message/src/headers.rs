@@ -1,0 +1,383 @@
+//! Header list and header-name helpers.
+
+use std::borrow::Cow;
+
+use crate::chars::is_token;
+
+/// One header line: name as on the wire (or as added), value unfolded and trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Name as written (compact forms and letter case preserved).
+    pub name: String,
+    /// Value with line folding replaced by a single SP and surrounding SP/HT trimmed.
+    pub value: String,
+}
+
+impl Header {
+    /// Build a header line.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// Header list in wire order. All lookups by name are case-insensitive and compact forms
+/// (`i m e l c f s k t v`, and `o u r b x y a j d n` from RFC 6665/3515/3892/4028/8224/
+/// 3841/4474) are equivalent to their long forms.
+///
+/// ```
+/// use weir_message::Headers;
+/// let mut h = Headers::new();
+/// h.push("v", "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1");
+/// h.push("Via", "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK2");
+/// assert_eq!(h.get("VIA"), Some("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1"));
+/// assert_eq!(h.get_all("via").count(), 2);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    list: Vec<Header>,
+}
+
+impl Headers {
+    /// Empty list.
+    pub fn new() -> Self {
+        Headers { list: Vec::new() }
+    }
+
+    /// Empty list with room for `n` lines.
+    pub fn with_capacity(n: usize) -> Self {
+        Headers {
+            list: Vec::with_capacity(n),
+        }
+    }
+
+    /// Number of header lines.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// No header lines.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Lines in wire order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
+        self.list.iter()
+    }
+
+    /// Mutable lines in wire order.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Header> {
+        self.list.iter_mut()
+    }
+
+    /// Value of the first line named `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let want = expand(name);
+        self.list
+            .iter()
+            .find(|h| expand(&h.name).eq_ignore_ascii_case(want))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Values of every line named `name`, in order (a line's value is not split on commas).
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let want = expand(name);
+        self.list
+            .iter()
+            .filter(move |h| expand(&h.name).eq_ignore_ascii_case(want))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Whether a line named `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.position(name).is_some()
+    }
+
+    /// Append a line.
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.list.push(Header::new(name, value));
+    }
+
+    /// Insert a line before `index` (appends when `index >= len()`).
+    pub fn insert(&mut self, index: usize, name: impl Into<String>, value: impl Into<String>) {
+        let index = index.min(self.list.len());
+        self.list.insert(index, Header::new(name, value));
+    }
+
+    /// Index of the first line named `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        let want = expand(name);
+        self.list
+            .iter()
+            .position(|h| expand(&h.name).eq_ignore_ascii_case(want))
+    }
+
+    /// Replace all lines named `name` by one line with `value`, at the position of the
+    /// first one (its spelling of the name is kept), or append it.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.position(name) {
+            Some(i) => {
+                let want = expand(name);
+                let mut idx = 0usize;
+                self.list.retain(|h| {
+                    let keep = idx == i || !expand(&h.name).eq_ignore_ascii_case(want);
+                    idx += 1;
+                    keep
+                });
+                if let Some(h) = self.list.get_mut(i) {
+                    h.value = value;
+                }
+            }
+            None => self.push(name, value),
+        }
+    }
+
+    /// Remove every line named `name`; returns how many were removed.
+    pub fn remove(&mut self, name: &str) -> usize {
+        let want = expand(name);
+        let before = self.list.len();
+        self.list
+            .retain(|h| !expand(&h.name).eq_ignore_ascii_case(want));
+        before.saturating_sub(self.list.len())
+    }
+
+    /// Rename every line named `name` to `new_name`; returns how many were renamed.
+    pub fn rename(&mut self, name: &str, new_name: &str) -> usize {
+        let want = expand(name);
+        let mut n = 0usize;
+        for h in &mut self.list {
+            if expand(&h.name).eq_ignore_ascii_case(want) {
+                h.name = new_name.to_string();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Line at `index`.
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut Header> {
+        self.list.get_mut(index)
+    }
+
+    /// Line at `index`.
+    pub fn get_at(&self, index: usize) -> Option<&Header> {
+        self.list.get(index)
+    }
+
+    /// Remove and return the line at `index`.
+    pub fn remove_at(&mut self, index: usize) -> Option<Header> {
+        if index < self.list.len() {
+            Some(self.list.remove(index))
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn last_mut(&mut self) -> Option<&mut Header> {
+        self.list.last_mut()
+    }
+
+    pub(crate) fn push_header(&mut self, h: Header) {
+        self.list.push(h);
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+impl FromIterator<Header> for Headers {
+    fn from_iter<T: IntoIterator<Item = Header>>(iter: T) -> Self {
+        Headers {
+            list: iter.into_iter().collect(),
+        }
+    }
+}
+
+/// (compact letter, long form, lowercase long form). `n` (Identity-Info, RFC 4474) is left
+/// out on purpose: the header is obsolete and Kamailio does not map it either.
+const COMPACT: [(u8, &str, &str); 19] = [
+    (b'a', "Accept-Contact", "accept-contact"),
+    (b'b', "Referred-By", "referred-by"),
+    (b'c', "Content-Type", "content-type"),
+    (b'd', "Request-Disposition", "request-disposition"),
+    (b'e', "Content-Encoding", "content-encoding"),
+    (b'f', "From", "from"),
+    (b'i', "Call-ID", "call-id"),
+    (b'j', "Reject-Contact", "reject-contact"),
+    (b'k', "Supported", "supported"),
+    (b'l', "Content-Length", "content-length"),
+    (b'm', "Contact", "contact"),
+    (b'o', "Event", "event"),
+    (b'r', "Refer-To", "refer-to"),
+    (b's', "Subject", "subject"),
+    (b't', "To", "to"),
+    (b'u', "Allow-Events", "allow-events"),
+    (b'v', "Via", "via"),
+    (b'x', "Session-Expires", "session-expires"),
+    (b'y', "Identity", "identity"),
+];
+
+#[inline]
+fn compact_entry(name: &str) -> Option<&'static (u8, &'static str, &'static str)> {
+    match name.as_bytes() {
+        [c] => {
+            let c = c.to_ascii_lowercase();
+            COMPACT.iter().find(|e| e.0 == c)
+        }
+        _ => None,
+    }
+}
+
+/// Long form of a compact name, else the name itself (letter case untouched).
+#[inline]
+pub(crate) fn expand(name: &str) -> &str {
+    match compact_entry(name) {
+        Some(e) => e.1,
+        None => name,
+    }
+}
+
+/// Lowercase long form: `canonical_name("v") == "via"`, `canonical_name("Call-ID") ==
+/// "call-id"`. Borrows when no change is needed.
+pub fn canonical_name(name: &str) -> Cow<'_, str> {
+    if let Some(e) = compact_entry(name) {
+        return Cow::Borrowed(e.2);
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// Compact form of a header name (`compact_form("Via") == Some("v")`); a compact name maps
+/// to itself in lowercase. `None` when the header has no compact form.
+pub fn compact_form(name: &str) -> Option<&'static str> {
+    const LETTERS: [&str; 26] = [
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r",
+        "s", "t", "u", "v", "w", "x", "y", "z",
+    ];
+    let e = match compact_entry(name) {
+        Some(e) => e,
+        None => COMPACT.iter().find(|e| e.1.eq_ignore_ascii_case(name))?,
+    };
+    LETTERS.get(usize::from(e.0.checked_sub(b'a')?)).copied()
+}
+
+/// Whether two header names denote the same header (case-insensitive, compact forms equal
+/// to long forms).
+#[inline]
+pub fn names_equal(a: &str, b: &str) -> bool {
+    expand(a).eq_ignore_ascii_case(expand(b))
+}
+
+/// RFC 3261 `token`: non-empty, token characters only.
+pub fn is_valid_header_name(name: &str) -> bool {
+    is_token(name)
+}
+
+/// A value that can be written on one header line: no CR, LF or NUL.
+pub fn is_valid_header_value(value: &str) -> bool {
+    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_forms_map_both_ways() {
+        let pairs = [
+            ("i", "Call-ID"),
+            ("m", "Contact"),
+            ("e", "Content-Encoding"),
+            ("l", "Content-Length"),
+            ("c", "Content-Type"),
+            ("f", "From"),
+            ("s", "Subject"),
+            ("k", "Supported"),
+            ("t", "To"),
+            ("v", "Via"),
+            ("o", "Event"),
+            ("u", "Allow-Events"),
+            ("r", "Refer-To"),
+            ("b", "Referred-By"),
+            ("x", "Session-Expires"),
+            ("y", "Identity"),
+            ("a", "Accept-Contact"),
+            ("j", "Reject-Contact"),
+            ("d", "Request-Disposition"),
+        ];
+        for (c, long) in pairs {
+            assert!(names_equal(c, long), "{c} vs {long}");
+            assert!(names_equal(&c.to_uppercase(), &long.to_uppercase()));
+            assert_eq!(compact_form(long), Some(c));
+            assert_eq!(compact_form(&long.to_lowercase()), Some(c));
+            assert_eq!(compact_form(c), Some(c));
+            assert_eq!(canonical_name(c), long.to_lowercase());
+            assert_eq!(canonical_name(long), long.to_lowercase());
+        }
+        assert_eq!(canonical_name("v"), "via");
+        assert_eq!(canonical_name("Call-ID"), "call-id");
+        assert!(matches!(canonical_name("x-foo"), Cow::Borrowed(_)));
+        assert_eq!(compact_form("X-Foo"), None);
+        assert_eq!(compact_form("g"), None);
+        assert!(!names_equal("g", "Via"));
+        assert!(!names_equal("Via", "Vias"));
+    }
+
+    #[test]
+    fn header_list_operations() {
+        let mut h = Headers::new();
+        assert!(h.is_empty());
+        h.push("Via", "a");
+        h.push("f", "from");
+        h.push("v", "b");
+        h.push("X-Custom", "1");
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.get("VIA"), Some("a"));
+        assert_eq!(h.get_all("V").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(h.get("From"), Some("from"));
+        assert!(h.contains("x-custom"));
+        assert_eq!(h.position("x-CUSTOM"), Some(3));
+        h.insert(0, "Via", "z");
+        assert_eq!(h.get("via"), Some("z"));
+        h.insert(100, "Tail", "t");
+        assert_eq!(h.get_at(5).map(|x| x.name.as_str()), Some("Tail"));
+        h.set("Via", "only");
+        assert_eq!(h.get_all("via").collect::<Vec<_>>(), ["only"]);
+        assert_eq!(h.position("via"), Some(0));
+        h.set("New", "n");
+        assert_eq!(h.iter().last().map(|x| x.value.as_str()), Some("n"));
+        assert_eq!(h.rename("x-custom", "X-Other"), 1);
+        assert_eq!(h.get("X-Other"), Some("1"));
+        assert_eq!(h.remove("x-other"), 1);
+        assert_eq!(h.remove("x-other"), 0);
+        h.get_mut(0).unwrap().value = "changed".into();
+        assert_eq!(h.get("v"), Some("changed"));
+        assert!(h.remove_at(99).is_none());
+        assert_eq!(h.remove_at(0).unwrap().value, "changed");
+        assert!(!h.contains("via"));
+    }
+
+    #[test]
+    fn validity() {
+        assert!(is_valid_header_name("X-Foo.bar!"));
+        assert!(!is_valid_header_name(""));
+        assert!(!is_valid_header_name("X Foo"));
+        assert!(!is_valid_header_name("X:Foo"));
+        assert!(is_valid_header_value(""));
+        assert!(is_valid_header_value("a b\tc ü"));
+        assert!(!is_valid_header_value("a\r\nInjected: 1"));
+        assert!(!is_valid_header_value("a\0"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The SIP message a hook is looking at.
+
+#[cfg(not(target_arch = "wasm32"))]
+use std::marker::PhantomData;
+
+use crate::{Address, EditError, Header, Transport};
+
+/// The SIP message a hook is looking at, owned by the host.
+///
+/// Every accessor is a call to the host (on wasm), and only what the module asks for
+/// crosses the boundary: read what you need once, keep it in a local, and prefer one
+/// [`headers`](Message::headers) call to many [`header`](Message::header) calls when you
+/// need most of them.
+///
+/// Header names are case-insensitive and compact forms are equivalent to long forms
+/// everywhere (`header("Contact")` finds `m:`). Adding, setting and removing the
+/// host-owned headers (`Via`, `Content-Length`, `CSeq`, `Call-ID`) is refused with
+/// [`EditError::ProtectedHeader`]; renaming them is allowed. Nothing is written back
+/// after the hook: every edit is applied by the host as it is made.
+///
+/// The lifetime ties the message to the hook call it was given to. In the native test
+/// harness a message is built with [`testing::request`](crate::testing::request) and
+/// friends, and is `Message<'static>`.
+#[derive(Debug)]
+pub struct Message<'a> {
+    #[cfg(target_arch = "wasm32")]
+    inner: &'a crate::__private::WitMessage,
+    #[cfg(not(target_arch = "wasm32"))]
+    inner: crate::testing::mem::MemMessage,
+    #[cfg(not(target_arch = "wasm32"))]
+    _borrow: PhantomData<&'a ()>,
+}
+
+#[cfg(target_arch = "wasm32")]
+impl<'a> Message<'a> {
+    pub(crate) fn from_host(inner: &'a crate::__private::WitMessage) -> Self {
+        Self { inner }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Message<'static> {
+    pub(crate) fn from_mem(inner: crate::testing::mem::MemMessage) -> Self {
+        Self {
+            inner,
+            _borrow: PhantomData,
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Message<'_> {
+    pub(crate) fn mem(&self) -> &crate::testing::mem::MemMessage {
+        &self.inner
+    }
+
+    pub(crate) fn mem_mut(&mut self) -> &mut crate::testing::mem::MemMessage {
+        &mut self.inner
+    }
+}
+
+impl Message<'_> {
+    // --- start line ---
+
+    /// True for requests, false for replies.
+    pub fn is_request(&self) -> bool {
+        self.inner.is_request()
+    }
+
+    /// True for replies.
+    pub fn is_reply(&self) -> bool {
+        !self.is_request()
+    }
+
+    /// The request method, or the CSeq method of a reply (`INVITE`, `REGISTER`, any
+    /// extension method).
+    pub fn method(&self) -> String {
+        self.inner.method()
+    }
+
+    /// The status code of a reply; 0 for requests.
+    pub fn status(&self) -> u16 {
+        self.inner.status()
+    }
+
+    /// The reason phrase of a reply; empty for requests.
+    pub fn reason(&self) -> String {
+        self.inner.reason()
+    }
+
+    /// The request URI; empty for replies.
+    pub fn request_uri(&self) -> String {
+        self.inner.request_uri()
+    }
+
+    /// Replace the request URI. Fails with [`EditError::Invalid`] if it does not parse
+    /// (or the message is a reply).
+    pub fn set_request_uri(&mut self, uri: &str) -> Result<(), EditError> {
+        self.inner.set_request_uri(uri).map_err(EditError::from)
+    }
+
+    // --- headers ---
+
+    /// The first value of the named header.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.inner.header(name)
+    }
+
+    /// True if the message has at least one line of the named header.
+    pub fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+
+    /// All values of the named header in message order, one entry per header line (a
+    /// line holding `a, b` is one entry).
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.inner.header_values(name)
+    }
+
+    /// The names of all header lines in message order, spelled as in the message
+    /// (duplicates included).
+    pub fn header_names(&self) -> Vec<String> {
+        self.inner.header_names()
+    }
+
+    /// Every header line in message order.
+    pub fn headers(&self) -> Vec<Header> {
+        self.inner.headers().into_iter().map(Header::from).collect()
+    }
+
+    /// Append a header line after the last header.
+    pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
+        self.inner.add_header(name, value).map_err(EditError::from)
+    }
+
+    /// Replace every line of the named header by one line with this value, placed where
+    /// the first one was (or appended if there was none).
+    pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
+        self.inner.set_header(name, value).map_err(EditError::from)
+    }
+
+    /// Remove every line of the named header (compact form included); returns how many
+    /// lines were removed.
+    pub fn remove_header(&mut self, name: &str) -> Result<u32, EditError> {
+        self.inner.remove_header(name).map_err(EditError::from)
+    }
+
+    /// Rename every line of the named header (e.g. to its compact form), keeping order and
+    /// values; returns how many lines were renamed. Allowed for protected headers too, as
+    /// long as the new name is the same header.
+    pub fn rename_header(&mut self, name: &str, new_name: &str) -> Result<u32, EditError> {
+        self.inner
+            .rename_header(name, new_name)
+            .map_err(EditError::from)
+    }
+
+    // --- body ---
+
+    /// The body as bytes.
+    pub fn body(&self) -> Vec<u8> {
+        self.inner.body()
+    }
+
+    /// Replace the body. The host keeps Content-Length right: the header is rewritten to
+    /// match when the message is written out (reading it within the same hook still
+    /// gives the old value).
+    pub fn set_body(&mut self, body: impl AsRef<[u8]>) -> Result<(), EditError> {
+        self.inner.set_body(body.as_ref()).map_err(EditError::from)
+    }
+
+    // --- where it came from ---
+
+    /// The address the message came from.
+    pub fn source(&self) -> Address {
+        self.inner.source().into()
+    }
+
+    /// The transport it arrived on.
+    pub fn transport(&self) -> Transport {
+        self.inner.transport().into()
+    }
+
+    /// The name of the listener it arrived on, as in the config.
+    pub fn listener(&self) -> String {
+        self.inner.listener()
+    }
+}

@@ -1,0 +1,272 @@
+//! The native test harness: unit-test a module with plain `cargo test`, no host needed.
+//!
+//! Off wasm, [`Message`] is backed by an in-memory message built from SIP text, which
+//! follows the host's rules (case-insensitive names, compact forms, protected headers,
+//! a size limit), and [`log`](crate::log), [`kv`](crate::kv) and
+//! [`clock`](crate::clock) are thread-local mocks. Each test runs on its own thread, so
+//! each starts clean; call [`reset`] to start over within a test.
+//!
+//! ```
+//! use weir_sdk::{testing, Message, Module, NoConfig, Error, Verdict};
+//!
+//! struct Tag;
+//! impl Module for Tag {
+//!     type Config = NoConfig;
+//!     fn init(_: NoConfig) -> Result<Self, Error> { Ok(Tag) }
+//!     fn on_request(&self, msg: &mut Message) -> Result<Verdict, Error> {
+//!         msg.set_header("Subject", "tagged")?;
+//!         Ok(Verdict::Continue)
+//!     }
+//! }
+//!
+//! let tag: Tag = testing::init(testing::json!({}))?;
+//! let mut msg = testing::request(
+//!     "MESSAGE sip:bob@example.com SIP/2.0\r\n\
+//!      Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+//!      s: old\r\n\
+//!      Call-ID: 1@192.0.2.1\r\n\
+//!      CSeq: 1 MESSAGE\r\n\
+//!      \r\n",
+//! );
+//! assert_eq!(tag.on_request(&mut msg)?, Verdict::Continue);
+//! assert_eq!(
+//!     testing::serialize(&msg),
+//!     "MESSAGE sip:bob@example.com SIP/2.0\r\n\
+//!      Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+//!      Subject: tagged\r\n\
+//!      Call-ID: 1@192.0.2.1\r\n\
+//!      CSeq: 1 MESSAGE\r\n\
+//!      Content-Length: 0\r\n\
+//!      \r\n",
+//! );
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! Only available off wasm (`#[cfg(not(target_arch = "wasm32"))]`).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::__private::bindings::weir::sip::types::{
+    Address as WitAddress, Param, ParamValue, Transport as WitTransport,
+};
+use crate::log::Level;
+use crate::{Address, Error, KvError, Message, Module, Transport};
+
+pub(crate) mod mem;
+pub(crate) mod mock;
+
+pub use mem::ParseError;
+/// Build the `params` for [`init`]: `testing::json!({ "keep": ["User-Agent"] })`.
+pub use serde_json::json;
+/// The type [`json!`] builds (so a plugin needs no `serde_json` dependency of its own).
+pub use serde_json::Value as JsonValue;
+
+// === messages ===
+
+/// Parse a message from SIP text (CRLF or LF line ends, head ended by an empty line).
+///
+/// Defaults for what the text cannot say: source `192.0.2.1:5060`, transport UDP,
+/// listener `"default"`, the host's size limit of 64 KiB (change them with [`set_source`],
+/// [`set_transport`], [`set_listener`], [`set_max_size`]).
+pub fn parse(text: &str) -> Result<Message<'static>, ParseError> {
+    mem::MemMessage::parse(text).map(Message::from_mem)
+}
+
+/// Parse a request from SIP text.
+///
+/// # Panics
+/// If the text is not a request (this is a test helper: a bad fixture is a failed test).
+#[track_caller]
+pub fn request(text: &str) -> Message<'static> {
+    match parse(text) {
+        Ok(msg) if msg.is_request() => msg,
+        Ok(_) => panic!("testing::request: the text is a reply"),
+        Err(err) => panic!("testing::request: {err}"),
+    }
+}
+
+/// Parse a reply from SIP text.
+///
+/// # Panics
+/// If the text is not a reply.
+#[track_caller]
+pub fn reply(text: &str) -> Message<'static> {
+    match parse(text) {
+        Ok(msg) if !msg.is_request() => msg,
+        Ok(_) => panic!("testing::reply: the text is a request"),
+        Err(err) => panic!("testing::reply: {err}"),
+    }
+}
+
+/// The message as the host would write it after the edits so far: CRLF line ends, and a
+/// Content-Length matching the body (fixed in place, or appended if the message has none).
+pub fn serialize(msg: &Message<'_>) -> String {
+    msg.mem().serialize()
+}
+
+/// Set the address the message came from.
+pub fn set_source(msg: &mut Message<'_>, source: Address) {
+    msg.mem_mut().source = WitAddress {
+        ip: source.ip,
+        port: source.port,
+    };
+}
+
+/// Set the transport the message arrived on.
+pub fn set_transport(msg: &mut Message<'_>, transport: Transport) {
+    msg.mem_mut().transport = match transport {
+        Transport::Udp => WitTransport::Udp,
+        Transport::Tcp => WitTransport::Tcp,
+        Transport::Tls => WitTransport::Tls,
+        Transport::Ws => WitTransport::Ws,
+        Transport::Wss => WitTransport::Wss,
+    };
+}
+
+/// Set the name of the listener the message arrived on.
+pub fn set_listener(msg: &mut Message<'_>, listener: &str) {
+    msg.mem_mut().listener = listener.to_string();
+}
+
+/// Set the size limit (bytes of the serialized message) past which an edit that grows
+/// the message fails with [`EditError::TooLarge`](crate::EditError::TooLarge).
+pub fn set_max_size(msg: &mut Message<'_>, bytes: usize) {
+    msg.mem_mut().max_size = bytes;
+}
+
+// === modules ===
+
+/// Build a module from params the way the host does: `params` is the module's `params`
+/// table as JSON; nested objects are flattened into dotted keys and values typed as the
+/// host types TOML values, then the SDK's `init` path decodes them into `M::Config` and
+/// calls [`Module::init`]. The error is the text `weir check` would report.
+pub fn init<M: Module>(params: Value) -> Result<M, Error> {
+    crate::params::instantiate::<M>(flatten(params)?)
+}
+
+/// The error text of building a module from `params` (see [`init`]): for testing config
+/// validation.
+///
+/// # Panics
+/// If `init` succeeds.
+#[track_caller]
+pub fn init_err<M: Module>(params: Value) -> String {
+    match init::<M>(params) {
+        Ok(_) => panic!("testing::init_err: init succeeded"),
+        Err(err) => err.to_string(),
+    }
+}
+
+fn flatten(params: Value) -> Result<Vec<Param>, Error> {
+    let Value::Object(table) = params else {
+        return Err(Error::new("testing::init: params must be a JSON object"));
+    };
+    let mut out = Vec::new();
+    flatten_into(&mut out, "", table)?;
+    Ok(out)
+}
+
+fn flatten_into(
+    out: &mut Vec<Param>,
+    prefix: &str,
+    table: serde_json::Map<String, Value>,
+) -> Result<(), Error> {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let unsupported =
+            |what: &str| Error::new(format!("param `{key}`: {what} is not a param value"));
+        let value = match value {
+            Value::Object(inner) => {
+                flatten_into(out, &key, inner)?;
+                continue;
+            }
+            Value::String(s) => ParamValue::Text(s),
+            Value::Bool(b) => ParamValue::Boolean(b),
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => ParamValue::Integer(i),
+                (None, Some(f)) if !n.is_u64() => ParamValue::Float(f),
+                _ => return Err(unsupported("an integer beyond i64")),
+            },
+            Value::Array(items) => {
+                if items.iter().all(Value::is_string) {
+                    ParamValue::TextList(
+                        items
+                            .into_iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect(),
+                    )
+                } else if items.iter().all(Value::is_i64) {
+                    ParamValue::IntegerList(items.iter().filter_map(Value::as_i64).collect())
+                } else {
+                    return Err(unsupported(
+                        "a list that is neither all text nor all integers",
+                    ));
+                }
+            }
+            Value::Null => return Err(unsupported("null")),
+        };
+        out.push(Param { key, value });
+    }
+    Ok(())
+}
+
+// === logs ===
+
+/// One line written through [`log`](crate::log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Its severity.
+    pub level: Level,
+    /// Its text.
+    pub message: String,
+}
+
+/// Every line logged on this thread so far (since the last [`take_logs`] or [`reset`]).
+pub fn logs() -> Vec<LogLine> {
+    mock::with(|s| s.logs.clone())
+}
+
+/// Every line logged on this thread so far, clearing the record.
+pub fn take_logs() -> Vec<LogLine> {
+    mock::with(|s| std::mem::take(&mut s.logs))
+}
+
+// === clock ===
+
+/// Set the mock wall clock (milliseconds since the Unix epoch). It starts at
+/// 1 700 000 000 000 and only moves when told to.
+pub fn set_now_ms(ms: u64) {
+    mock::with(|s| s.now_ms = ms);
+}
+
+/// Move both mock clocks forward; kv entries expire accordingly.
+pub fn advance(by: Duration) {
+    let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+    let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+    mock::with(|s| {
+        s.now_ms = s.now_ms.saturating_add(ms);
+        s.mono_ns = s.mono_ns.saturating_add(ns);
+    });
+}
+
+// === kv ===
+
+/// Make every kv call fail with `error` (or work again with `None`), to test a module's
+/// handling of store failures. The mock enforces no size limits of its own.
+pub fn fail_kv(error: Option<KvError>) {
+    mock::with(|s| s.kv_error = error);
+}
+
+/// Clear this thread's logs and kv store, and put the clocks back to their start.
+pub fn reset() {
+    mock::reset();
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! Plain data types shared by the message API and verdicts.
+
+use std::fmt;
+use std::net::IpAddr;
+
+// === Transport ===
+
+/// The transport a message arrived on (or should leave by).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+    /// WebSocket (RFC 7118).
+    Ws,
+    /// Secure WebSocket.
+    Wss,
+}
+
+impl Transport {
+    /// The lower-case name used in the WIT contract and the config (`"udp"`, `"wss"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+
+    /// True for connection-oriented transports (everything but UDP).
+    pub fn is_reliable(self) -> bool {
+        self != Transport::Udp
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === Address ===
+
+/// An IP address and port, as the host prints it (`ip` is `1.2.3.4` or `::1`, no brackets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Address {
+    /// The IP address in text form.
+    pub ip: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl Address {
+    /// Build an address from its parts.
+    pub fn new(ip: impl Into<String>, port: u16) -> Self {
+        Self {
+            ip: ip.into(),
+            port,
+        }
+    }
+
+    /// The IP address parsed, if the host's text parses (it always should).
+    pub fn ip_addr(&self) -> Option<IpAddr> {
+        self.ip.parse().ok()
+    }
+}
+
+/// `1.2.3.4:5060`, or `[::1]:5060` for IPv6.
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ip.contains(':') {
+            write!(f, "[{}]:{}", self.ip, self.port)
+        } else {
+            write!(f, "{}:{}", self.ip, self.port)
+        }
+    }
+}
+
+// === Header ===
+
+/// One header line as a (name, value) pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Header {
+    /// The name, spelled as in the message (or as given).
+    pub name: String,
+    /// The value, without the leading `: ` and the trailing CRLF.
+    pub value: String,
+}
+
+impl Header {
+    /// Build a header from its parts.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// True if this header is `name` (case-insensitive, compact forms equivalent).
+    pub fn is(&self, name: &str) -> bool {
+        crate::names::equivalent(&self.name, name)
+    }
+}
+
+impl<N: Into<String>, V: Into<String>> From<(N, V)> for Header {
+    fn from((name, value): (N, V)) -> Self {
+        Header::new(name, value)
+    }
+}
+
+impl fmt::Display for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_display_brackets_ipv6() {
+        assert_eq!(
+            Address::new("192.0.2.1", 5060).to_string(),
+            "192.0.2.1:5060"
+        );
+        assert_eq!(Address::new("::1", 5061).to_string(), "[::1]:5061");
+        assert!(Address::new("::1", 5061).ip_addr().is_some());
+    }
+
+    #[test]
+    fn header_from_tuple_and_is() {
+        let h: Header = ("m", "<sip:a@b>").into();
+        assert!(h.is("Contact"));
+        assert_eq!(h.to_string(), "m: <sip:a@b>");
+    }
+}
