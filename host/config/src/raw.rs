@@ -153,7 +153,12 @@ impl Ctx<'_> {
             .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() + 1)
     }
 
-    fn err(&self, span: &Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Error {
+    fn err(
+        &self,
+        span: &Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Error {
         Error::Invalid {
             path: self.file.to_string(),
             line: self.line_of(span),
@@ -215,7 +220,11 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
         Error::Invalid {
             path: file.to_string(),
             line,
-            key: if key == "." { "(top level)".into() } else { key },
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
             message: inner.message().trim().to_string(),
         }
     })?;
@@ -232,7 +241,12 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
     }
 
     let proxy = ProxySettings {
-        aliases: raw.proxy.aliases.iter().map(|a| a.to_ascii_lowercase()).collect(),
+        aliases: raw
+            .proxy
+            .aliases
+            .iter()
+            .map(|a| a.to_ascii_lowercase())
+            .collect(),
         max_message_size: usize_of(ctx.opt_int(
             &raw.proxy.max_message_size,
             "proxy.max_message_size",
@@ -252,13 +266,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
             1,
             256,
         )?),
-        udp_mtu: usize_of(ctx.opt_int(
-            &raw.proxy.udp_mtu,
-            "proxy.udp_mtu",
-            1_300,
-            500,
-            65_000,
-        )?),
+        udp_mtu: usize_of(ctx.opt_int(&raw.proxy.udp_mtu, "proxy.udp_mtu", 1_300, 500, 65_000)?),
     };
 
     let runtime = RuntimeSettings {
@@ -452,14 +460,17 @@ fn modules(
         let span = m.span();
         let m = m.get_ref();
         if !valid_name(name) {
-            return Err(ctx.err(
-                &span,
-                &key,
-                "module names use letters, digits, '-' and '_'",
-            ));
+            return Err(ctx.err(&span, &key, "module names use letters, digits, '-' and '_'"));
         }
         let mut params = Vec::new();
-        flatten_params(ctx, &span, &format!("{key}.params"), "", &m.params, &mut params)?;
+        flatten_params(
+            ctx,
+            &span,
+            &format!("{key}.params"),
+            "",
+            &m.params,
+            &mut params,
+        )?;
         let memory_mb = ctx.opt_int(
             &m.memory_mb,
             &format!("{key}.memory_mb"),
@@ -658,7 +669,10 @@ fn chain(
             return Err(ctx.err(
                 &span,
                 format!("{ekey}.module"),
-                format!("no module is named {:?} (define it under [modules.{}])", e.module, e.module),
+                format!(
+                    "no module is named {:?} (define it under [modules.{}])",
+                    e.module, e.module
+                ),
             ));
         };
         if def.tenant != tenant {

@@ -119,13 +119,11 @@ fn unknown_module_in_chain() {
 
 #[test]
 fn bad_address_and_transport() {
-    let (line, key, _) = err_of(
-        "version = 1\n[[listen]]\ntransport = \"udp\"\naddress = \"localhost\"\n",
-    );
+    let (line, key, _) =
+        err_of("version = 1\n[[listen]]\ntransport = \"udp\"\naddress = \"localhost\"\n");
     assert_eq!((line, key.as_str()), (4, "listen[0].address"));
-    let (line, key, _) = err_of(
-        "version = 1\n[[listen]]\ntransport = \"sctp\"\naddress = \"127.0.0.1:1\"\n",
-    );
+    let (line, key, _) =
+        err_of("version = 1\n[[listen]]\ntransport = \"sctp\"\naddress = \"127.0.0.1:1\"\n");
     assert_eq!((line, key.as_str()), (3, "listen[0].transport"));
 }
 

@@ -123,9 +123,8 @@ impl TcpSide {
         let rt = tokio::runtime::Handle::current();
         let _ = self.shared.runtime.set(rt.clone());
         let _ = self.shared.handler.set(handler);
-        let taken: Vec<_> = std::mem::take(
-            &mut *self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
-        );
+        let taken: Vec<_> =
+            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|p| p.into_inner()));
         for (id, l) in taken.into_iter().enumerate() {
             let Some(l) = l else { continue };
             let listener = match tokio::net::TcpListener::from_std(l) {

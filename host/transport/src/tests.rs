@@ -118,7 +118,8 @@ async fn tcp_framing_reuse_and_limits() {
         transport: Transport::Tcp,
         addr: client,
     };
-    t.send(dest, 0, Bytes::from_static(b"SIP/2.0 200 OK\r\n")).unwrap();
+    t.send(dest, 0, Bytes::from_static(b"SIP/2.0 200 OK\r\n"))
+        .unwrap();
     let mut back = [0u8; 16];
     s.read_exact(&mut back).await.unwrap();
     assert_eq!(&back, b"SIP/2.0 200 OK\r\n");
@@ -129,7 +130,10 @@ async fn tcp_framing_reuse_and_limits() {
     let mut s3 = tokio::net::TcpStream::connect(local).await.unwrap();
     let mut b = [0u8; 1];
     let r = tokio::time::timeout(Duration::from_secs(2), s3.read(&mut b)).await;
-    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "third connection should be closed");
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "third connection should be closed"
+    );
     assert_eq!(t.stats().tcp_refused.load(Ordering::Relaxed), 1);
 
     // A framing error (negative Content-Length) closes the stream.
@@ -173,7 +177,10 @@ async fn tcp_outbound_connects_and_receives_replies() {
     assert_eq!(got[0].src, addr);
     assert_eq!(got[0].listener, 0);
     // Connect failure is counted, not fatal.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let dead = Destination {
         transport: Transport::Tcp,
         addr: closed,

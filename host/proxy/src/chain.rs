@@ -1,0 +1,145 @@
+//! Folding a route's module chain into one verdict, with each entry's failure policy.
+
+use weir_config::{ChainEntry, OnError};
+use weir_message::Message;
+use weir_wasm::{CallContext, ModuleFailure, Verdict};
+
+use crate::stats::inc;
+use crate::{Core, Rx};
+
+/// What a request chain decided.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Forward by the usual rules (Route, next hop, request URI).
+    Continue,
+    /// Forward to these targets (the first, in stateless mode).
+    Forward(Vec<String>),
+    /// Answer locally.
+    Reply {
+        code: u16,
+        reason: String,
+        headers: Vec<(String, String)>,
+    },
+    /// Discard.
+    Drop,
+}
+
+fn wasm_transport(t: weir_transport::Transport) -> weir_wasm::Transport {
+    match t {
+        weir_transport::Transport::Udp => weir_wasm::Transport::Udp,
+        weir_transport::Transport::Tcp => weir_wasm::Transport::Tcp,
+    }
+}
+
+impl Core {
+    fn call_ctx(&self, rx: Rx) -> CallContext<'_> {
+        CallContext {
+            source: rx.src,
+            transport: wasm_transport(rx.transport),
+            listener: self
+                .transports
+                .listeners()
+                .get(rx.listener)
+                .map_or("", |l| l.name.as_str()),
+        }
+    }
+
+    /// Run one module, or report why it could not give a verdict.
+    fn call(
+        &self,
+        entry: &ChainEntry,
+        msg: &mut Message,
+        rx: Rx,
+        reply: bool,
+    ) -> Result<Verdict, ModuleFailure> {
+        let Some(module) = self.registry.get(&entry.module) else {
+            return Err(ModuleFailure::Error(format!(
+                "module {} is not loaded",
+                entry.module
+            )));
+        };
+        let ctx = self.call_ctx(rx);
+        if reply {
+            module.on_reply(msg, &ctx)
+        } else {
+            module.on_request(msg, &ctx)
+        }
+    }
+
+    fn failed(&self, route: &str, entry: &ChainEntry, failure: &ModuleFailure) {
+        inc(&self.stats.module_failures);
+        tracing::warn!(
+            route,
+            module = %entry.module,
+            failure = %failure,
+            policy = ?entry.on_error,
+            "module failed"
+        );
+    }
+
+    /// Run the request chain of `route` over `msg`.
+    pub(crate) fn request_chain(
+        &self,
+        route: &weir_config::Route,
+        msg: &mut Message,
+        rx: Rx,
+    ) -> Outcome {
+        for entry in &route.request {
+            match self.call(entry, msg, rx, false) {
+                Ok(Verdict::Continue) => continue,
+                Ok(Verdict::Forward(targets)) => return Outcome::Forward(targets),
+                Ok(Verdict::Reply {
+                    code,
+                    reason,
+                    headers,
+                }) => {
+                    return Outcome::Reply {
+                        code,
+                        reason,
+                        headers,
+                    }
+                }
+                Ok(Verdict::Drop) => return Outcome::Drop,
+                Err(failure) => {
+                    self.failed(&route.name, entry, &failure);
+                    match entry.on_error {
+                        OnError::Skip => continue,
+                        OnError::Drop => return Outcome::Drop,
+                        OnError::Reply(code) => {
+                            return Outcome::Reply {
+                                code,
+                                reason: String::new(),
+                                headers: Vec::new(),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Outcome::Continue
+    }
+
+    /// Run the reply chain of `route` over a response; false means drop it.
+    pub(crate) fn reply_chain(
+        &self,
+        route: &weir_config::Route,
+        msg: &mut Message,
+        rx: Rx,
+    ) -> bool {
+        for entry in &route.reply {
+            match self.call(entry, msg, rx, true) {
+                Ok(Verdict::Drop) => return false,
+                Ok(_) => continue,
+                Err(failure) => {
+                    self.failed(&route.name, entry, &failure);
+                    match entry.on_error {
+                        OnError::Skip => continue,
+                        // A reply cannot be answered: any other policy drops it.
+                        OnError::Drop | OnError::Reply(_) => return false,
+                    }
+                }
+            }
+        }
+        true
+    }
+}

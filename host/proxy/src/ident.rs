@@ -1,0 +1,179 @@
+//! Who "we" are (listener addresses and aliases), and the Via branches we generate.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use weir_message::{Message, Uri, Via};
+use weir_transport::{ListenerInfo, Transport};
+
+/// RFC 3261 magic cookie.
+const COOKIE: &str = "z9hG4bK";
+/// Marks a branch Weir generated: `z9hG4bKw<route>x<txn hash><loop hash>`.
+const MARK: &str = "z9hG4bKw";
+
+/// The addresses and names that mean this proxy.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// (host as advertised, port, transport) for each listener.
+    addrs: Vec<(String, u16, Transport)>,
+    aliases: Vec<String>,
+}
+
+impl Identity {
+    /// Build from the bound listeners and the configured aliases.
+    pub fn new(listeners: &[ListenerInfo], aliases: &[String]) -> Identity {
+        Identity {
+            addrs: listeners
+                .iter()
+                .flat_map(|l| {
+                    // Both the advertised and the bound address mean us.
+                    let bound = weir_transport::host_of(&l.local);
+                    [
+                        (l.host.to_ascii_lowercase(), l.port, l.transport),
+                        (bound, l.local.port(), l.transport),
+                    ]
+                })
+                .collect(),
+            aliases: aliases.to_vec(),
+        }
+    }
+
+    fn port_is_ours(&self, port: u16) -> bool {
+        self.addrs.iter().any(|(_, p, _)| *p == port)
+    }
+
+    /// Whether `host[:port]` names this proxy. A missing port means the default 5060
+    /// (5061 for `sips`), which must be one of ours.
+    pub fn is_me(&self, host: &str, port: Option<u16>, secure: bool) -> bool {
+        let host = host.to_ascii_lowercase();
+        let port = port.unwrap_or(if secure { 5061 } else { 5060 });
+        let named = self.aliases.contains(&host);
+        if named {
+            return self.port_is_ours(port);
+        }
+        self.addrs.iter().any(|(h, p, _)| *h == host && *p == port)
+    }
+
+    /// Whether a URI points at this proxy.
+    pub fn is_my_uri(&self, uri: &Uri) -> bool {
+        self.is_me(
+            &uri.host,
+            uri.port,
+            matches!(uri.scheme, weir_message::Scheme::Sips),
+        )
+    }
+
+    /// Whether a Via's sent-by is one of ours.
+    pub fn is_my_via(&self, via: &Via) -> bool {
+        self.is_me(
+            &via.host,
+            via.port,
+            via.transport.eq_ignore_ascii_case("TLS"),
+        )
+    }
+}
+
+/// Hash of what identifies the transaction upstream: the incoming top Via branch when it
+/// carries the RFC 3261 cookie, so that retransmissions, the CANCEL and the ACK of a
+/// non-2xx reply get the same branch downstream (§16.11); otherwise the RFC 2543 fields.
+fn txn_hash(req: &Message, top: &Via) -> u64 {
+    let mut h = DefaultHasher::new();
+    match top.branch() {
+        Some(b) if b.starts_with(COOKIE) => {
+            b.hash(&mut h);
+            top.host.to_ascii_lowercase().hash(&mut h);
+            top.port.hash(&mut h);
+        }
+        _ => {
+            req.request_uri().hash(&mut h);
+            req.from_tag().hash(&mut h);
+            req.call_id().hash(&mut h);
+            req.cseq().ok().map(|c| c.seq).hash(&mut h);
+            top.to_string().hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// Hash of the fields §16.3 step 4 uses to tell a loop from a spiral. The To tag is left
+/// out so the ACK of a non-2xx reply keeps the INVITE's branch.
+pub(crate) fn loop_hash(req: &Message) -> u32 {
+    let mut h = DefaultHasher::new();
+    req.request_uri().hash(&mut h);
+    req.from_tag().hash(&mut h);
+    req.call_id().hash(&mut h);
+    req.cseq().ok().map(|c| c.seq).hash(&mut h);
+    for v in req.headers.get_all("Proxy-Require") {
+        v.hash(&mut h);
+    }
+    for v in req.headers.get_all("Proxy-Authorization") {
+        v.hash(&mut h);
+    }
+    // Truncation is intended: 32 bits are plenty to tell a loop from a spiral.
+    (h.finish() & 0xffff_ffff) as u32
+}
+
+/// The branch for a request leaving by `route` (index into the route table).
+pub(crate) fn branch(req: &Message, top: &Via, route: usize, loop_hash: u32) -> String {
+    format!("{MARK}{route}x{:016x}{loop_hash:08x}", txn_hash(req, top))
+}
+
+/// The route index and loop hash from a branch Weir generated.
+pub(crate) fn parse_branch(branch: &str) -> Option<(usize, u32)> {
+    let rest = branch.strip_prefix(MARK)?;
+    let (route, hashes) = rest.split_once('x')?;
+    let route = route.parse().ok()?;
+    let loop_part = hashes.get(16..24)?;
+    let lh = u32::from_str_radix(loop_part, 16).ok()?;
+    Some((route, lh))
+}
+
+/// A To tag for stateless replies: stable for retransmissions of the same request.
+pub(crate) fn to_tag(req: &Message) -> String {
+    let mut h = DefaultHasher::new();
+    req.call_id().hash(&mut h);
+    req.from_tag().hash(&mut h);
+    if let Ok(v) = req.top_via() {
+        v.branch().hash(&mut h);
+    }
+    format!("w{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_round_trip() {
+        let req = Message::parse(
+            b"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKabc\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
+            &weir_message::Limits::default(),
+        )
+        .unwrap();
+        let top = req.top_via().unwrap();
+        let lh = loop_hash(&req);
+        let b = branch(&req, &top, 3, lh);
+        assert!(b.starts_with("z9hG4bKw3x"));
+        assert_eq!(parse_branch(&b), Some((3, lh)));
+        assert_eq!(b, branch(&req, &top, 3, lh), "stable for retransmissions");
+        assert_eq!(parse_branch("z9hG4bKother"), None);
+        assert_eq!(parse_branch("z9hG4bKw1xshort"), None);
+    }
+
+    #[test]
+    fn identity_matches_ports_and_aliases() {
+        let l = ListenerInfo {
+            name: "u".into(),
+            transport: Transport::Udp,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            host: "127.0.0.1".into(),
+            port: 5060,
+        };
+        let id = Identity::new(&[l], &["proxy.example.com".into()]);
+        assert!(id.is_me("127.0.0.1", Some(5060), false));
+        assert!(id.is_me("127.0.0.1", None, false));
+        assert!(!id.is_me("127.0.0.1", Some(5070), false));
+        assert!(id.is_me("PROXY.example.com", None, false));
+        assert!(!id.is_me("proxy.example.com", None, true));
+        assert!(!id.is_me("192.0.2.1", Some(5060), false));
+    }
+}

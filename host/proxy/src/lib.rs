@@ -1,0 +1,127 @@
+//! Weir's proxy core: route selection, module chains and RFC 3261 §16 request
+//! forwarding, stateless (§16.11) for now.
+//!
+//! This crate decides what happens to each message the transports hand over: it parses
+//! and sanity-checks it, answers what must be answered locally (400/483/482/513, OPTIONS
+//! keep-alives to the proxy itself), selects the route, folds the route's module chain
+//! into one verdict, and forwards with Via, Max-Forwards, Record-Route and Route handled
+//! as §16 says. Only this crate writes Via, branch and Max-Forwards; modules see a view
+//! and return verdicts. It never blocks: the per-message path is synchronous, and the
+//! rare work that must wait (DNS) is spawned on the runtime.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod chain;
+mod ident;
+mod request;
+mod resolve;
+mod response;
+mod stats;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use weir_config::{Config, Route};
+use weir_message::{Limits, Message};
+use weir_transport::{Destination, Handler, Inbound, ListenerId, Transport, Transports};
+use weir_wasm::ModuleRegistry;
+
+pub use ident::Identity;
+pub use stats::{Stats, StatsSnapshot};
+
+// === Core ===
+
+/// The proxy: shared by every transport thread and task.
+pub struct Core {
+    me: Weak<Core>,
+    routes: Vec<Route>,
+    registry: Arc<ModuleRegistry>,
+    transports: Arc<Transports>,
+    ident: Identity,
+    limits: Limits,
+    server_header: String,
+    udp_mtu: usize,
+    runtime: tokio::runtime::Handle,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The context a message was received in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rx {
+    pub src: SocketAddr,
+    pub listener: ListenerId,
+    pub transport: Transport,
+}
+
+impl Core {
+    /// Build the core over bound transports and loaded modules. Call
+    /// [`Transports::start`] with it (as a [`Handler`]) to begin serving. Must be called
+    /// inside a tokio runtime.
+    pub fn new(
+        config: &Config,
+        transports: Arc<Transports>,
+        registry: Arc<ModuleRegistry>,
+    ) -> Arc<Core> {
+        let ident = Identity::new(transports.listeners(), &config.proxy.aliases);
+        Arc::new_cyclic(|me| Core {
+            me: me.clone(),
+            routes: config.routes.clone(),
+            registry,
+            transports,
+            ident,
+            limits: Limits {
+                max_message_size: config.proxy.max_message_size,
+                ..Limits::default()
+            },
+            server_header: config.proxy.server_header.clone(),
+            udp_mtu: config.proxy.udp_mtu,
+            runtime: tokio::runtime::Handle::current(),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The transports this core sends through.
+    pub fn transports(&self) -> &Arc<Transports> {
+        &self.transports
+    }
+
+    /// Serialise and send, counting failures.
+    pub(crate) fn send(&self, dest: Destination, listener: ListenerId, msg: &Message) {
+        let mut out = Vec::with_capacity(msg.body.len() + 1024);
+        msg.write_to(&mut out);
+        if let Err(e) = self.transports.send(dest, listener, Bytes::from(out)) {
+            stats::inc(&self.stats.send_failed);
+            tracing::debug!(dest = %dest.addr, error = %e, "send failed");
+        }
+    }
+}
+
+impl Handler for Core {
+    fn on_message(&self, msg: Inbound) {
+        let rx = Rx {
+            src: msg.src,
+            listener: msg.listener,
+            transport: msg.transport,
+        };
+        match Message::parse_bytes(&msg.data, &self.limits) {
+            Ok(m) if m.is_request() => self.on_request(m, rx),
+            Ok(m) => self.on_response(m, rx),
+            Err(e) => self.on_parse_error(e, rx),
+        }
+    }
+}

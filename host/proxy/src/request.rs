@@ -1,0 +1,482 @@
+//! Requests: sanity, local answers, route selection, the module chain and stateless
+//! forwarding (RFC 3261 §16.3–16.6, §16.11).
+
+use std::net::IpAddr;
+
+use weir_config::Route;
+use weir_message::{reason_phrase, Message, Method, NameAddr, ParseError, Uri, Via};
+use weir_transport::{Destination, ListenerId, Transport};
+
+use crate::chain::Outcome;
+use crate::ident::{branch, loop_hash, parse_branch, to_tag};
+use crate::resolve;
+use crate::stats::inc;
+use crate::{Core, Rx};
+
+/// Max-Forwards put on requests that carry none (RFC 3261 §16.6 step 3).
+const DEFAULT_MAX_FORWARDS: u32 = 70;
+
+/// Methods whose initial requests create dialogs and so get a Record-Route.
+fn forms_dialog(m: &Method) -> bool {
+    matches!(
+        m,
+        Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
+    )
+}
+
+// === Header helpers ===
+
+/// Rewrite the first via-parm of the first Via line.
+fn edit_top_via(msg: &mut Message, f: impl FnOnce(&mut Via)) {
+    let Some(pos) = msg.headers.position("Via") else {
+        return;
+    };
+    let Some(h) = msg.headers.get_mut(pos) else {
+        return;
+    };
+    let Ok(mut vias) = Via::parse_list(&h.value) else {
+        return;
+    };
+    if let Some(top) = vias.first_mut() {
+        f(top);
+    }
+    h.value = join(&vias);
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    let mut out = String::new();
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&it.to_string());
+    }
+    out
+}
+
+/// Remove the first entry of a list header (`Via`, `Route`), returning it.
+pub(crate) fn pop_first<T, P>(msg: &mut Message, name: &str, parse: P) -> Option<T>
+where
+    T: std::fmt::Display,
+    P: Fn(&str) -> Option<Vec<T>>,
+{
+    let pos = msg.headers.position(name)?;
+    let h = msg.headers.get_mut(pos)?;
+    let mut items = parse(&h.value)?;
+    if items.is_empty() {
+        return None;
+    }
+    let first = items.remove(0);
+    if items.is_empty() {
+        msg.headers.remove_at(pos);
+    } else {
+        h.value = join(&items);
+    }
+    Some(first)
+}
+
+fn routes_of(v: &str) -> Option<Vec<NameAddr>> {
+    NameAddr::parse_list(v).ok()
+}
+
+/// The first Route entry.
+fn first_route(msg: &Message) -> Option<NameAddr> {
+    let v = msg.headers.get("Route")?;
+    routes_of(v)?.into_iter().next()
+}
+
+/// Remove the last Route entry (§16.4 strict-router recovery).
+fn pop_last_route(msg: &mut Message) -> Option<NameAddr> {
+    let positions: Vec<usize> = msg
+        .headers
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| weir_message::names_equal(&h.name, "Route"))
+        .map(|(i, _)| i)
+        .collect();
+    let pos = *positions.last()?;
+    let h = msg.headers.get_mut(pos)?;
+    let mut items = routes_of(&h.value)?;
+    let last = items.pop()?;
+    if items.is_empty() {
+        msg.headers.remove_at(pos);
+    } else {
+        h.value = join(&items);
+    }
+    Some(last)
+}
+
+/// Put `value` first among the lines of `name` (or first of all headers if none).
+fn insert_first(msg: &mut Message, name: &str, value: String) {
+    let pos = msg.headers.position(name).unwrap_or(0);
+    msg.headers.insert(pos, name, value);
+}
+
+fn same_ip(host: &str, ip: IpAddr) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<IpAddr>().is_ok_and(|h| h == ip)
+}
+
+// === Requests ===
+
+impl Core {
+    /// Something that did not parse: answer it if a reply can be routed, else count a drop.
+    pub(crate) fn on_parse_error(&self, e: ParseError, rx: Rx) {
+        let code = e.status_code();
+        let reason = e.reason().to_string();
+        match e.into_partial() {
+            Some(mut req) => {
+                inc(&self.stats.malformed_replied);
+                tracing::debug!(src = %rx.src, %reason, "malformed request answered");
+                self.stamp_via(&mut req, rx);
+                self.reply(&req, rx, code, &reason, &[]);
+            }
+            None => {
+                inc(&self.stats.parse_dropped);
+                tracing::debug!(src = %rx.src, %reason, "unparseable message dropped");
+            }
+        }
+    }
+
+    /// RFC 3261 §18.2.1 and RFC 3581: note where the request really came from. On
+    /// streams the source is always recorded, so replies find the connection again.
+    fn stamp_via(&self, req: &mut Message, rx: Rx) {
+        let stream = rx.transport != Transport::Udp;
+        edit_top_via(req, |via| {
+            if stream || !same_ip(&via.host, rx.src.ip()) {
+                via.set_param("received", Some(rx.src.ip().to_string()));
+            }
+            if stream || via.rport().is_some() {
+                via.set_param("rport", Some(rx.src.port().to_string()));
+            }
+        });
+    }
+
+    pub(crate) fn on_request(&self, mut req: Message, rx: Rx) {
+        inc(&self.stats.requests);
+        if let Err(m) = req.validate_request() {
+            inc(&self.stats.malformed_replied);
+            self.stamp_via(&mut req, rx);
+            self.reply(&req, rx, 400, m.reason(), &[]);
+            return;
+        }
+        self.stamp_via(&mut req, rx);
+        let is_options = req.method() == Some(&Method::Options);
+        let ruri = req.request_uri().and_then(|u| Uri::parse(u).ok());
+
+        // Keep-alive / monitoring OPTIONS to the proxy itself (Kamailio's default config).
+        if is_options
+            && !req.headers.contains("Route")
+            && ruri
+                .as_ref()
+                .is_some_and(|u| u.user.is_none() && self.ident.is_my_uri(u))
+        {
+            let allow = [
+                ("Accept".to_string(), "*/*".to_string()),
+                ("Accept-Language".to_string(), "en".to_string()),
+            ];
+            self.reply(&req, rx, 200, "Keepalive", &allow);
+            return;
+        }
+
+        let max_forwards = match req.max_forwards() {
+            Ok(mf) => mf,
+            Err(_) => {
+                self.reply(&req, rx, 400, "Malformed Max-Forwards", &[]);
+                return;
+            }
+        };
+        if max_forwards == Some(0) {
+            inc(&self.stats.too_many_hops);
+            self.reply(&req, rx, 483, "Too Many Hops", &[]);
+            return;
+        }
+
+        self.preprocess_routes(&mut req, ruri.as_ref());
+
+        let lh = loop_hash(&req);
+        if self.is_loop(&req, lh) {
+            inc(&self.stats.loops);
+            self.reply(&req, rx, 482, "Loop Detected", &[]);
+            return;
+        }
+
+        let Some((route_idx, route)) = self.select_route(&req, rx) else {
+            inc(&self.stats.no_route);
+            self.reply(&req, rx, 404, "No Route", &[]);
+            return;
+        };
+
+        match self.request_chain(route, &mut req, rx) {
+            Outcome::Continue => self.forward(req, rx, route_idx, None, max_forwards, lh),
+            Outcome::Forward(targets) => {
+                let target = targets.first().and_then(|t| Uri::parse(t).ok());
+                match target {
+                    Some(t) => self.forward(req, rx, route_idx, Some(t), max_forwards, lh),
+                    None => {
+                        inc(&self.stats.module_failures);
+                        tracing::warn!(route = %route.name, ?targets, "module gave no usable forward target");
+                        self.reply(&req, rx, 500, "Bad Forward Target", &[]);
+                    }
+                }
+            }
+            Outcome::Reply {
+                code,
+                reason,
+                headers,
+            } => self.reply(&req, rx, code, &reason, &headers),
+            Outcome::Drop => inc(&self.stats.module_dropped),
+        }
+    }
+
+    /// §16.4: undo a strict router's rewrite, then strip our own Route entries.
+    fn preprocess_routes(&self, req: &mut Message, ruri: Option<&Uri>) {
+        if let Some(u) = ruri {
+            if u.user.is_none() && u.has_lr() && self.ident.is_my_uri(u) {
+                if let Some(last) = pop_last_route(req) {
+                    req.set_request_uri(last.uri.to_string());
+                }
+            }
+        }
+        // At most two: a double Record-Route (transport change) put two of ours in.
+        for _ in 0..2 {
+            match first_route(req) {
+                Some(r) if self.ident.is_my_uri(&r.uri) => {
+                    pop_first(req, "Route", routes_of);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// §16.3 step 4: a Via of ours whose loop hash matches this request means a loop;
+    /// a different hash is a spiral and fine.
+    fn is_loop(&self, req: &Message, lh: u32) -> bool {
+        let Ok(vias) = req.vias() else { return false };
+        vias.iter().skip(1).any(|v| {
+            self.ident.is_my_via(v)
+                && v.branch()
+                    .and_then(parse_branch)
+                    .is_some_and(|(_, h)| h == lh)
+        })
+    }
+
+    fn select_route(&self, req: &Message, rx: Rx) -> Option<(usize, &Route)> {
+        let method = req.method()?.as_str();
+        let host = req
+            .request_uri()
+            .and_then(|u| Uri::parse(u).ok())
+            .map(|u| u.host.to_ascii_lowercase());
+        let listener = self.transports.listeners().get(rx.listener)?.name.as_str();
+        self.routes.iter().enumerate().find(|(_, r)| {
+            (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
+                && (r.domains.is_empty()
+                    || host
+                        .as_ref()
+                        .is_some_and(|h| r.domains.iter().any(|d| d == h)))
+                && (r.listeners.is_empty() || r.listeners.iter().any(|l| l == listener))
+        })
+    }
+
+    /// §16.6: pick the destination, then resolve it and send.
+    fn forward(
+        &self,
+        mut req: Message,
+        rx: Rx,
+        route_idx: usize,
+        explicit: Option<Uri>,
+        max_forwards: Option<u32>,
+        lh: u32,
+    ) {
+        let Some(route) = self.routes.get(route_idx) else {
+            return;
+        };
+        // A next hop without a transport param keeps the transport the request came in
+        // on, so a UDP/TCP relay to one next hop needs one route, not one per transport.
+        let mut keep_transport = false;
+        let dest_uri = match explicit {
+            Some(u) => Some(u),
+            None => match first_route(&req) {
+                Some(r) if r.uri.has_lr() => Some(r.uri),
+                Some(r) => {
+                    // Next hop is a strict router (§16.6 step 6): it wants the Route URI
+                    // as request URI, with the old request URI last in the Route set.
+                    if let Some(old) = req.request_uri().map(str::to_string) {
+                        req.headers.push("Route", format!("<{old}>"));
+                    }
+                    pop_first(&mut req, "Route", routes_of);
+                    req.set_request_uri(r.uri.to_string());
+                    Some(r.uri)
+                }
+                None => match &route.next_hop {
+                    Some(nh) => {
+                        let u = Uri::parse(nh).ok();
+                        keep_transport = u.as_ref().is_some_and(|u| u.transport().is_none());
+                        u
+                    }
+                    None => req.request_uri().and_then(|u| Uri::parse(u).ok()),
+                },
+            },
+        };
+        let Some(dest_uri) = dest_uri else {
+            self.reply(&req, rx, 416, "Unsupported URI Scheme", &[]);
+            return;
+        };
+        let target = match resolve::of_uri(&dest_uri) {
+            Ok(t) if keep_transport => t.with_transport(rx.transport),
+            Ok(t) => t,
+            Err(u) => {
+                self.reply(&req, rx, u.code, u.reason, &[]);
+                return;
+            }
+        };
+        let new_mf = max_forwards.map_or(DEFAULT_MAX_FORWARDS, |n| n.saturating_sub(1));
+        req.headers.set("Max-Forwards", new_mf.to_string());
+        let record_route =
+            route.record_route && req.to_tag().is_none() && req.method().is_some_and(forms_dialog);
+        self.resolve_then(target, move |core, dest| {
+            core.send_request(req, rx, dest, route_idx, lh, record_route);
+        });
+    }
+
+    fn send_request(
+        &self,
+        mut req: Message,
+        rx: Rx,
+        mut dest: Destination,
+        route_idx: usize,
+        lh: u32,
+        record_route: bool,
+    ) {
+        // A request too big for a datagram goes by TCP where we can (§18.1.1).
+        if dest.transport == Transport::Udp
+            && req.body.len() + 1500 > self.udp_mtu
+            && self
+                .transports
+                .has_listener(Transport::Tcp, dest.addr.is_ipv4())
+            && estimated_size(&req) > self.udp_mtu
+        {
+            dest.transport = Transport::Tcp;
+        }
+        let Some(out) = self
+            .transports
+            .pick_listener(dest.transport, dest.addr, Some(rx.listener))
+        else {
+            inc(&self.stats.unresolvable);
+            self.reply(&req, rx, 503, "Transport Not Available", &[]);
+            return;
+        };
+        if self
+            .transports
+            .listeners()
+            .iter()
+            .any(|l| l.local == dest.addr && l.transport == dest.transport)
+        {
+            inc(&self.stats.loops);
+            self.reply(&req, rx, 482, "Loop Detected", &[]);
+            return;
+        }
+        if record_route {
+            self.record_route(&mut req, rx.listener, out);
+        }
+        let Ok(top) = req.top_via() else { return };
+        let via = self.via_for(out, &branch(&req, &top, route_idx, lh));
+        req.headers.insert(0, "Via", via);
+        self.send(dest, out, &req);
+        inc(&self.stats.forwarded);
+    }
+
+    /// Our Via for a request leaving by listener `out`.
+    fn via_for(&self, out: ListenerId, branch: &str) -> String {
+        let (proto, host, port) = self.advertised(out);
+        format!("SIP/2.0/{proto} {host}:{port};branch={branch}")
+    }
+
+    fn advertised(&self, l: ListenerId) -> (&'static str, String, u16) {
+        match self.transports.listeners().get(l) {
+            Some(info) => (
+                match info.transport {
+                    Transport::Udp => "UDP",
+                    Transport::Tcp => "TCP",
+                },
+                info.host.clone(),
+                info.port,
+            ),
+            None => ("UDP", "127.0.0.1".into(), 5060),
+        }
+    }
+
+    /// Record-Route, doubled when the request changes listener (transport or family),
+    /// so each side of the dialog reaches us on its own side (RFC 5658 `r2=on`).
+    fn record_route(&self, req: &mut Message, inbound: ListenerId, outbound: ListenerId) {
+        let rr = |l: ListenerId, r2: bool| {
+            let (proto, host, port) = self.advertised(l);
+            let transport = if proto == "UDP" { "" } else { ";transport=tcp" };
+            let r2 = if r2 { ";r2=on" } else { "" };
+            format!("<sip:{host}:{port}{transport};lr{r2}>")
+        };
+        if inbound == outbound {
+            insert_first(req, "Record-Route", rr(outbound, false));
+        } else {
+            insert_first(req, "Record-Route", rr(inbound, true));
+            insert_first(req, "Record-Route", rr(outbound, true));
+        }
+    }
+
+    /// Answer a request statelessly, routed back by its (stamped) top Via. ACKs are
+    /// never answered.
+    pub(crate) fn reply(
+        &self,
+        req: &Message,
+        rx: Rx,
+        code: u16,
+        reason: &str,
+        headers: &[(String, String)],
+    ) {
+        if req.method() == Some(&Method::Ack) {
+            return;
+        }
+        let reason = if reason.is_empty() {
+            reason_phrase(code)
+        } else {
+            reason
+        };
+        let tag = to_tag(req);
+        let mut resp = req.reply(code, reason, (code > 100).then_some(tag.as_str()));
+        resp.headers.push("Server", self.server_header.as_str());
+        for (n, v) in headers {
+            resp.headers.push(n.as_str(), v.as_str());
+        }
+        inc(&self.stats.local_replies);
+        self.send_response(resp, rx);
+    }
+
+    /// Send a response to where its top Via says (on streams: the connection it came
+    /// in on, whose address the stamped Via carries).
+    pub(crate) fn send_response(&self, resp: Message, rx: Rx) {
+        let Some(target) = resp.top_via().ok().as_ref().and_then(resolve::of_via) else {
+            inc(&self.stats.responses_dropped);
+            return;
+        };
+        self.resolve_then(target, move |core, dest| {
+            let Some(out) =
+                core.transports
+                    .pick_listener(dest.transport, dest.addr, Some(rx.listener))
+            else {
+                inc(&core.stats.responses_dropped);
+                return;
+            };
+            core.send(dest, out, &resp);
+        });
+    }
+}
+
+/// Size of the request on the wire, computed only when it might be too large for UDP.
+fn estimated_size(req: &Message) -> usize {
+    let mut out = Vec::new();
+    req.write_to(&mut out);
+    out.len() + 200
+}

@@ -1,0 +1,49 @@
+//! Responses: check the top Via is ours, remove it, run the reply chain of the route
+//! that forwarded the request, and relay by the next Via (RFC 3261 §16.7 stateless, §18).
+
+use weir_message::{Message, Via};
+
+use crate::ident::parse_branch;
+use crate::request::pop_first;
+use crate::resolve;
+use crate::stats::inc;
+use crate::{Core, Rx};
+
+impl Core {
+    pub(crate) fn on_response(&self, mut resp: Message, rx: Rx) {
+        inc(&self.stats.responses);
+        if resp.validate_response().is_err() {
+            inc(&self.stats.responses_dropped);
+            return;
+        }
+        let Ok(top) = resp.top_via() else {
+            inc(&self.stats.responses_dropped);
+            return;
+        };
+        if !self.ident.is_my_via(&top) {
+            // §18.1.2: a response whose top Via is not ours is discarded.
+            inc(&self.stats.responses_dropped);
+            tracing::debug!(src = %rx.src, "response not for us dropped");
+            return;
+        }
+        let route = top.branch().and_then(parse_branch).map(|(r, _)| r);
+        pop_first(&mut resp, "Via", |v| Via::parse_list(v).ok());
+        let Some(next) = resp.top_via().ok() else {
+            // It answered a request we originated: nothing to relay.
+            inc(&self.stats.responses_dropped);
+            return;
+        };
+        if let Some(route) = route.and_then(|r| self.routes.get(r)) {
+            if !route.reply.is_empty() && !self.reply_chain(route, &mut resp, rx) {
+                inc(&self.stats.module_dropped);
+                return;
+            }
+        }
+        if resolve::of_via(&next).is_none() {
+            inc(&self.stats.responses_dropped);
+            return;
+        }
+        inc(&self.stats.responses_relayed);
+        self.send_response(resp, rx);
+    }
+}

@@ -1,0 +1,67 @@
+//! Counters of what the core did with each message.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bump a counter.
+pub(crate) fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Counters, updated without locks.
+        #[derive(Debug, Default)]
+        pub struct Stats { $($(#[$doc])* pub $name: AtomicU64,)* }
+
+        /// A point-in-time copy of [`Stats`].
+        #[derive(Debug, Default, Clone, PartialEq, Eq)]
+        pub struct StatsSnapshot { $($(#[$doc])* pub $name: u64,)* }
+
+        impl Stats {
+            /// Read every counter.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl StatsSnapshot {
+            /// `(name, value)` pairs, for logs and metrics export.
+            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Requests parsed.
+    requests,
+    /// Responses parsed.
+    responses,
+    /// Unparseable messages that could not be answered, dropped.
+    parse_dropped,
+    /// Malformed requests answered with 400/505/513.
+    malformed_replied,
+    /// Requests forwarded.
+    forwarded,
+    /// Responses relayed upstream.
+    responses_relayed,
+    /// Responses not for us, or with nowhere to go, dropped.
+    responses_dropped,
+    /// Replies generated locally (all codes).
+    local_replies,
+    /// Requests answered 483 (Max-Forwards exhausted).
+    too_many_hops,
+    /// Requests answered 482 (loop).
+    loops,
+    /// Requests dropped by a module verdict or policy.
+    module_dropped,
+    /// Module failures (trap, timeout, memory, error, busy).
+    module_failures,
+    /// Requests that matched no route.
+    no_route,
+    /// Destinations that could not be resolved.
+    unresolvable,
+    /// Sends that failed.
+    send_failed,
+}

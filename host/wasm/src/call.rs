@@ -1,0 +1,104 @@
+//! What goes into and comes out of a module call.
+
+use std::net::SocketAddr;
+
+/// Where the message being processed came from.
+#[derive(Clone, Copy, Debug)]
+pub struct CallContext<'a> {
+    /// Source address of the message.
+    pub source: SocketAddr,
+    /// Transport it arrived on.
+    pub transport: Transport,
+    /// Name of the listener it arrived on (as in the config).
+    pub listener: &'a str,
+}
+
+/// A SIP transport, as in the WIT `transport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+    /// WebSocket.
+    Ws,
+    /// Secure WebSocket.
+    Wss,
+}
+
+/// What a module decided, checked by the host (see [`ModuleFailure::BadVerdict`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on with the next module (or forward at the end of the chain).
+    Continue,
+    /// Answer locally. `code` is within 100..=699, `reason` may be empty (standard
+    /// phrase), `headers` are valid and none of Via, CSeq, Call-ID, Content-Length,
+    /// From or To (the host copies those from the request).
+    Reply {
+        /// Status code.
+        code: u16,
+        /// Reason phrase; empty means the standard phrase.
+        reason: String,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+    },
+    /// Forward to these targets (1 to 16 SIP/SIPS/TEL URIs that parse).
+    Forward(Vec<String>),
+    /// Discard silently.
+    Drop,
+}
+
+/// Why a call produced no verdict. On every failure the message is left exactly as
+/// it was before the call (the module's edits are rolled back).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModuleFailure {
+    /// The guest trapped (`unreachable`, out-of-bounds access, a WASI call the host
+    /// refuses, a panic...). The instance was discarded.
+    #[error("trap: {0}")]
+    Trap(String),
+    /// The call ran past its timeout. The instance was discarded.
+    #[error("timed out")]
+    Timeout,
+    /// The guest tried to grow its memory past its limit. The instance was discarded.
+    #[error("out of memory")]
+    OutOfMemory,
+    /// The module returned an error (the instance is kept).
+    #[error("module error: {0}")]
+    Error(String),
+    /// Every instance the module may have is busy.
+    #[error("no instance available")]
+    Busy,
+    /// The module returned a verdict the host refuses (the instance is kept).
+    #[error("bad verdict: {0}")]
+    BadVerdict(String),
+}
+
+/// Counters of one loaded module.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModuleStats {
+    /// Calls attempted (`on_request` and `on_reply`).
+    pub calls: u64,
+    /// Calls where the module returned an error ([`ModuleFailure::Error`]).
+    pub errors: u64,
+    /// Calls refused for a bad verdict.
+    pub bad_verdicts: u64,
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Calls that timed out.
+    pub timeouts: u64,
+    /// Calls that ran out of memory.
+    pub oom: u64,
+    /// Calls refused because no instance could be had.
+    pub busy: u64,
+    /// Instances created (the one made by `load` included).
+    pub instances_created: u64,
+    /// Instances discarded after a trap, timeout or out-of-memory; each is replaced
+    /// by a fresh one when the next call finds the pool empty.
+    pub instances_replaced: u64,
+    /// Instances waiting in the pool now.
+    pub idle_instances: usize,
+    /// Instances alive now (idle and in a call).
+    pub live_instances: usize,
+}

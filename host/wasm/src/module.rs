@@ -1,0 +1,605 @@
+//! A loaded module: its pre-linked component, its pool of instances, its counters.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+use wasmtime::{Store, Trap};
+use weir_message::{canonical_name, is_valid_header_name, is_valid_header_value, Message, Uri};
+
+use crate::bindings::weir::sip::types::{
+    Param as WitParam, Reply as WitReply, Verdict as WitVerdict,
+};
+use crate::bindings::{Module, ModulePre};
+use crate::call::{CallContext, ModuleFailure, ModuleStats, Verdict};
+use crate::error::chain;
+use crate::host::imports::cut;
+use crate::host::message::MESSAGE_REP;
+use crate::host::{placeholder_message, Ctx, ModuleIdent};
+use crate::kv::KvStore;
+use crate::runtime::EpochTicker;
+use crate::spec::ModuleLimits;
+use crate::MAX_MESSAGE_BYTES;
+
+/// Most headers in a module's reply.
+const MAX_REPLY_HEADERS: usize = 32;
+/// Longest reason phrase of a module's reply.
+const MAX_REASON: usize = 256;
+/// Most forward targets.
+const MAX_TARGETS: usize = 16;
+/// Longest forward target.
+const MAX_TARGET_LEN: usize = 2048;
+/// Longest module error message kept.
+const MAX_ERROR_MESSAGE: usize = 1024;
+
+/// How a load found the module's compiled code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// No cache directory configured: compiled.
+    Disabled,
+    /// Loaded from the cache.
+    Hit,
+    /// Not in the cache (or unusable): compiled and written.
+    Miss,
+}
+
+/// Facts about how a module was loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadInfo {
+    /// Where the compiled code came from.
+    pub cache: CacheOutcome,
+    /// Reading the component and compiling it, or loading it from the cache.
+    pub code_time: Duration,
+    /// Linking, instantiating the first instance and running its `init`.
+    pub start_time: Duration,
+    /// Size of the component file.
+    pub component_bytes: u64,
+}
+
+/// A module ready to be called: compiled, linked, `init` accepted its params.
+///
+/// Calls take an idle instance from the module's pool (creating one only when the
+/// pool is empty, up to `max_instances`) and give it back afterwards. An instance that
+/// trapped, timed out or ran out of memory is dropped instead and replaced lazily.
+/// Hold it in an `Arc`: a call in progress keeps the module alive across a swap.
+pub struct LoadedModule {
+    ident: Arc<ModuleIdent>,
+    pre: ModulePre<Ctx>,
+    params: Vec<WitParam>,
+    limits: ModuleLimits,
+    call_ticks: u64,
+    start_ticks: u64,
+    kv: Arc<dyn KvStore>,
+    idle: Mutex<Vec<Instance>>,
+    live: AtomicUsize,
+    counters: Counters,
+    info: LoadInfo,
+    // Keeps the epoch ticking while this module can be called.
+    _ticker: Arc<EpochTicker>,
+}
+
+struct Instance {
+    store: Store<Ctx>,
+    bindings: Module,
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    errors: AtomicU64,
+    bad_verdicts: AtomicU64,
+    traps: AtomicU64,
+    timeouts: AtomicU64,
+    oom: AtomicU64,
+    busy: AtomicU64,
+    instances_created: AtomicU64,
+    instances_replaced: AtomicU64,
+}
+
+/// Why a fresh instance could not be made.
+pub(crate) enum StartFailure {
+    /// `init` returned an error.
+    Refused(String),
+    /// Instantiation or `init` trapped, timed out or ran out of memory.
+    Failed(ModuleFailure),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    Request,
+    Reply,
+}
+
+pub(crate) struct ModuleParts {
+    pub(crate) ident: Arc<ModuleIdent>,
+    pub(crate) pre: ModulePre<Ctx>,
+    pub(crate) params: Vec<WitParam>,
+    pub(crate) limits: ModuleLimits,
+    pub(crate) epoch_tick: Duration,
+    pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) info: LoadInfo,
+    pub(crate) ticker: Arc<EpochTicker>,
+}
+
+/// Epoch ticks for a budget: rounded up, plus one because the first tick comes
+/// anywhere within a tick of the call's start. The deadline fires between
+/// `timeout` and `timeout + tick`.
+fn ticks(budget: Duration, tick: Duration) -> u64 {
+    let whole = budget.as_nanos().div_ceil(tick.as_nanos().max(1));
+    u64::try_from(whole)
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
+}
+
+impl LoadedModule {
+    /// Builds the module and its first instance (which runs `init`).
+    pub(crate) fn start(parts: ModuleParts) -> Result<LoadedModule, StartFailure> {
+        let call_ticks = ticks(parts.limits.timeout, parts.epoch_tick);
+        let start_ticks = ticks(parts.limits.timeout.saturating_mul(10), parts.epoch_tick);
+        let module = LoadedModule {
+            ident: parts.ident,
+            pre: parts.pre,
+            params: parts.params,
+            limits: parts.limits,
+            call_ticks,
+            start_ticks,
+            kv: parts.kv,
+            idle: Mutex::new(Vec::new()),
+            live: AtomicUsize::new(1),
+            counters: Counters::default(),
+            info: parts.info,
+            _ticker: parts.ticker,
+        };
+        let first = module.instantiate()?;
+        module.checkin(first);
+        Ok(module)
+    }
+
+    pub(crate) fn set_start_time(&mut self, t: Duration) {
+        self.info.start_time = t;
+    }
+
+    /// Module name.
+    pub fn name(&self) -> &str {
+        &self.ident.name
+    }
+
+    /// Owning tenant.
+    pub fn tenant(&self) -> &str {
+        &self.ident.tenant
+    }
+
+    /// `"<tenant>/<name>"`: the module's kv namespace, and a registry key that two
+    /// tenants cannot collide on.
+    pub fn qualified_name(&self) -> &str {
+        &self.ident.qualified
+    }
+
+    /// The limits it runs under.
+    pub fn limits(&self) -> &ModuleLimits {
+        &self.limits
+    }
+
+    /// How it was loaded.
+    pub fn load_info(&self) -> LoadInfo {
+        self.info
+    }
+
+    /// Runs the module's `on-request` on `msg`, whose edits apply in place.
+    ///
+    /// Synchronous and bounded by the module's timeout and memory limit; never
+    /// blocks on IO or on a runtime, and may be called from any thread, including
+    /// tokio workers. On failure `msg` is as it was before the call.
+    pub fn on_request(
+        &self,
+        msg: &mut Message,
+        ctx: &CallContext<'_>,
+    ) -> Result<Verdict, ModuleFailure> {
+        self.call(Hook::Request, msg, ctx)
+    }
+
+    /// Runs the module's `on-reply` on `msg`, like [`on_request`](Self::on_request).
+    /// Only `Continue` and `Drop` come back: the WIT treats other verdicts of a reply
+    /// hook as `continue`.
+    pub fn on_reply(
+        &self,
+        msg: &mut Message,
+        ctx: &CallContext<'_>,
+    ) -> Result<Verdict, ModuleFailure> {
+        self.call(Hook::Reply, msg, ctx)
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ModuleStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ModuleStats {
+            calls: get(&c.calls),
+            errors: get(&c.errors),
+            bad_verdicts: get(&c.bad_verdicts),
+            traps: get(&c.traps),
+            timeouts: get(&c.timeouts),
+            oom: get(&c.oom),
+            busy: get(&c.busy),
+            instances_created: get(&c.instances_created),
+            instances_replaced: get(&c.instances_replaced),
+            idle_instances: self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len(),
+            live_instances: self.live.load(Ordering::Relaxed),
+        }
+    }
+
+    fn call(
+        &self,
+        hook: Hook,
+        msg: &mut Message,
+        cx: &CallContext<'_>,
+    ) -> Result<Verdict, ModuleFailure> {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let mut inst = match self.checkout() {
+            Ok(inst) => inst,
+            Err(failure) => {
+                self.count(&failure);
+                return Err(failure);
+            }
+        };
+
+        let original = std::mem::replace(msg, placeholder_message());
+        inst.store.data_mut().begin_call(original, cx);
+        inst.store.set_epoch_deadline(self.call_ticks);
+        let handler = inst.bindings.weir_sip_handler();
+        let this = Resource::new_borrow(MESSAGE_REP);
+        let raw = match hook {
+            Hook::Request => handler.call_on_request(&mut inst.store, this),
+            Hook::Reply => handler.call_on_reply(&mut inst.store, this),
+        };
+        let outcome = match raw {
+            Ok(Ok(verdict)) => check_verdict(hook, verdict),
+            Ok(Err(message)) => Err(ModuleFailure::Error(
+                cut(&message, MAX_ERROR_MESSAGE).to_owned(),
+            )),
+            Err(e) => Err(classify(&inst.store, &e)),
+        };
+        match inst.store.data_mut().end_call(outcome.is_ok()) {
+            Some(m) => *msg = m,
+            // Only host code moves the message; this cannot happen.
+            None => tracing::error!(
+                module = %self.ident.name,
+                tenant = %self.ident.tenant,
+                "message lost in a module call"
+            ),
+        }
+
+        match &outcome {
+            Err(
+                failure @ (ModuleFailure::Trap(_)
+                | ModuleFailure::Timeout
+                | ModuleFailure::OutOfMemory),
+            ) => {
+                self.count(failure);
+                self.discard(inst, failure);
+            }
+            Err(failure) => {
+                self.count(failure);
+                self.checkin(inst);
+            }
+            Ok(_) => self.checkin(inst),
+        }
+        outcome
+    }
+
+    /// An idle instance, or a fresh one if the pool is empty and the module may have
+    /// one more.
+    fn checkout(&self) -> Result<Instance, ModuleFailure> {
+        if let Some(inst) = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+        {
+            return Ok(inst);
+        }
+        let mut live = self.live.load(Ordering::Relaxed);
+        loop {
+            if live >= self.limits.max_instances {
+                return Err(ModuleFailure::Busy);
+            }
+            match self.live.compare_exchange_weak(
+                live,
+                live + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => live = now,
+            }
+        }
+        self.instantiate().map_err(|f| {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            let failure = match f {
+                StartFailure::Refused(message) => {
+                    ModuleFailure::Error(format!("init: {}", cut(&message, MAX_ERROR_MESSAGE)))
+                }
+                StartFailure::Failed(failure) => failure,
+            };
+            tracing::warn!(
+                module = %self.ident.name,
+                tenant = %self.ident.tenant,
+                reason = %failure,
+                "new instance failed to start"
+            );
+            failure
+        })
+    }
+
+    fn checkin(&self, inst: Instance) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(inst);
+    }
+
+    fn discard(&self, inst: Instance, why: &ModuleFailure) {
+        drop(inst);
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.counters
+            .instances_replaced
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            module = %self.ident.name,
+            tenant = %self.ident.tenant,
+            reason = %why,
+            "module instance discarded; a fresh one replaces it on demand"
+        );
+    }
+
+    fn count(&self, failure: &ModuleFailure) {
+        let c = &self.counters;
+        let counter = match failure {
+            ModuleFailure::Trap(_) => &c.traps,
+            ModuleFailure::Timeout => &c.timeouts,
+            ModuleFailure::OutOfMemory => &c.oom,
+            ModuleFailure::Error(_) => &c.errors,
+            ModuleFailure::Busy => &c.busy,
+            ModuleFailure::BadVerdict(_) => &c.bad_verdicts,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new instance with `init` run, bounded by ten times the call timeout.
+    fn instantiate(&self) -> Result<Instance, StartFailure> {
+        let ctx = Ctx::new(
+            self.ident.clone(),
+            self.kv.clone(),
+            self.limits.memory_bytes,
+        )
+        .map_err(|e| StartFailure::Failed(ModuleFailure::Trap(chain(&e))))?;
+        let mut store = Store::new(self.pre.engine(), ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        store.set_epoch_deadline(self.start_ticks);
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| StartFailure::Failed(classify(&store, &e)))?;
+        let init = bindings
+            .weir_sip_handler()
+            .call_init(&mut store, &self.params);
+        store.data_mut().wasi.flush_all(&self.ident);
+        match init {
+            Ok(Ok(())) => {
+                self.counters
+                    .instances_created
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Instance { store, bindings })
+            }
+            Ok(Err(message)) => Err(StartFailure::Refused(message)),
+            Err(e) => Err(StartFailure::Failed(classify(&store, &e))),
+        }
+    }
+}
+
+impl std::fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("module", &self.ident.qualified)
+            .field("limits", &self.limits)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a failed guest call was: a refused memory growth wins over the trap it
+/// causes, an epoch interrupt is a timeout, anything else a trap.
+fn classify(store: &Store<Ctx>, e: &wasmtime::Error) -> ModuleFailure {
+    if store.data().limiter.memory_exhausted {
+        return ModuleFailure::OutOfMemory;
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => ModuleFailure::Timeout,
+        Some(trap) => ModuleFailure::Trap(trap.to_string()),
+        // A host function refused (e.g. a WASI call that is not available): the
+        // root cause says which.
+        None => {
+            let root = e.chain().last().map(|c| c.to_string()).unwrap_or_default();
+            tracing::debug!(error = %chain(e), "guest call failed");
+            ModuleFailure::Trap(cut(&root, 512).to_owned())
+        }
+    }
+}
+
+fn check_verdict(hook: Hook, verdict: WitVerdict) -> Result<Verdict, ModuleFailure> {
+    match verdict {
+        WitVerdict::Continue => Ok(Verdict::Continue),
+        WitVerdict::Drop => Ok(Verdict::Drop),
+        // The reply hook passes anything but `drop` on.
+        WitVerdict::Reply(_) | WitVerdict::Forward(_) if hook == Hook::Reply => {
+            Ok(Verdict::Continue)
+        }
+        WitVerdict::Reply(reply) => check_reply(reply),
+        WitVerdict::Forward(targets) => check_forward(targets),
+    }
+}
+
+fn bad(why: String) -> Result<Verdict, ModuleFailure> {
+    Err(ModuleFailure::BadVerdict(why))
+}
+
+fn check_reply(reply: WitReply) -> Result<Verdict, ModuleFailure> {
+    if !(100..=699).contains(&reply.code) {
+        return bad(format!("reply code {} is outside 100..=699", reply.code));
+    }
+    if reply.reason.len() > MAX_REASON || !is_valid_header_value(&reply.reason) {
+        return bad("reply reason is too long or contains CR, LF or NUL".into());
+    }
+    if reply.headers.len() > MAX_REPLY_HEADERS {
+        return bad(format!(
+            "reply has {} headers, more than {MAX_REPLY_HEADERS}",
+            reply.headers.len()
+        ));
+    }
+    let mut size = 0usize;
+    let mut headers = Vec::with_capacity(reply.headers.len());
+    for h in reply.headers {
+        if !is_valid_header_name(&h.name) || !is_valid_header_value(&h.value) {
+            return bad(format!(
+                "reply header `{}` is not a valid header",
+                cut(&h.name, 64)
+            ));
+        }
+        // The host copies these from the request (RFC 3261 8.2.6).
+        let canonical = canonical_name(&h.name);
+        if matches!(
+            canonical.as_ref(),
+            "via" | "cseq" | "call-id" | "content-length" | "from" | "to"
+        ) {
+            return bad(format!("reply header `{}` is host-owned", h.name));
+        }
+        size += h.name.len() + h.value.len() + 4;
+        headers.push((h.name, h.value));
+    }
+    if size > MAX_MESSAGE_BYTES {
+        return bad("reply headers are too large".into());
+    }
+    Ok(Verdict::Reply {
+        code: reply.code,
+        reason: reply.reason,
+        headers,
+    })
+}
+
+fn check_forward(targets: Vec<String>) -> Result<Verdict, ModuleFailure> {
+    if targets.is_empty() || targets.len() > MAX_TARGETS {
+        return bad(format!(
+            "forward needs 1 to {MAX_TARGETS} targets, got {}",
+            targets.len()
+        ));
+    }
+    for t in &targets {
+        if t.len() > MAX_TARGET_LEN {
+            return bad(format!("forward target of {} bytes is too long", t.len()));
+        }
+        if let Err(e) = Uri::parse(t) {
+            return bad(format!(
+                "forward target `{}` does not parse: {e}",
+                cut(t, 128)
+            ));
+        }
+    }
+    Ok(Verdict::Forward(targets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::weir::sip::types::Header as WitHeader;
+
+    fn reply(code: u16, headers: &[(&str, &str)]) -> WitVerdict {
+        WitVerdict::Reply(WitReply {
+            code,
+            reason: String::new(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| WitHeader {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn ticks_round_up_and_add_one() {
+        let ms = Duration::from_millis(1);
+        assert_eq!(ticks(Duration::from_millis(10), ms), 11);
+        assert_eq!(ticks(Duration::from_micros(10_500), ms), 12);
+        assert_eq!(ticks(Duration::MAX, Duration::from_nanos(1)), u64::MAX);
+    }
+
+    #[test]
+    fn reply_codes_and_headers_are_checked() {
+        assert!(check_verdict(Hook::Request, reply(403, &[("X-Why", "no")])).is_ok());
+        for code in [0, 99, 700] {
+            assert!(matches!(
+                check_verdict(Hook::Request, reply(code, &[])),
+                Err(ModuleFailure::BadVerdict(_))
+            ));
+        }
+        for name in ["Via", "v", "To", "Call-ID", "Bad Name"] {
+            assert!(
+                matches!(
+                    check_verdict(Hook::Request, reply(486, &[(name, "x")])),
+                    Err(ModuleFailure::BadVerdict(_))
+                ),
+                "{name}"
+            );
+        }
+        assert!(matches!(
+            check_verdict(Hook::Request, reply(486, &[("X-A", "a\r\nb")])),
+            Err(ModuleFailure::BadVerdict(_))
+        ));
+    }
+
+    #[test]
+    fn reply_hook_turns_reply_and_forward_into_continue() {
+        assert_eq!(
+            check_verdict(Hook::Reply, reply(0, &[])),
+            Ok(Verdict::Continue)
+        );
+        assert_eq!(
+            check_verdict(Hook::Reply, WitVerdict::Forward(vec![])),
+            Ok(Verdict::Continue)
+        );
+        assert_eq!(
+            check_verdict(Hook::Reply, WitVerdict::Drop),
+            Ok(Verdict::Drop)
+        );
+    }
+
+    #[test]
+    fn forward_targets_must_parse() {
+        let ok = check_verdict(
+            Hook::Request,
+            WitVerdict::Forward(vec!["sip:10.0.0.1:5060;transport=tcp".into()]),
+        );
+        assert_eq!(
+            ok,
+            Ok(Verdict::Forward(vec![
+                "sip:10.0.0.1:5060;transport=tcp".into()
+            ]))
+        );
+        for targets in [
+            vec![],
+            vec!["not a uri".to_string()],
+            vec!["x".repeat(3000)],
+        ] {
+            assert!(matches!(
+                check_verdict(Hook::Request, WitVerdict::Forward(targets)),
+                Err(ModuleFailure::BadVerdict(_))
+            ));
+        }
+    }
+}
