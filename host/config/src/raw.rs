@@ -615,8 +615,8 @@ fn routes(
         }
         if let Some(h) = &r.next_hop {
             let v = h.get_ref();
-            let lower = v.to_ascii_lowercase();
-            if !(lower.starts_with("sip:") || lower.starts_with("sips:")) || v.len() < 5 {
+            let parsed = weir_message::Uri::parse(v);
+            if !parsed.is_ok_and(|u| !matches!(u.scheme, weir_message::Scheme::Tel)) {
                 return Err(ctx.err(
                     &h.span(),
                     format!("{key}.next_hop"),

@@ -173,3 +173,14 @@ fn shipped_configs_validate() {
     }
     assert!(seen >= 1, "no configs found in {}", dir.display());
 }
+
+#[test]
+fn next_hop_must_be_a_sip_uri() {
+    for bad in ["127.0.0.1:5070", "tel:+1555", "sip:", "sip:a b"] {
+        let text = format!(
+            "version = 1\n[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:5060\"\n[[route]]\nname = \"r\"\nnext_hop = \"{bad}\"\n"
+        );
+        let (line, key, _) = err_of(&text);
+        assert_eq!((line, key.as_str()), (7, "route[0].next_hop"), "{bad}");
+    }
+}

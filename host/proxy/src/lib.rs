@@ -24,7 +24,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use weir_config::{Config, Route};
-use weir_message::{Limits, Message};
+use weir_message::{Limits, Message, Uri};
 use weir_transport::{Destination, Handler, Inbound, ListenerId, Transport, Transports};
 use weir_wasm::ModuleRegistry;
 
@@ -37,6 +37,8 @@ pub use stats::{Stats, StatsSnapshot};
 pub struct Core {
     me: Weak<Core>,
     routes: Vec<Route>,
+    /// Each route's `next_hop`, parsed once.
+    next_hops: Vec<Option<Uri>>,
     registry: Arc<ModuleRegistry>,
     transports: Arc<Transports>,
     ident: Identity,
@@ -76,6 +78,11 @@ impl Core {
         Arc::new_cyclic(|me| Core {
             me: me.clone(),
             routes: config.routes.clone(),
+            next_hops: config
+                .routes
+                .iter()
+                .map(|r| r.next_hop.as_deref().and_then(|h| Uri::parse(h).ok()))
+                .collect(),
             registry,
             transports,
             ident,

@@ -145,6 +145,13 @@ impl Core {
     /// streams the source is always recorded, so replies find the connection again.
     fn stamp_via(&self, req: &mut Message, rx: Rx) {
         let stream = rx.transport != Transport::Udp;
+        // Most requests need no stamp: leave the Via text alone then.
+        if !stream {
+            let Ok(top) = req.top_via() else { return };
+            if same_ip(&top.host, rx.src.ip()) && top.rport().is_none() {
+                return;
+            }
+        }
         edit_top_via(req, |via| {
             if stream || !same_ip(&via.host, rx.src.ip()) {
                 via.set_param("received", Some(rx.src.ip().to_string()));
@@ -156,13 +163,9 @@ impl Core {
     }
 
     pub(crate) fn on_request(&self, mut req: Message, rx: Rx) {
+        // `Message::parse` already ran the §16.3 sanity checks (Via, From, To, Call-ID,
+        // CSeq, Max-Forwards); failures arrive through `on_parse_error`.
         inc(&self.stats.requests);
-        if let Err(m) = req.validate_request() {
-            inc(&self.stats.malformed_replied);
-            self.stamp_via(&mut req, rx);
-            self.reply(&req, rx, 400, m.reason(), &[]);
-            return;
-        }
         self.stamp_via(&mut req, rx);
         let is_options = req.method() == Some(&Method::Options);
         let ruri = req.request_uri().and_then(|u| Uri::parse(u).ok());
@@ -311,11 +314,10 @@ impl Core {
                     req.set_request_uri(r.uri.to_string());
                     Some(r.uri)
                 }
-                None => match &route.next_hop {
+                None => match self.next_hops.get(route_idx).and_then(Option::as_ref) {
                     Some(nh) => {
-                        let u = Uri::parse(nh).ok();
-                        keep_transport = u.as_ref().is_some_and(|u| u.transport().is_none());
-                        u
+                        keep_transport = nh.transport().is_none();
+                        Some(nh.clone())
                     }
                     None => req.request_uri().and_then(|u| Uri::parse(u).ok()),
                 },
