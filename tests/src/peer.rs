@@ -319,7 +319,12 @@ pub struct TcpServer {
 impl TcpServer {
     /// Listen on an ephemeral port of 127.0.0.1.
     pub fn bind() -> TcpServer {
-        let at = SocketAddr::new(loopback(false), 0);
+        TcpServer::bind_at(SocketAddr::new(loopback(false), 0))
+    }
+
+    /// Listen on a given loopback address.
+    pub fn bind_at(at: SocketAddr) -> TcpServer {
+        assert_loopback(at);
         let listener = TcpListener::bind(at).unwrap_or_else(|e| panic!("listen on {at}: {e}"));
         let _ = listener.set_nonblocking(true);
         let addr = listener.local_addr().unwrap_or(at);

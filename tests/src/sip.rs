@@ -363,3 +363,48 @@ pub fn uri_of(entry: &str) -> &str {
         _ => entry.split(';').next().unwrap_or(entry).trim(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_compact_folded_and_lists() {
+        let m = SipMsg::must_parse(
+            b"SIP/2.0 180 Ringing\r\nv: SIP/2.0/UDP a:1;branch=z9hG4bK1, SIP/2.0/UDP b;rport=5\r\n\
+              Via: SIP/2.0/TCP c;branch=x\r\nRecord-Route: <sip:p;lr>,\r\n <sip:\"q,r\"@s;lr>\r\n\
+              To: <sip:b@example.com>;tag=t1\r\nl: 2\r\n\r\nhi",
+        );
+        assert_eq!(m.status(), Some(180));
+        assert_eq!(m.reason(), Some("Ringing"));
+        assert_eq!(m.list("Via").len(), 3);
+        assert_eq!(m.branch().as_deref(), Some("z9hG4bK1"));
+        assert_eq!(via_sent_by(&m.list("via")[1]), Some("b"));
+        assert_eq!(param(&m.list("Via")[1], "rport"), Some(Some("5".into())));
+        assert_eq!(m.list("Record-Route").len(), 2);
+        assert_eq!(uri_of(&m.list("Record-Route")[0]), "sip:p;lr");
+        assert_eq!(
+            param(m.header("to").unwrap(), "tag"),
+            Some(Some("t1".into()))
+        );
+        assert_eq!(m.header("Content-Length"), Some("2"));
+        assert_eq!(m.body, b"hi");
+    }
+
+    #[test]
+    fn reply_copies_the_transaction_headers() {
+        let req = SipMsg::request(
+            "INVITE",
+            "sip:b@example.com",
+            "SIP/2.0/UDP 127.0.0.1:5;branch=z9hG4bKq",
+        )
+        .add_header("X-Other", "1");
+        let r = SipMsg::must_parse(&req.reply(200, "OK", Some("u")).to_bytes());
+        assert_eq!(r.start, "SIP/2.0 200 OK");
+        assert_eq!(r.branch(), req.branch());
+        assert_eq!(r.header("Call-ID"), req.header("Call-ID"));
+        assert!(r.header("To").unwrap().ends_with(";tag=u"));
+        assert!(!r.has("X-Other"));
+        assert!(!r.has("Max-Forwards"));
+    }
+}

@@ -152,6 +152,11 @@ pub struct Uac {
     pub rate: u32,
     /// Global timeout (`-timeout`, with `-timeout_error`).
     pub timeout: Duration,
+    /// Keep a call going when a message arrives out of scenario order (e.g. a 180
+    /// after the 200) instead of aborting it: `-default_behaviors all,-abortunexp`.
+    /// UDP allows reordering, and a proxy with several receive threads may reorder
+    /// datagrams that arrive back to back.
+    pub tolerate_reordering: bool,
 }
 
 impl Uac {
@@ -163,6 +168,7 @@ impl Uac {
             calls,
             rate,
             timeout: Duration::from_secs(30),
+            tolerate_reordering: false,
         }
     }
 
@@ -183,7 +189,11 @@ impl Uac {
             ports::free_port()
         };
         let started = Instant::now();
-        let out = Command::new(paths::sipp_bin())
+        let mut cmd = Command::new(paths::sipp_bin());
+        if self.tolerate_reordering {
+            cmd.args(["-default_behaviors", "all,-abortunexp"]);
+        }
+        let out = cmd
             .current_dir(dir.path())
             .arg(sipp_addr(self.remote))
             .args(["-sn", "uac", "-nostdin", "-i", &ip.to_string()])
@@ -226,7 +236,7 @@ fn stat_column(csv: &str, col: &str) -> Option<u64> {
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines.next()?.split(';').collect();
     let idx = header.iter().position(|h| h.trim() == col)?;
-    let last = lines.last()?;
+    let last = lines.next_back()?;
     last.split(';').nth(idx)?.trim().parse().ok()
 }
 
@@ -246,4 +256,16 @@ pub struct UacResult {
     /// The statistics file.
     pub stat_file: PathBuf,
     _dir: TempDir,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_last_row_of_a_stat_column() {
+        let csv = "A;SuccessfulCall(C);FailedCall(C);\n1;0;0;\n2;199;1;\n";
+        assert_eq!(super::stat_column(csv, "SuccessfulCall(C)"), Some(199));
+        assert_eq!(super::stat_column(csv, "FailedCall(C)"), Some(1));
+        assert_eq!(super::stat_column(csv, "Nope"), None);
+        assert_eq!(super::stat_column("", "FailedCall(C)"), None);
+    }
 }

@@ -14,7 +14,11 @@ const RATE: u32 = 100;
 /// Place `CALLS` calls over `transport` through `proxy` and check every one succeeded
 /// and went through Weir.
 fn calls_succeed(proxy: Proxy, uas: &Uas, remote: std::net::SocketAddr, transport: Transport) {
-    let run = Uac::new(remote, transport, CALLS, RATE).run();
+    calls_succeed_with(proxy, uas, Uac::new(remote, transport, CALLS, RATE));
+}
+
+fn calls_succeed_with(proxy: Proxy, uas: &Uas, uac: Uac) {
+    let run = uac.run();
     let verdict = format!("{}\n--- uas ---\n{}", run.report, uas.log());
     assert_eq!(
         run.exit_code,
@@ -66,4 +70,18 @@ fn ipv6_udp_calls_all_succeed() {
     });
     let remote = proxy.addr6();
     calls_succeed(proxy, &uas, remote, Transport::Udp);
+}
+
+#[test]
+fn udp_calls_with_several_receive_threads_all_succeed() {
+    // Four threads, each on its own SO_REUSEPORT socket: the kernel keeps one source on
+    // one socket, so the UAS's back-to-back 180 and 200 are relayed in order and sipp's
+    // strict scenario (a 180 after the 200 fails the call) passes.
+    let uas = Uas::start(IpAddr::V4(Ipv4Addr::LOCALHOST), Transport::Udp);
+    let hop = uas.uri();
+    let proxy = Proxy::start_with(|port| {
+        conf::standard(port, &hop).replace("udp_workers = 1", "udp_workers = 4")
+    });
+    let uac = Uac::new(proxy.addr(), Transport::Udp, CALLS, RATE);
+    calls_succeed_with(proxy, &uas, uac);
 }

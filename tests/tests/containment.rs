@@ -32,10 +32,24 @@ fn proxy_to(uas: &UdpPeer) -> Proxy {
     Proxy::start_with(|port| {
         let mut c = conf::header() + &conf::listeners(port);
         c += &module("ok", "ok", "");
-        c += &module("trap", "trap", "timeout_ms = 200\nmemory_mb = 8");
-        c += &module("spin", "loop", "timeout_ms = 50\nmemory_mb = 8");
-        c += &module("hog", "alloc", "timeout_ms = 2000\nmemory_mb = 8");
-        c += &module("fail", "error", "timeout_ms = 200");
+        // One instance each: an instance that is broken but not replaced would make
+        // the next call fail as "no instance available" instead of failing the same way.
+        c += &module(
+            "trap",
+            "trap",
+            "timeout_ms = 200\nmemory_mb = 8\nmax_instances = 1",
+        );
+        c += &module(
+            "spin",
+            "loop",
+            "timeout_ms = 50\nmemory_mb = 8\nmax_instances = 1",
+        );
+        c += &module(
+            "hog",
+            "alloc",
+            "timeout_ms = 2000\nmemory_mb = 8\nmax_instances = 1",
+        );
+        c += &module("fail", "error", "timeout_ms = 200\nmax_instances = 1");
         c += &module("deny", "reply", "");
         c += &module("viacut", "edit-via", "");
         c += &route("trap", "trap.test", r#"{ module = "trap" }"#, &hop);
@@ -125,6 +139,29 @@ fn answered_each_round(domain: &str, code: u16) -> Proxy {
     proxy
 }
 
+/// The proxy logged `n` failures of `module`, each saying `why` (so every call got a
+/// working instance to fail in, never "no instance available").
+fn failures_logged(proxy: &Proxy, module: &str, why: &str, n: usize) {
+    let tag = format!("module={module} ");
+    let lines = || -> Vec<String> {
+        proxy
+            .log()
+            .lines()
+            .filter(|l| l.contains("module failed") && l.contains(&tag))
+            .map(str::to_string)
+            .collect()
+    };
+    let got = weir_system_tests::wait::until(Duration::from_secs(5), || {
+        let l = lines();
+        (l.len() >= n).then_some(l)
+    })
+    .unwrap_or_else(|| panic!("{n} failures of {module} not logged:\n{}", proxy.log()));
+    assert_eq!(got.len(), n, "{got:#?}");
+    for l in &got {
+        assert!(l.contains(why), "{module} should fail with {why:?}: {l}");
+    }
+}
+
 #[test]
 fn trapping_module_gets_500_and_is_replaced() {
     let proxy = answered_each_round("trap.test", 500);
@@ -132,6 +169,7 @@ fn trapping_module_gets_500_and_is_replaced() {
     let mut conn = TcpPeer::connect(proxy.addr());
     conn.send(&conn.request("INVITE", "sip:bob@trap.test"));
     assert_eq!(conn.expect("500 over TCP").status(), Some(500));
+    failures_logged(&proxy, "trap", "trap", ROUNDS + 1);
     let stats = proxy.stop();
     assert_eq!(stats.get("module_failures"), ROUNDS as u64 + 1, "{stats:?}");
 }
@@ -139,6 +177,7 @@ fn trapping_module_gets_500_and_is_replaced() {
 #[test]
 fn spinning_module_is_stopped_by_its_deadline_with_500() {
     let proxy = answered_each_round("loop.test", 500);
+    failures_logged(&proxy, "spin", "timed out", ROUNDS);
     let stats = proxy.stop();
     assert_eq!(stats.get("module_failures"), ROUNDS as u64, "{stats:?}");
 }
@@ -146,13 +185,15 @@ fn spinning_module_is_stopped_by_its_deadline_with_500() {
 #[test]
 fn allocating_module_hits_its_memory_limit_with_500() {
     let proxy = answered_each_round("alloc.test", 500);
+    failures_logged(&proxy, "hog", "out of memory", ROUNDS);
     let stats = proxy.stop();
     assert_eq!(stats.get("module_failures"), ROUNDS as u64, "{stats:?}");
 }
 
 #[test]
 fn module_error_gets_500() {
-    answered_each_round("error.test", 500);
+    let proxy = answered_each_round("error.test", 500);
+    failures_logged(&proxy, "fail", "asked to fail", ROUNDS);
 }
 
 #[test]

@@ -124,11 +124,9 @@ fn rewrite_via_line(line: &str, tcp: bool) -> Option<String> {
     }
     let lead = value.len() - value.trim_start().len();
     let value = value.trim_start();
-    let (proto, rest) = value.split_once(|c: char| c == ' ' || c == '\t')?;
+    let (proto, rest) = value.split_once([' ', '\t'])?;
     let rest = rest.trim_start();
-    let end = rest
-        .find(|c: char| matches!(c, ';' | ',' | ' ' | '\r' | '\n'))
-        .unwrap_or(rest.len());
+    let end = rest.find([';', ',', ' ', '\r', '\n']).unwrap_or(rest.len());
     let (sent_by, tail) = rest.split_at(end);
     let port = match sent_by.rsplit_once(':') {
         Some((_, p)) if !sent_by.starts_with('[') => format!(":{p}"),

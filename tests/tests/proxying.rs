@@ -414,3 +414,165 @@ fn tcp_request_gets_its_response_on_the_same_connection() {
         Some(Some("tcp-uas".into()))
     );
 }
+
+#[test]
+fn compact_headers_and_rfc2543_branches_are_proxied() {
+    let uas = UdpPeer::bind();
+    let proxy = proxy_to(&uas);
+    let ua = UdpPeer::bind();
+    // Compact forms throughout, and a Via without the RFC 3261 magic cookie.
+    let text = format!(
+        "INVITE sip:bob@example.com SIP/2.0\r\nv: SIP/2.0/UDP {hp};branch=old2543;rport\r\n\
+         f: <sip:alice@example.com>;tag=c1\r\nt: <sip:bob@example.com>\r\ni: compact-{t}@192.0.2.1\r\n\
+         CSeq: 7 INVITE\r\nMax-Forwards: 5\r\nm: <sip:alice@{hp}>\r\nl: 0\r\n\r\n",
+        hp = ua.host_port(),
+        t = weir_system_tests::token()
+    );
+    ua.send_raw(text.as_bytes(), proxy.addr());
+    ua.send_raw(text.as_bytes(), proxy.addr());
+    let (first, from) = uas.expect("compact INVITE");
+    let (again, _) = uas.expect("retransmitted compact INVITE");
+    let vias = first.list("Via");
+    assert_eq!(vias.len(), 2, "{}", first.text());
+    assert!(is_weir_via(&vias[0], &proxy, "UDP"), "{vias:?}");
+    assert!(first.branch().is_some_and(|b| b.starts_with("z9hG4bK")));
+    assert_eq!(
+        first.branch(),
+        again.branch(),
+        "stable branch without a cookie"
+    );
+    assert_eq!(first.header("Max-Forwards"), Some("4"));
+    assert_eq!(param(&vias[1], "branch"), Some(Some("old2543".into())));
+
+    // The UAS answers in compact form, Weir's Via and the UA's in one `v:` line.
+    let mut reply = first.reply(200, "OK", Some("c2")).without("Via");
+    reply = reply.push_front("v", &vias.join(", "));
+    uas.send(&reply, from);
+    let (resp, _) = ua.expect("200");
+    assert_eq!(resp.status(), Some(200), "{}", resp.text());
+    assert_eq!(resp.list("Via").len(), 1, "{}", resp.text());
+    assert_eq!(resp.branch().as_deref(), Some("old2543"));
+}
+
+#[test]
+fn transport_change_doubles_record_route_and_relays_back() {
+    // UDP in, TCP out: each side of the dialog must reach Weir on its own transport.
+    let uas = TcpServer::bind();
+    let hop = format!("sip:{};transport=tcp", uas.host_port());
+    let proxy = Proxy::start_with(|port| conf::standard(port, &hop));
+    let ua = UdpPeer::bind();
+    let invite = ua.request("INVITE", "sip:bob@example.com");
+    ua.send(&invite, proxy.addr());
+    let mut down = uas.expect_conn("Weir's TCP connection");
+    let fwd = down.expect("INVITE over TCP");
+    assert!(
+        is_weir_via(&fwd.list("Via")[0], &proxy, "TCP"),
+        "{}",
+        fwd.text()
+    );
+    let rr: Vec<String> = fwd
+        .list("Record-Route")
+        .iter()
+        .map(|r| uri_of(r).to_string())
+        .collect();
+    assert_eq!(
+        rr,
+        vec![
+            format!("sip:{};transport=tcp;lr;r2=on", proxy.addr()),
+            format!("sip:{};lr;r2=on", proxy.addr()),
+        ],
+        "outbound (TCP) first, then inbound (UDP)"
+    );
+    down.send(&fwd.reply(200, "OK", Some("tcp")));
+    let (resp, _) = ua.expect("200 relayed from TCP to UDP");
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(resp.branch(), invite.branch());
+    assert_eq!(resp.list("Via").len(), 1);
+}
+
+/// A request bigger than the UDP MTU (1300 by default) with its SDP.
+fn big_invite(ua: &UdpPeer) -> SipMsg {
+    let mut sdp = String::from("v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n");
+    while sdp.len() < 2_500 {
+        sdp.push_str("a=candidate:1 1 UDP 2130706431 192.0.2.10 4000 typ host\r\n");
+    }
+    ua.request("INVITE", "sip:bob@example.com")
+        .with_body("application/sdp", sdp.as_bytes())
+}
+
+#[test]
+fn large_udp_request_goes_by_tcp_when_the_next_hop_listens_on_tcp() {
+    // RFC 3261 §18.1.1: within 200 bytes of the MTU, a request must go by TCP.
+    let port = weir_system_tests::ports::free_port();
+    let uas_udp = UdpPeer::bind_at(SocketAddr::from(([127, 0, 0, 1], port)));
+    let uas_tcp = TcpServer::bind_at(SocketAddr::from(([127, 0, 0, 1], port)));
+    let proxy = proxy_to(&uas_udp);
+    let ua = UdpPeer::bind();
+    let invite = big_invite(&ua);
+    ua.send(&invite, proxy.addr());
+    let mut down = uas_tcp.expect_conn("TCP connection for a large request");
+    let fwd = down.expect("large INVITE over TCP");
+    assert_eq!(fwd.body, invite.body);
+    assert!(
+        is_weir_via(&fwd.list("Via")[0], &proxy, "TCP"),
+        "{}",
+        fwd.text()
+    );
+    down.send(&fwd.reply(200, "OK", Some("big")));
+    let (resp, _) = ua.expect("200 for the large INVITE");
+    assert_eq!(resp.status(), Some(200));
+}
+
+#[test]
+fn large_udp_request_still_reaches_a_udp_only_next_hop() {
+    // RFC 3261 §18.1.1: when the TCP attempt is reset, the element SHOULD retry by UDP.
+    // Without it, any INVITE with a large SDP to a UDP-only UA is black-holed.
+    let uas = UdpPeer::bind();
+    let proxy = proxy_to(&uas);
+    let ua = UdpPeer::bind();
+    let invite = big_invite(&ua);
+    ua.send(&invite, proxy.addr());
+    let (fwd, from) = uas.expect("large INVITE (by UDP after TCP was refused)");
+    assert_eq!(fwd.body, invite.body);
+    uas.send(&fwd.reply(200, "OK", Some("big")), from);
+    let (resp, _) = ua.expect("200 for the large INVITE");
+    assert_eq!(resp.status(), Some(200));
+}
+
+#[test]
+fn client_supplied_received_does_not_redirect_replies() {
+    // The Via host is the real source address, so Weir adds no `received` of its own,
+    // and the one the client wrote (another address) decides where the reply goes.
+    let uas = UdpPeer::bind();
+    let proxy = proxy_to(&uas);
+    let ua = UdpPeer::bind();
+    let elsewhere = UdpPeer::bind_at(SocketAddr::from(([127, 0, 0, 2], ua.addr().port())));
+    let req = ua
+        .request("INVITE", "sip:bob@example.com")
+        .set_header(
+            "Via",
+            &format!(
+                "SIP/2.0/UDP {};branch=z9hG4bK{};received=127.0.0.2",
+                ua.host_port(),
+                weir_system_tests::token()
+            ),
+        )
+        .set_header("Max-Forwards", "0");
+    ua.send(&req, proxy.addr());
+    // The 483 must go to the source of the request, not to the client-named address.
+    let tick = std::time::Duration::from_millis(10);
+    let got = weir_system_tests::wait::until(weir_system_tests::peer::EXPECT_TIMEOUT, || {
+        if let Some((m, _)) = elsewhere.recv(tick) {
+            return Some(Err(m));
+        }
+        ua.recv(tick).map(|(m, _)| Ok(m))
+    });
+    match got {
+        Some(Ok(resp)) => assert_eq!(resp.status(), Some(483), "{}", resp.text()),
+        Some(Err(m)) => panic!(
+            "reply sent to the client-supplied received address: {}",
+            m.summary()
+        ),
+        None => panic!("no 483 anywhere"),
+    }
+}

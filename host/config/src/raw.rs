@@ -266,7 +266,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
             1,
             256,
         )?),
-        udp_mtu: usize_of(ctx.opt_int(&raw.proxy.udp_mtu, "proxy.udp_mtu", 1_300, 500, 65_000)?),
+        udp_mtu: usize_of(ctx.opt_int(&raw.proxy.udp_mtu, "proxy.udp_mtu", 1_300, 0, 65_000)?),
     };
 
     let runtime = RuntimeSettings {

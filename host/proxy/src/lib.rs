@@ -109,13 +109,27 @@ impl Core {
 
     /// Serialise and send, counting failures.
     pub(crate) fn send(&self, dest: Destination, listener: ListenerId, msg: &Message) {
-        let mut out = Vec::with_capacity(msg.body.len() + 1024);
-        msg.write_to(&mut out);
-        if let Err(e) = self.transports.send(dest, listener, Bytes::from(out)) {
-            stats::inc(&self.stats.send_failed);
-            tracing::debug!(dest = %dest.addr, error = %e, "send failed");
+        self.send_bytes(dest, listener, serialize(msg));
+    }
+
+    /// Send serialised bytes; false (and counted) on failure.
+    pub(crate) fn send_bytes(&self, dest: Destination, listener: ListenerId, data: Bytes) -> bool {
+        match self.transports.send(dest, listener, data) {
+            Ok(()) => true,
+            Err(e) => {
+                stats::inc(&self.stats.send_failed);
+                tracing::debug!(dest = %dest.addr, error = %e, "send failed");
+                false
+            }
         }
     }
+}
+
+/// A message in wire form.
+pub(crate) fn serialize(msg: &Message) -> Bytes {
+    let mut out = Vec::with_capacity(msg.body.len() + 1024);
+    msg.write_to(&mut out);
+    Bytes::from(out)
 }
 
 impl Handler for Core {

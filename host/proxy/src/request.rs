@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
+
 use weir_config::Route;
 use weir_message::{reason_phrase, Message, Method, NameAddr, ParseError, Uri, Via};
 use weir_transport::{Destination, ListenerId, Transport};
@@ -11,7 +13,7 @@ use crate::chain::Outcome;
 use crate::ident::{branch, loop_hash, parse_branch, to_tag};
 use crate::resolve;
 use crate::stats::inc;
-use crate::{Core, Rx};
+use crate::{serialize, Core, Rx};
 
 /// Max-Forwards put on requests that carry none (RFC 3261 §16.6 step 3).
 const DEFAULT_MAX_FORWARDS: u32 = 70;
@@ -148,12 +150,15 @@ impl Core {
         // Most requests need no stamp: leave the Via text alone then.
         if !stream {
             let Ok(top) = req.top_via() else { return };
-            if same_ip(&top.host, rx.src.ip()) && top.rport().is_none() {
+            if same_ip(&top.host, rx.src.ip()) && top.rport().is_none() && top.received().is_none()
+            {
                 return;
             }
         }
         edit_top_via(req, |via| {
-            if stream || !same_ip(&via.host, rx.src.ip()) {
+            // A `received` the client wrote itself must not steer our replies (§18.2.1:
+            // the server writes it), so any existing one is overwritten.
+            if stream || !same_ip(&via.host, rx.src.ip()) || via.received().is_some() {
                 via.set_param("received", Some(rx.src.ip().to_string()));
             }
             if stream || via.rport().is_some() {
@@ -346,23 +351,13 @@ impl Core {
 
     fn send_request(
         &self,
-        mut req: Message,
+        req: Message,
         rx: Rx,
-        mut dest: Destination,
+        dest: Destination,
         route_idx: usize,
         lh: u32,
         record_route: bool,
     ) {
-        // A request too big for a datagram goes by TCP where we can (§18.1.1).
-        if dest.transport == Transport::Udp
-            && req.body.len() + 1500 > self.udp_mtu
-            && self
-                .transports
-                .has_listener(Transport::Tcp, dest.addr.is_ipv4())
-            && estimated_size(&req) > self.udp_mtu
-        {
-            dest.transport = Transport::Tcp;
-        }
         let Some(out) = self
             .transports
             .pick_listener(dest.transport, dest.addr, Some(rx.listener))
@@ -381,14 +376,61 @@ impl Core {
             self.reply(&req, rx, 482, "Loop Detected", &[]);
             return;
         }
+        // A request too big for a datagram goes by TCP where we can, and falls back to
+        // UDP if the next hop takes no TCP connection (§18.1.1).
+        if dest.transport == Transport::Udp
+            && self.udp_mtu > 0
+            && approx_size(&req) + VIA_AND_RR_ALLOWANCE > self.udp_mtu
+        {
+            if let Some(tcp_out) = self
+                .transports
+                .pick_listener(Transport::Tcp, dest.addr, None)
+            {
+                let Some(udp) = self.finish(req.clone(), rx, out, route_idx, lh, record_route)
+                else {
+                    return;
+                };
+                let Some(tcp) = self.finish(req, rx, tcp_out, route_idx, lh, record_route) else {
+                    return;
+                };
+                match self
+                    .transports
+                    .send_upgraded(dest.addr, tcp_out, tcp, out, udp)
+                {
+                    Ok(()) => inc(&self.stats.forwarded),
+                    Err(e) => {
+                        inc(&self.stats.send_failed);
+                        tracing::debug!(dest = %dest.addr, error = %e, "send failed");
+                    }
+                }
+                return;
+            }
+        }
+        let Some(data) = self.finish(req, rx, out, route_idx, lh, record_route) else {
+            return;
+        };
+        if self.send_bytes(dest, out, data) {
+            inc(&self.stats.forwarded);
+        }
+    }
+
+    /// Add Record-Route and our Via for listener `out`, and serialise.
+    fn finish(
+        &self,
+        mut req: Message,
+        rx: Rx,
+        out: ListenerId,
+        route_idx: usize,
+        lh: u32,
+        record_route: bool,
+    ) -> Option<Bytes> {
         if record_route {
             self.record_route(&mut req, rx.listener, out);
         }
-        let Ok(top) = req.top_via() else { return };
+        let top = req.top_via().ok()?;
         let via = self.via_for(out, &branch(&req, &top, route_idx, lh));
         req.headers.insert(0, "Via", via);
-        self.send(dest, out, &req);
-        inc(&self.stats.forwarded);
+        Some(serialize(&req))
     }
 
     /// Our Via for a request leaving by listener `out`.
@@ -476,9 +518,15 @@ impl Core {
     }
 }
 
-/// Size of the request on the wire, computed only when it might be too large for UDP.
-fn estimated_size(req: &Message) -> usize {
-    let mut out = Vec::new();
-    req.write_to(&mut out);
-    out.len() + 200
+/// Room for the Via and Record-Route entries Weir adds.
+const VIA_AND_RR_ALLOWANCE: usize = 200;
+
+/// Size of the request on the wire, near enough to decide UDP or TCP, without writing it.
+fn approx_size(req: &Message) -> usize {
+    let headers: usize = req
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum();
+    req.request_uri().map_or(0, str::len) + 32 + headers + req.body.len() + 2
 }

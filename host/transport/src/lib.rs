@@ -216,14 +216,25 @@ impl Transports {
         }))
     }
 
-    /// Start receiving: `udp_workers` threads per UDP listener, and accept loops for TCP
-    /// on the current tokio runtime.
+    /// Start receiving: `udp_workers` threads per UDP listener, each on its own
+    /// `SO_REUSEPORT` socket so that datagrams from one source keep their order, and
+    /// accept loops for TCP on the current tokio runtime.
     pub fn start(self: &Arc<Self>, handler: Arc<dyn Handler>, udp_workers: usize) {
         for (id, sock) in self.udp.iter().enumerate() {
-            if let Some(sock) = sock {
-                for n in 0..udp_workers.max(1) {
-                    udp::spawn_worker(self.clone(), handler.clone(), id, sock.clone(), n);
-                }
+            let Some(sock) = sock else { continue };
+            for n in 0..udp_workers.max(1) {
+                let own = if n == 0 {
+                    sock.clone()
+                } else {
+                    match sock.local_addr().and_then(udp::bind) {
+                        Ok(s) => Arc::new(s),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "sharing one UDP socket between threads");
+                            sock.clone()
+                        }
+                    }
+                };
+                udp::spawn_worker(self.clone(), handler.clone(), id, own, n);
             }
         }
         self.tcp.start(handler);
@@ -290,8 +301,37 @@ impl Transports {
         }
         let result = match dest.transport {
             Transport::Udp => self.send_udp(dest.addr, listener, &data),
-            Transport::Tcp => self.tcp.send(dest.addr, listener, data),
+            Transport::Tcp => self.tcp.send(dest.addr, listener, data, None),
         };
+        if result.is_err() {
+            inc(&self.stats.send_failures);
+        }
+        result
+    }
+
+    /// Send a request that RFC 3261 §18.1.1 moves from UDP to TCP for its size:
+    /// `tcp_data` over TCP from `tcp_listener`; if no connection to `addr` can be opened,
+    /// `udp_data` (the same request with a UDP Via) over UDP from `udp_listener`.
+    pub fn send_upgraded(
+        &self,
+        addr: SocketAddr,
+        tcp_listener: ListenerId,
+        tcp_data: Bytes,
+        udp_listener: ListenerId,
+        udp_data: Bytes,
+    ) -> Result<(), SendError> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(SendError::Stopped);
+        }
+        let fallback = self
+            .udp
+            .get(udp_listener)
+            .and_then(Option::clone)
+            .map(|socket| tcp::Fallback {
+                socket,
+                data: udp_data,
+            });
+        let result = self.tcp.send(addr, tcp_listener, tcp_data, fallback);
         if result.is_err() {
             inc(&self.stats.send_failures);
         }

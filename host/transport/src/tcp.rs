@@ -149,6 +149,7 @@ impl TcpSide {
         remote: SocketAddr,
         listener: ListenerId,
         data: Bytes,
+        fallback: Option<Fallback>,
     ) -> Result<(), SendError> {
         let s = &self.shared;
         {
@@ -175,7 +176,7 @@ impl TcpSide {
                 inc(&s.stats.tcp_sent);
             }
         }
-        rt.spawn(connect(s.clone(), remote, listener, id, rx));
+        rt.spawn(connect(s.clone(), remote, listener, id, rx, fallback));
         Ok(())
     }
 }
@@ -204,27 +205,40 @@ async fn accept_loop(s: Arc<Shared>, listener: tokio::net::TcpListener, id: List
     }
 }
 
+/// The same message prepared for UDP, sent if the TCP connection cannot be opened
+/// (RFC 3261 §18.1.1: a request moved to TCP for its size is retried over UDP).
+pub(crate) struct Fallback {
+    pub(crate) socket: Arc<std::net::UdpSocket>,
+    pub(crate) data: Bytes,
+}
+
 async fn connect(
     s: Arc<Shared>,
     remote: SocketAddr,
     listener: ListenerId,
     id: u64,
     rx: mpsc::Receiver<Bytes>,
+    fallback: Option<Fallback>,
 ) {
-    match timeout(s.limits.tcp_connect_timeout, TcpStream::connect(remote)).await {
+    let failure = match timeout(s.limits.tcp_connect_timeout, TcpStream::connect(remote)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
             serve(s, stream, remote, listener, id, rx).await;
+            return;
         }
-        Ok(Err(e)) => {
-            inc(&s.stats.tcp_connect_failures);
-            tracing::debug!(%remote, error = %e, "TCP connect failed");
-            s.unregister(remote, id);
-        }
-        Err(_) => {
-            inc(&s.stats.tcp_connect_failures);
-            tracing::debug!(%remote, "TCP connect timed out");
-            s.unregister(remote, id);
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_string(),
+    };
+    inc(&s.stats.tcp_connect_failures);
+    tracing::debug!(%remote, error = %failure, "TCP connect failed");
+    s.unregister(remote, id);
+    if let Some(f) = fallback {
+        match f.socket.send_to(&f.data, remote) {
+            Ok(_) => inc(&s.stats.udp_sent),
+            Err(e) => {
+                inc(&s.stats.send_failures);
+                tracing::debug!(%remote, error = %e, "UDP fallback send failed");
+            }
         }
     }
 }

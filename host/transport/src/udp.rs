@@ -30,6 +30,9 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     // Best effort: the kernel caps these at its configured maximum.
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    // Each receive thread gets its own socket on the same address: the kernel then
+    // spreads datagrams by source, so one peer's messages stay in order on one thread.
+    s.set_reuse_port(true)?;
     s.bind(&addr.into())?;
     let s: UdpSocket = s.into();
     s.set_read_timeout(Some(POLL))?;
