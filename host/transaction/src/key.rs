@@ -1,0 +1,313 @@
+//! Transaction keys (RFC 3261 §17.1.3, §17.2.3) and where messages come from.
+
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+
+use weir_message::{HeaderError, Message, Method, Via};
+
+use crate::error::{Error, Result};
+
+/// RFC 3261 magic cookie: a branch starting with it is globally unique.
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// The transport a message travelled on. Only reliability matters here: on reliable
+/// transports nothing is retransmitted and the absorb timers (D, I, J, K) are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP: unreliable, retransmissions on.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+    /// SCTP.
+    Sctp,
+    /// WebSocket.
+    Ws,
+    /// Secure WebSocket.
+    Wss,
+}
+
+impl Transport {
+    /// Whether the transport delivers reliably (everything but UDP).
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+}
+
+/// The far end of one side of a transaction: where a request came from, or where a
+/// branch goes. `listener` is opaque here: the proxy's index of the socket to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// Remote address.
+    pub addr: SocketAddr,
+    /// Transport.
+    pub transport: Transport,
+    /// The proxy's listener (local socket) index.
+    pub listener: usize,
+}
+
+/// Identifies one transaction in a [`TransactionTable`](crate::TransactionTable). Never
+/// reused, so a stale id simply finds nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(pub(crate) u64);
+
+impl TxId {
+    /// Bits of the id that select the shard.
+    pub(crate) const SHARD_BITS: u32 = 8;
+
+    pub(crate) fn new(shard: usize, seq: u64) -> TxId {
+        // shard < 256 by construction (TableConfig::shards is clamped).
+        TxId((seq << Self::SHARD_BITS) | (shard as u64 & 0xff))
+    }
+
+    pub(crate) fn shard(self) -> usize {
+        (self.0 & 0xff) as usize
+    }
+}
+
+impl fmt::Display for TxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "T{:x}", self.0)
+    }
+}
+
+/// The method part of a key: ACK matches its INVITE (§17.2.3); CANCEL has its own
+/// transaction.
+fn key_method(m: &Method) -> Method {
+    match m {
+        Method::Ack => Method::Invite,
+        other => other.clone(),
+    }
+}
+
+/// Key of a server transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ServerKey {
+    /// §17.2.3: top-Via branch (with the magic cookie), sent-by and method.
+    Rfc3261 {
+        /// The branch, compared exactly.
+        branch: String,
+        /// sent-by host, lowercased.
+        host: String,
+        /// sent-by port as written.
+        port: Option<u16>,
+        /// Request method (ACK counted as INVITE).
+        method: Method,
+    },
+    /// RFC 2543 fallback for branches without the cookie: Request-URI, From tag,
+    /// Call-ID, CSeq number and the whole top Via.
+    Rfc2543 {
+        /// Request-URI as written.
+        request_uri: String,
+        /// From tag.
+        from_tag: Option<String>,
+        /// Call-ID.
+        call_id: String,
+        /// CSeq number.
+        cseq: u32,
+        /// Top via-parm, re-serialised.
+        via: String,
+        /// Request method (ACK counted as INVITE).
+        method: Method,
+    },
+}
+
+impl ServerKey {
+    /// The key of a request (ACK keyed as its INVITE).
+    pub fn of(req: &Message) -> Result<ServerKey> {
+        let method = req
+            .method()
+            .ok_or(Error::WrongKind("response where a request was expected"))?;
+        let top = req.top_via()?;
+        Self::from_parts(req, &top, key_method(method))
+    }
+
+    fn from_parts(req: &Message, top: &Via, method: Method) -> Result<ServerKey> {
+        match top.branch() {
+            Some(b) if b.starts_with(MAGIC_COOKIE) => Ok(ServerKey::Rfc3261 {
+                branch: b.to_string(),
+                host: top.host.to_ascii_lowercase(),
+                port: top.port,
+                method,
+            }),
+            _ => Ok(ServerKey::Rfc2543 {
+                request_uri: req.request_uri().unwrap_or_default().to_string(),
+                from_tag: req.from_tag(),
+                call_id: req
+                    .call_id()
+                    .ok_or(HeaderError::Missing { name: "Call-ID" })?
+                    .to_string(),
+                cseq: req.cseq()?.seq,
+                via: top.to_string(),
+                method,
+            }),
+        }
+    }
+
+    /// The same transaction key for another method (CANCEL → its INVITE).
+    pub fn with_method(&self, m: Method) -> ServerKey {
+        let mut k = self.clone();
+        match &mut k {
+            ServerKey::Rfc3261 { method, .. } | ServerKey::Rfc2543 { method, .. } => *method = m,
+        }
+        k
+    }
+
+    /// The method of the key.
+    pub fn method(&self) -> &Method {
+        match self {
+            ServerKey::Rfc3261 { method, .. } | ServerKey::Rfc2543 { method, .. } => method,
+        }
+    }
+
+    /// Whether this is an RFC 2543 (cookie-less) key.
+    pub fn is_rfc2543(&self) -> bool {
+        matches!(self, ServerKey::Rfc2543 { .. })
+    }
+
+    /// Hash of everything but the method, so an INVITE, its ACK and its CANCEL land in
+    /// the same shard and are handled under one lock.
+    pub(crate) fn shard_hash(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        match self {
+            ServerKey::Rfc3261 {
+                branch, host, port, ..
+            } => {
+                branch.hash(&mut h);
+                host.hash(&mut h);
+                port.hash(&mut h);
+            }
+            ServerKey::Rfc2543 {
+                request_uri,
+                from_tag,
+                call_id,
+                cseq,
+                via,
+                ..
+            } => {
+                request_uri.hash(&mut h);
+                from_tag.hash(&mut h);
+                call_id.hash(&mut h);
+                cseq.hash(&mut h);
+                via.hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
+/// Key of a client transaction (§17.1.3): the branch Weir put in its Via, and the CSeq
+/// method (a branch's INVITE and its CANCEL share the branch).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    /// Our branch.
+    pub branch: String,
+    /// CSeq method.
+    pub method: Method,
+}
+
+impl ClientKey {
+    /// Key of a request we are about to send: its top Via branch and its method.
+    pub fn of_request(req: &Message) -> Result<ClientKey> {
+        let method = req
+            .method()
+            .ok_or(Error::WrongKind("response where a request was expected"))?
+            .clone();
+        let branch = req
+            .top_via()?
+            .branch()
+            .map(str::to_string)
+            .ok_or(Error::BadBranch)?;
+        if branch.is_empty() {
+            return Err(Error::BadBranch);
+        }
+        Ok(ClientKey { branch, method })
+    }
+
+    /// Key a response matches: its top Via branch and its CSeq method.
+    pub fn of_response(resp: &Message) -> Result<ClientKey> {
+        if resp.is_request() {
+            return Err(Error::WrongKind("request where a response was expected"));
+        }
+        let branch = resp
+            .top_via()?
+            .branch()
+            .map(str::to_string)
+            .ok_or(Error::BadBranch)?;
+        Ok(ClientKey {
+            branch,
+            method: resp.cseq()?.method,
+        })
+    }
+
+    pub(crate) fn shard_hash(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.branch.hash(&mut h);
+        h.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::req;
+
+    #[test]
+    fn ack_and_invite_share_a_key_cancel_does_not() {
+        let inv = req("INVITE", "z9hG4bKabc", "");
+        let ack = req("ACK", "z9hG4bKabc", "");
+        let cancel = req("CANCEL", "z9hG4bKabc", "");
+        let k = ServerKey::of(&inv).unwrap();
+        assert_eq!(k, ServerKey::of(&ack).unwrap());
+        let kc = ServerKey::of(&cancel).unwrap();
+        assert_ne!(k, kc);
+        assert_eq!(kc.with_method(Method::Invite), k);
+        assert_eq!(k.shard_hash(), kc.shard_hash());
+        assert!(!k.is_rfc2543());
+    }
+
+    #[test]
+    fn sent_by_is_part_of_the_key() {
+        let a = req("OPTIONS", "z9hG4bKabc", "");
+        let mut b = a.clone();
+        let v = b
+            .headers
+            .get("Via")
+            .unwrap()
+            .replace("192.0.2.1", "192.0.2.99");
+        b.headers.set("Via", v);
+        assert_ne!(ServerKey::of(&a).unwrap(), ServerKey::of(&b).unwrap());
+    }
+
+    #[test]
+    fn rfc2543_fallback_uses_dialog_fields() {
+        let inv = req("INVITE", "old1", "");
+        let k = ServerKey::of(&inv).unwrap();
+        assert!(k.is_rfc2543());
+        let ack = req("ACK", "old1", "");
+        assert_eq!(k, ServerKey::of(&ack).unwrap());
+        let mut other = inv.clone();
+        other.headers.set("CSeq", "2 INVITE");
+        assert_ne!(k, ServerKey::of(&other).unwrap());
+    }
+
+    #[test]
+    fn client_keys() {
+        let inv = req("INVITE", "z9hG4bKw1", "");
+        let k = ClientKey::of_request(&inv).unwrap();
+        assert_eq!(k.branch, "z9hG4bKw1");
+        let resp = inv.reply(180, "", Some("t"));
+        assert_eq!(ClientKey::of_response(&resp).unwrap(), k);
+        assert!(ClientKey::of_response(&inv).is_err());
+    }
+
+    #[test]
+    fn tx_id_packs_the_shard() {
+        let id = TxId::new(7, 42);
+        assert_eq!(id.shard(), 7);
+        assert_ne!(id, TxId::new(7, 43));
+        assert_eq!(id.to_string(), format!("T{:x}", (42u64 << 8) | 7));
+    }
+}

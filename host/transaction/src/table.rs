@@ -1,0 +1,674 @@
+//! The transaction table: bounded, sharded by key hash, called synchronously from the
+//! proxy's receive threads and from the timer task.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::time::Instant;
+use weir_message::{Message, Method};
+
+use crate::build::{local_reply, CANCELING_REASON, NO_MORE_BRANCHES_REASON};
+use crate::cell::{AckMatch, Cell, ClientRef, Fx};
+use crate::config::{TableConfig, TimerConfig};
+use crate::driver::{TimerId, TimerQueue};
+use crate::error::{Error, Result};
+use crate::key::{ClientKey, Peer, ServerKey, TxId};
+
+// === Types ===
+
+/// Something the caller must do after a table call: send a message, or react to an
+/// event. Timers are not among them: the table queues those itself (see
+/// [`run_timers`](crate::run_timers)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send this response upstream, to where its top Via says (the request came from
+    /// `to`).
+    Response {
+        /// Transaction.
+        tx: TxId,
+        /// The peer the request came from (listener and transport to answer on).
+        to: Peer,
+        /// The response.
+        response: Message,
+    },
+    /// Send this request on a branch: the forwarded request, its retransmission, our
+    /// ACK of a non-2xx final, or the branch's CANCEL.
+    Request {
+        /// Transaction.
+        tx: TxId,
+        /// Branch index.
+        branch: usize,
+        /// Where the branch goes.
+        to: Peer,
+        /// The request.
+        request: Message,
+    },
+    /// A branch ended without success (a final >= 300, or a timeout: 408, or 487 once
+    /// cancelled). Kamailio's `tm:branch-failure` event: a module may react, e.g. add
+    /// a branch to another flow on 430/477.
+    BranchFailure {
+        /// Transaction.
+        tx: TxId,
+        /// Branch index.
+        branch: usize,
+        /// The branch's final status.
+        code: u16,
+        /// It was a local timeout.
+        timeout: bool,
+    },
+    /// Every branch failed and the failure hook was armed
+    /// ([`TransactionTable::arm_failure`]): run the failure chain, then call
+    /// [`TransactionTable::forward`] (a new serial leg), [`TransactionTable::reply`] or
+    /// [`TransactionTable::relay_best`].
+    Failure {
+        /// Transaction.
+        tx: TxId,
+        /// Status of the best final so far.
+        code: u16,
+    },
+    /// The transaction is over and was removed from the table.
+    Terminated {
+        /// Transaction.
+        tx: TxId,
+    },
+}
+
+/// What the table did with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// A new transaction: route the request, then [`TransactionTable::forward`],
+    /// [`TransactionTable::reply`] or [`TransactionTable::release`].
+    New(TxId),
+    /// A retransmission of a live request: absorbed (the last response, if any, is in
+    /// the outputs).
+    Retransmission(TxId),
+    /// The ACK of a non-2xx final: hop-by-hop, absorbed.
+    AckAbsorbed(TxId),
+    /// Not for the table: an ACK of a 2xx (or of nothing we know). Forward it
+    /// statelessly, end to end.
+    Stateless,
+    /// A CANCEL found its INVITE: answered 200, the branches are being cancelled.
+    Cancelled {
+        /// The INVITE's transaction.
+        invite: TxId,
+    },
+    /// A CANCEL found no INVITE: answered 481, and remembered for `wt_timer` so the
+    /// INVITE, should it arrive late, is answered 487.
+    CancelUnmatched,
+    /// An INVITE whose CANCEL came first: answered 487, not to be routed.
+    CancelledBeforeArrival(TxId),
+}
+
+/// Result of [`TransactionTable::on_request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handled {
+    /// What happened.
+    pub outcome: RequestOutcome,
+    /// What to send now.
+    pub outputs: Vec<Output>,
+}
+
+/// A response that passed its client transaction: run the reply chain over
+/// `response` (our Via is already removed), then hand it back with
+/// [`TransactionTable::relay`]. Finals must be relayed; a provisional the chain drops
+/// may simply not be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchResponse {
+    /// Transaction.
+    pub tx: TxId,
+    /// Branch index.
+    pub branch: usize,
+    /// The response.
+    pub response: Message,
+}
+
+/// What the table did with a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseOutcome {
+    /// No client transaction matches: the caller may relay it statelessly (§16.7 and
+    /// RFC 6026 for a 2xx whose transaction ended).
+    Unmatched(Message),
+    /// A retransmission, or the answer to our CANCEL: nothing more to do.
+    Absorbed,
+    /// For the reply chain, then [`TransactionTable::relay`].
+    Branch(BranchResponse),
+}
+
+/// One branch to fork to: the request exactly as it should leave (our Via on top, with
+/// a branch unique to this target) and where it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The request.
+    pub request: Message,
+    /// Its destination.
+    pub to: Peer,
+}
+
+struct Tombstone {
+    call_id: String,
+    cseq: u32,
+    until: Instant,
+}
+
+#[derive(Default)]
+struct Shard {
+    /// This shard's index (part of every id it hands out).
+    index: usize,
+    next_seq: u64,
+    cells: HashMap<TxId, Cell>,
+    server: HashMap<ServerKey, TxId>,
+    client: HashMap<ClientKey, ClientRef>,
+    tombstones: HashMap<ServerKey, Tombstone>,
+}
+
+/// All live transactions.
+pub struct TransactionTable {
+    cfg: Arc<TableConfig>,
+    shards: Box<[Mutex<Shard>]>,
+    len: AtomicUsize,
+    timers: TimerQueue,
+    /// Random per table; part of every To tag we generate.
+    tag_seed: u32,
+}
+
+impl std::fmt::Debug for TransactionTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionTable")
+            .field("len", &self.len())
+            .field("capacity", &self.cfg.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// 32 random bits from the standard library's per-process hash keys (no RNG dependency
+/// for a tag that only needs to differ between runs).
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x5765_6972);
+    // Truncation intended: 32 bits are enough to tell runs apart.
+    (h.finish() & 0xffff_ffff) as u32
+}
+
+// === Shard ===
+
+impl Shard {
+    fn alloc_id(&mut self) -> TxId {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        TxId::new(self.index, self.next_seq)
+    }
+
+    /// Remove `tx` if all its machines are over.
+    fn reap(&mut self, tx: TxId, len: &AtomicUsize, fx: &mut Fx) {
+        if !self.cells.get(&tx).is_some_and(Cell::is_done) {
+            return;
+        }
+        let Some(cell) = self.cells.remove(&tx) else {
+            return;
+        };
+        if self.server.get(&cell.key) == Some(&tx) {
+            self.server.remove(&cell.key);
+        }
+        len.fetch_sub(1, Ordering::AcqRel);
+        fx.dead_keys.extend(cell.client_keys().map(|k| (k, tx)));
+        fx.dead_timers.extend(cell.timer_ids());
+        fx.out.push(Output::Terminated { tx });
+        tracing::trace!(%tx, "transaction removed");
+    }
+
+    /// A live memory of a CANCEL that came before this INVITE? It is used up.
+    fn take_tombstone(&mut self, key: &ServerKey, req: &Message, now: Instant) -> bool {
+        let Some(t) = self.tombstones.get(key) else {
+            return false;
+        };
+        let hit = t.until > now
+            && Some(t.call_id.as_str()) == req.call_id()
+            && req.cseq().is_ok_and(|c| c.seq == t.cseq);
+        if hit || t.until <= now {
+            self.tombstones.remove(key);
+        }
+        hit
+    }
+
+    fn remember_cancel(
+        &mut self,
+        key: ServerKey,
+        req: &Message,
+        until: Instant,
+        now: Instant,
+        cap: usize,
+    ) {
+        if self.tombstones.len() >= cap {
+            self.tombstones.retain(|_, t| t.until > now);
+        }
+        if self.tombstones.len() >= cap {
+            // Full of live entries: this race goes unprotected rather than unbounded.
+            return;
+        }
+        let Ok(cseq) = req.cseq() else { return };
+        self.tombstones.insert(
+            key,
+            Tombstone {
+                call_id: req.call_id().unwrap_or_default().to_string(),
+                cseq: cseq.seq,
+                until,
+            },
+        );
+    }
+}
+
+// === TransactionTable ===
+
+impl TransactionTable {
+    /// An empty table.
+    pub fn new(cfg: TableConfig) -> TransactionTable {
+        let n = cfg.shards.clamp(1, 1 << TxId::SHARD_BITS);
+        TransactionTable {
+            shards: (0..n)
+                .map(|index| {
+                    Mutex::new(Shard {
+                        index,
+                        ..Shard::default()
+                    })
+                })
+                .collect(),
+            cfg: Arc::new(cfg),
+            len: AtomicUsize::new(0),
+            timers: TimerQueue::default(),
+            tag_seed: random_u32(),
+        }
+    }
+
+    /// Live transactions (the gauge to export).
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// No live transactions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The configured capacity.
+    pub fn capacity(&self) -> usize {
+        self.cfg.capacity
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TableConfig {
+        &self.cfg
+    }
+
+    /// The timer queue [`run_timers`](crate::run_timers) drains.
+    pub fn timers(&self) -> &TimerQueue {
+        &self.timers
+    }
+
+    fn shard_of(&self, hash: u64) -> usize {
+        // Shard count <= 256: the modulo fits in usize.
+        (hash % self.shards.len() as u64) as usize
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
+        // There is at least one shard, so the modulo keeps the index in bounds; ids
+        // and hashes map below `len` anyway. A poisoned shard is still consistent
+        // (every mutation completes before anything can panic), so keep using it.
+        self.shards[i % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reserve(&self) -> Result<()> {
+        let cap = self.cfg.capacity;
+        self.len
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .map(|_| ())
+            .map_err(|_| Error::Full { capacity: cap })
+    }
+
+    /// Create a cell for `req` in `shard` (locked by the caller).
+    fn create(
+        &self,
+        shard: &mut Shard,
+        key: ServerKey,
+        req: &Message,
+        from: Peer,
+        now: Instant,
+        fx: &mut Fx,
+    ) -> Result<TxId> {
+        self.reserve()?;
+        let id = shard.alloc_id();
+        let mut cell = Cell::new(id, key.clone(), req, from, self.cfg.clone(), now, fx);
+        // Unique across restarts too: ids restart from 1, the seed does not repeat.
+        cell.to_tag = format!("w{:08x}{:x}", self.tag_seed, id.0);
+        shard.server.insert(key, id);
+        shard.cells.insert(id, cell);
+        Ok(id)
+    }
+
+    /// Perform what was collected under a lock: index updates, timers; return outputs.
+    fn settle(&self, fx: Fx) -> Vec<Output> {
+        for (k, r) in fx.new_keys {
+            self.lock(self.shard_of(k.shard_hash())).client.insert(k, r);
+        }
+        for (k, tx) in fx.dead_keys {
+            let mut s = self.lock(self.shard_of(k.shard_hash()));
+            if s.client.get(&k).is_some_and(|r| r.tx == tx) {
+                s.client.remove(&k);
+            }
+        }
+        for (id, at) in fx.timers {
+            self.timers.schedule(id, at);
+        }
+        if !fx.dead_timers.is_empty() {
+            self.timers.forget(&fx.dead_timers);
+        }
+        fx.out
+    }
+
+    /// Run `f` on a live transaction, reaping it afterwards if it is over.
+    fn with_cell<T>(
+        &self,
+        tx: TxId,
+        f: impl FnOnce(&mut Cell, &mut Fx) -> Result<T>,
+    ) -> Result<(T, Vec<Output>)> {
+        let mut fx = Fx::default();
+        let r = {
+            let mut shard = self.lock(tx.shard());
+            let cell = shard.cells.get_mut(&tx).ok_or(Error::NotFound)?;
+            let r = f(cell, &mut fx);
+            shard.reap(tx, &self.len, &mut fx);
+            r
+        };
+        let out = self.settle(fx);
+        r.map(|v| (v, out))
+    }
+
+    /// A request arrived from `from`. Retransmissions are absorbed, ACKs of non-2xx
+    /// finals absorbed, CANCELs answered and applied; a new request gets a transaction
+    /// (and, for INVITE, a 100). `Err(Full)` asks for a stateless 503.
+    pub fn on_request(&self, req: &Message, from: Peer, now: Instant) -> Result<Handled> {
+        let method = req
+            .method()
+            .ok_or(Error::WrongKind("response where a request was expected"))?
+            .clone();
+        let key = ServerKey::of(req)?;
+        let si = self.shard_of(key.shard_hash());
+        let mut fx = Fx::default();
+        let outcome = {
+            let mut shard = self.lock(si);
+            let shard = &mut *shard;
+            match method {
+                Method::Ack => Ok(self.on_ack(shard, &key, req, now, &mut fx)),
+                Method::Cancel => self.on_cancel(shard, key, req, from, now, &mut fx),
+                _ => self.on_other(shard, key, req, from, now, &mut fx),
+            }
+        };
+        // Settled even on error: whatever was created must get its timers.
+        let outputs = self.settle(fx);
+        outcome.map(|outcome| Handled { outcome, outputs })
+    }
+
+    fn on_ack(
+        &self,
+        shard: &mut Shard,
+        key: &ServerKey,
+        req: &Message,
+        now: Instant,
+        fx: &mut Fx,
+    ) -> RequestOutcome {
+        let Some(tx) = shard.server.get(key).copied() else {
+            return RequestOutcome::Stateless;
+        };
+        let m = shard.cells.get_mut(&tx).map(|c| c.on_ack(req, now, fx));
+        shard.reap(tx, &self.len, fx);
+        match m {
+            Some(AckMatch::Absorbed) => RequestOutcome::AckAbsorbed(tx),
+            _ => RequestOutcome::Stateless,
+        }
+    }
+
+    /// Any request but ACK and CANCEL.
+    fn on_other(
+        &self,
+        shard: &mut Shard,
+        key: ServerKey,
+        req: &Message,
+        from: Peer,
+        now: Instant,
+        fx: &mut Fx,
+    ) -> Result<RequestOutcome> {
+        if let Some(tx) = shard.server.get(&key).copied() {
+            if let Some(c) = shard.cells.get_mut(&tx) {
+                c.on_retransmission(req, now, fx);
+            }
+            shard.reap(tx, &self.len, fx);
+            return Ok(RequestOutcome::Retransmission(tx));
+        }
+        let invite = req.method() == Some(&Method::Invite);
+        if invite && shard.take_tombstone(&key, req, now) {
+            let tx = self.create(shard, key, req, from, now, fx)?;
+            if let Some(c) = shard.cells.get_mut(&tx) {
+                c.reply_cancelled(now, fx);
+            }
+            shard.reap(tx, &self.len, fx);
+            tracing::debug!(%tx, "INVITE arrived after its CANCEL: 487");
+            return Ok(RequestOutcome::CancelledBeforeArrival(tx));
+        }
+        let tx = self.create(shard, key, req, from, now, fx)?;
+        if invite && self.cfg.auto_inv_100 {
+            if let Some(c) = shard.cells.get_mut(&tx) {
+                c.send_trying(now, fx);
+            }
+        }
+        Ok(RequestOutcome::New(tx))
+    }
+
+    fn on_cancel(
+        &self,
+        shard: &mut Shard,
+        key: ServerKey,
+        req: &Message,
+        from: Peer,
+        now: Instant,
+        fx: &mut Fx,
+    ) -> Result<RequestOutcome> {
+        // A retransmitted CANCEL gets its answer again.
+        if let Some(tx) = shard.server.get(&key).copied() {
+            if let Some(c) = shard.cells.get_mut(&tx) {
+                c.on_retransmission(req, now, fx);
+            }
+            shard.reap(tx, &self.len, fx);
+            return Ok(RequestOutcome::Retransmission(tx));
+        }
+        let ikey = key.with_method(Method::Invite);
+        let invite = shard
+            .server
+            .get(&ikey)
+            .copied()
+            .filter(|tx| shard.cells.get(tx).is_some_and(Cell::is_invite));
+        let Some(inv) = invite else {
+            // "Fast hang-up": answer 481 and remember, so a late INVITE gets 487.
+            let until = now + self.cfg.timers.wt_timer;
+            let cap = (self.cfg.max_cancel_memory / self.shards.len()).max(1);
+            shard.remember_cancel(ikey, req, until, now, cap);
+            let tx = self.create(shard, key, req, from, now, fx)?;
+            if let Some(c) = shard.cells.get_mut(&tx) {
+                // The CANCEL transaction has no branches: answering it is all it does.
+                // A fresh cell has sent nothing, so this cannot fail.
+                let _ = c.reply(481, "", &[], now, fx);
+            }
+            shard.reap(tx, &self.len, fx);
+            return Ok(RequestOutcome::CancelUnmatched);
+        };
+        let (pending, to_tag) = shard
+            .cells
+            .get(&inv)
+            .map(|c| (c.has_pending_branches(), c.to_tag.clone()))
+            .unwrap_or_default();
+        let reason = if pending {
+            CANCELING_REASON
+        } else {
+            NO_MORE_BRANCHES_REASON
+        };
+        // §9.2: the 200 to the CANCEL carries the To tag of the INVITE's response.
+        match self.create(shard, key, req, from, now, fx) {
+            Ok(tx) => {
+                if let Some(c) = shard.cells.get_mut(&tx) {
+                    c.to_tag = to_tag;
+                    let _ = c.reply(200, reason, &[], now, fx);
+                }
+                shard.reap(tx, &self.len, fx);
+            }
+            // Full: answer without a transaction; a retransmitted CANCEL finds the
+            // INVITE again and is answered again.
+            Err(Error::Full { .. }) => fx.out.push(Output::Response {
+                tx: inv,
+                to: from,
+                response: local_reply(req, 200, reason, &to_tag, self.cfg.server_header.as_deref()),
+            }),
+            Err(e) => return Err(e),
+        }
+        let e2e_reason = req.headers.get("Reason").map(str::to_string);
+        if let Some(c) = shard.cells.get_mut(&inv) {
+            c.cancel(e2e_reason, now, fx);
+        }
+        shard.reap(inv, &self.len, fx);
+        Ok(RequestOutcome::Cancelled { invite: inv })
+    }
+
+    /// Fork `tx` to `targets` (one client transaction each). Allowed while no final has
+    /// gone upstream, the request was not cancelled and no 6xx arrived; after
+    /// [`Output::Failure`] this starts a new serial leg.
+    pub fn forward(&self, tx: TxId, targets: Vec<Target>, now: Instant) -> Result<Vec<Output>> {
+        for t in &targets {
+            let k = ClientKey::of_request(&t.request)?;
+            if self
+                .lock(self.shard_of(k.shard_hash()))
+                .client
+                .contains_key(&k)
+            {
+                return Err(Error::BadBranch);
+            }
+        }
+        self.with_cell(tx, |c, fx| c.forward(targets, now, fx))
+            .map(|(_, out)| out)
+    }
+
+    /// Answer `tx` locally (`t_reply`): the table builds the reply from the request
+    /// (with its To tag) and adds `headers`. A final CANCELs pending INVITE branches.
+    pub fn reply(
+        &self,
+        tx: TxId,
+        code: u16,
+        reason: &str,
+        headers: &[(String, String)],
+        now: Instant,
+    ) -> Result<Vec<Output>> {
+        self.with_cell(tx, |c, fx| c.reply(code, reason, headers, now, fx))
+            .map(|(_, out)| out)
+    }
+
+    /// After [`Output::Failure`]: send the best final of the last leg upstream.
+    pub fn relay_best(&self, tx: TxId, now: Instant) -> Result<Vec<Output>> {
+        self.with_cell(tx, |c, fx| c.finish(now, fx))
+            .map(|(_, out)| out)
+    }
+
+    /// Arm the failure hook (`t_on_failure`): when every branch of the current leg has
+    /// failed, [`Output::Failure`] is emitted instead of the final going upstream. It
+    /// fires once; arm it again before each new leg.
+    pub fn arm_failure(&self, tx: TxId) -> Result<()> {
+        self.with_cell(tx, |c, _| {
+            c.arm_failure();
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// Override the timers of one transaction (`t_set_fr`, `t_set_retr`,
+    /// `t_set_max_lifetime`); running timers keep their deadlines.
+    pub fn set_timers(&self, tx: TxId, timers: TimerConfig) -> Result<()> {
+        self.with_cell(tx, |c, fx| {
+            c.set_timers(timers, fx);
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// Whether `tx` was cancelled upstream (`t_is_canceled`); `None` if it is gone.
+    pub fn is_cancelled(&self, tx: TxId) -> Option<bool> {
+        self.lock(tx.shard()).cells.get(&tx).map(Cell::is_cancelled)
+    }
+
+    /// Forget a new transaction the TU will not answer (a chain's `drop`). Its
+    /// retransmissions will then be treated as new requests, as a stateless drop would.
+    pub fn release(&self, tx: TxId) -> Result<Vec<Output>> {
+        self.with_cell(tx, |c, _| c.release()).map(|(_, out)| out)
+    }
+
+    /// A response arrived. Step 1: its client transaction (retransmissions absorbed,
+    /// our ACK of a non-2xx final sent, a CANCEL owed on the first provisional sent).
+    pub fn on_response(&self, resp: Message, now: Instant) -> (ResponseOutcome, Vec<Output>) {
+        let Ok(key) = ClientKey::of_response(&resp) else {
+            return (ResponseOutcome::Unmatched(resp), Vec::new());
+        };
+        let found = self
+            .lock(self.shard_of(key.shard_hash()))
+            .client
+            .get(&key)
+            .copied();
+        let Some(r) = found else {
+            return (ResponseOutcome::Unmatched(resp), Vec::new());
+        };
+        let res = self.with_cell(r.tx, |c, fx| {
+            Ok(c.on_branch_response(r.branch, r.role, resp, now, fx))
+        });
+        match res {
+            Ok((Some(response), out)) => (
+                ResponseOutcome::Branch(BranchResponse {
+                    tx: r.tx,
+                    branch: r.branch,
+                    response,
+                }),
+                out,
+            ),
+            Ok((None, out)) => (ResponseOutcome::Absorbed, out),
+            // The transaction ended between the index lookup and now.
+            Err(_) => (ResponseOutcome::Absorbed, Vec::new()),
+        }
+    }
+
+    /// Step 2: the response (after the reply chain) goes through the response context:
+    /// provisionals and 2xx up at once, finals collected, siblings CANCELled.
+    pub fn relay(&self, br: BranchResponse, now: Instant) -> Vec<Output> {
+        self.with_cell(br.tx, |c, fx| {
+            c.relay(br.branch, br.response, now, fx);
+            Ok(())
+        })
+        .map(|(_, out)| out)
+        .unwrap_or_default()
+    }
+
+    /// Both steps with no reply chain in between.
+    pub fn on_response_relay(&self, resp: Message, now: Instant) -> (ResponseOutcome, Vec<Output>) {
+        let (outcome, mut out) = self.on_response(resp, now);
+        if let ResponseOutcome::Branch(br) = &outcome {
+            out.extend(self.relay(br.clone(), now));
+        }
+        (outcome, out)
+    }
+
+    /// A timer fell due (called by [`run_timers`](crate::run_timers)).
+    pub fn on_timer(&self, id: TimerId, now: Instant) -> Vec<Output> {
+        self.with_cell(id.tx, |c, fx| {
+            c.on_timer(id.slot, now, fx);
+            Ok(())
+        })
+        .map(|(_, out)| out)
+        .unwrap_or_default()
+    }
+}
