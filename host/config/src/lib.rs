@@ -78,6 +78,8 @@ pub struct Config {
     pub runtime: RuntimeSettings,
     /// Resource bounds.
     pub limits: Limits,
+    /// Transaction layer settings (stateful routes).
+    pub transaction: TransactionSettings,
     /// Sockets to listen on, in file order.
     pub listeners: Vec<Listener>,
     /// Modules by name.
@@ -122,6 +124,31 @@ pub struct Limits {
     pub tcp_send_queue: usize,
     /// Time allowed to establish an outbound TCP connection.
     pub tcp_connect_timeout: Duration,
+}
+
+/// Transaction layer settings (`[transaction]`), Kamailio `tm` defaults.
+#[derive(Debug, Clone)]
+pub struct TransactionSettings {
+    /// RFC 3261 T1: first retransmission interval.
+    pub t1: Duration,
+    /// RFC 3261 T2: retransmission interval cap.
+    pub t2: Duration,
+    /// RFC 3261 T4: how long a message may stay in the network.
+    pub t4: Duration,
+    /// Kamailio `fr_timer`: a branch's wait for its first reply (non-INVITE: its final).
+    pub fr_timer: Duration,
+    /// Kamailio `fr_inv_timer`: an INVITE branch's wait for a final once it rang.
+    pub fr_inv_timer: Duration,
+    /// Longest life of an INVITE transaction.
+    pub max_inv_lifetime: Duration,
+    /// Longest life of a non-INVITE transaction.
+    pub max_noninv_lifetime: Duration,
+    /// Kamailio `wt_timer`: how long a completed transaction absorbs late messages.
+    pub wt_timer: Duration,
+    /// Most transactions alive at once; beyond, new requests get 503.
+    pub capacity: usize,
+    /// Send `100 Trying` upstream when relaying an INVITE.
+    pub auto_inv_100: bool,
 }
 
 /// A transport protocol a listener speaks.
@@ -179,6 +206,8 @@ pub struct ModuleDef {
 pub enum Mode {
     /// RFC 3261 §16.11 stateless forwarding.
     Stateless,
+    /// Transaction-stateful proxying (RFC 3261 §16, §17; Kamailio `tm`).
+    Stateful,
 }
 
 /// A route (`[[route]]`).
@@ -196,14 +225,23 @@ pub struct Route {
     pub domains: Vec<String>,
     /// Listener names it matches (empty: all).
     pub listeners: Vec<String>,
-    /// Where requests go when the chain continues and no Route header says otherwise.
-    pub next_hop: Option<String>,
+    /// Where requests go when the chain continues and no Route header says otherwise:
+    /// groups tried in order (serial forking), the targets of a group in parallel.
+    /// Empty: by the request URI. A stateless route has at most one target.
+    pub next_hops: Vec<Vec<String>>,
     /// Insert Record-Route on dialog-forming requests.
     pub record_route: bool,
     /// Modules run on each request, in order.
     pub request: Vec<ChainEntry>,
     /// Modules run on each reply, in order.
     pub reply: Vec<ChainEntry>,
+    /// Modules run (stateful routes) when every branch failed: they may reply, forward
+    /// to new targets (serial forking, failover) or `continue` to relay the best reply.
+    pub failure: Vec<ChainEntry>,
+    /// Per-route `fr_timer` override (stateful routes).
+    pub fr_timer: Option<Duration>,
+    /// Per-route `fr_inv_timer` override (stateful routes).
+    pub fr_inv_timer: Option<Duration>,
 }
 
 /// One module in a chain.

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use crate::{
     ChainEntry, Config, Error, Limits, Listener, Mode, ModuleDef, OnError, ProxySettings, Result,
-    Route, RuntimeSettings, Transport,
+    Route, RuntimeSettings, TransactionSettings, Transport,
 };
 
 // === Raw schema ===
@@ -27,6 +27,8 @@ struct RawConfig {
     runtime: RawRuntime,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    transaction: RawTransaction,
     #[serde(default)]
     listen: Vec<Spanned<RawListener>>,
     #[serde(default)]
@@ -63,6 +65,21 @@ struct RawLimits {
     tcp_connect_timeout_ms: Option<Spanned<i64>>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTransaction {
+    t1_ms: Option<Spanned<i64>>,
+    t2_ms: Option<Spanned<i64>>,
+    t4_ms: Option<Spanned<i64>>,
+    fr_timer_ms: Option<Spanned<i64>>,
+    fr_inv_timer_ms: Option<Spanned<i64>>,
+    max_inv_lifetime_ms: Option<Spanned<i64>>,
+    max_noninv_lifetime_ms: Option<Spanned<i64>>,
+    wt_timer_ms: Option<Spanned<i64>>,
+    capacity: Option<Spanned<i64>>,
+    auto_inv_100: Option<bool>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawListener {
@@ -96,12 +113,16 @@ struct RawRoute {
     domains: Vec<String>,
     #[serde(default)]
     listeners: Vec<Spanned<String>>,
-    next_hop: Option<Spanned<String>>,
+    next_hop: Option<Spanned<toml::Value>>,
     record_route: Option<bool>,
     #[serde(default)]
     request: Vec<Spanned<RawChainEntry>>,
     #[serde(default)]
     reply: Vec<Spanned<RawChainEntry>>,
+    #[serde(default)]
+    failure: Vec<Spanned<RawChainEntry>>,
+    fr_timer_ms: Option<Spanned<i64>>,
+    fr_inv_timer_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -315,6 +336,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
         )?)),
     };
 
+    let transaction = transaction(&ctx, &raw.transaction)?;
     let listeners = listeners(&ctx, &raw.listen)?;
     let modules = modules(&ctx, base_dir, &raw.modules)?;
     let routes = routes(&ctx, &raw.route, &listeners, &modules)?;
@@ -324,10 +346,48 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
         proxy,
         runtime,
         limits,
+        transaction,
         listeners,
         modules,
         routes,
     })
+}
+
+/// Longest timer accepted, ms (one day).
+const MAX_TIMER_MS: i64 = 86_400_000;
+
+fn ms(v: i64) -> Duration {
+    Duration::from_millis(u64_of(v))
+}
+
+fn transaction(ctx: &Ctx<'_>, t: &RawTransaction) -> Result<TransactionSettings> {
+    let timer = |v: &Option<Spanned<i64>>, key: &str, default: i64| {
+        ctx.opt_int(v, &format!("transaction.{key}"), default, 1, MAX_TIMER_MS)
+            .map(ms)
+    };
+    let s = TransactionSettings {
+        t1: timer(&t.t1_ms, "t1_ms", 500)?,
+        t2: timer(&t.t2_ms, "t2_ms", 4_000)?,
+        t4: timer(&t.t4_ms, "t4_ms", 5_000)?,
+        fr_timer: timer(&t.fr_timer_ms, "fr_timer_ms", 30_000)?,
+        fr_inv_timer: timer(&t.fr_inv_timer_ms, "fr_inv_timer_ms", 120_000)?,
+        max_inv_lifetime: timer(&t.max_inv_lifetime_ms, "max_inv_lifetime_ms", 180_000)?,
+        max_noninv_lifetime: timer(&t.max_noninv_lifetime_ms, "max_noninv_lifetime_ms", 32_000)?,
+        wt_timer: timer(&t.wt_timer_ms, "wt_timer_ms", 5_000)?,
+        capacity: usize_of(ctx.opt_int(
+            &t.capacity,
+            "transaction.capacity",
+            200_000,
+            1,
+            10_000_000,
+        )?),
+        auto_inv_100: t.auto_inv_100.unwrap_or(true),
+    };
+    if s.t2 < s.t1 {
+        let span = t.t2_ms.as_ref().map_or(0..0, Spanned::span);
+        return Err(ctx.err(&span, "transaction.t2_ms", "must not be below t1_ms"));
+    }
+    Ok(s)
 }
 
 fn default_workers() -> i64 {
@@ -595,11 +655,12 @@ fn routes(
             None => Mode::Stateless,
             Some(m) => match m.get_ref().as_str() {
                 "stateless" => Mode::Stateless,
+                "stateful" => Mode::Stateful,
                 other => {
                     return Err(ctx.err(
                         &m.span(),
                         format!("{key}.mode"),
-                        format!("unknown mode {other:?}; this build supports \"stateless\""),
+                        format!("unknown mode {other:?}; expected \"stateless\" or \"stateful\""),
                     ))
                 }
             },
@@ -613,19 +674,37 @@ fn routes(
                 ));
             }
         }
-        if let Some(h) = &r.next_hop {
-            let v = h.get_ref();
-            let parsed = weir_message::Uri::parse(v);
-            if !parsed.is_ok_and(|u| !matches!(u.scheme, weir_message::Scheme::Tel)) {
-                return Err(ctx.err(
-                    &h.span(),
-                    format!("{key}.next_hop"),
-                    format!("{v:?} is not a SIP URI (e.g. \"sip:127.0.0.1:5070\")"),
-                ));
-            }
+        let next_hops = match &r.next_hop {
+            None => Vec::new(),
+            Some(h) => next_hop_groups(ctx, &format!("{key}.next_hop"), h)?,
+        };
+        if mode == Mode::Stateless && next_hops.iter().flatten().count() > 1 {
+            let span = r.next_hop.as_ref().map_or(span.clone(), Spanned::span);
+            return Err(ctx.err(
+                &span,
+                format!("{key}.next_hop"),
+                "forking to several next hops needs mode = \"stateful\"",
+            ));
         }
         let request = chain(ctx, &format!("{key}.request"), &r.request, &tenant, modules)?;
         let reply = chain(ctx, &format!("{key}.reply"), &r.reply, &tenant, modules)?;
+        let failure = chain(ctx, &format!("{key}.failure"), &r.failure, &tenant, modules)?;
+        if mode == Mode::Stateless {
+            if let Some(f) = r.failure.first() {
+                return Err(ctx.err(
+                    &f.span(),
+                    format!("{key}.failure"),
+                    "a failure chain needs mode = \"stateful\"",
+                ));
+            }
+        }
+        let route_timer = |v: &Option<Spanned<i64>>, k: &str| -> Result<Option<Duration>> {
+            v.as_ref()
+                .map(|v| ctx.int(v, &format!("{key}.{k}"), 1, MAX_TIMER_MS).map(ms))
+                .transpose()
+        };
+        let fr_timer = route_timer(&r.fr_timer_ms, "fr_timer_ms")?;
+        let fr_inv_timer = route_timer(&r.fr_inv_timer_ms, "fr_inv_timer_ms")?;
         out.push(Route {
             name: r.name.clone(),
             tenant,
@@ -633,13 +712,57 @@ fn routes(
             methods: r.methods.clone(),
             domains: r.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
             listeners: r.listeners.iter().map(|l| l.get_ref().clone()).collect(),
-            next_hop: r.next_hop.as_ref().map(|h| h.get_ref().clone()),
+            next_hops,
             record_route: r.record_route.unwrap_or(true),
             request,
             reply,
+            failure,
+            fr_timer,
+            fr_inv_timer,
         });
     }
     Ok(out)
+}
+
+/// `next_hop`: a URI, an array of URIs (one parallel group), or an array of arrays
+/// (serial groups of parallel targets).
+fn next_hop_groups(ctx: &Ctx<'_>, key: &str, v: &Spanned<toml::Value>) -> Result<Vec<Vec<String>>> {
+    let span = v.span();
+    let bad = |msg: String| ctx.err(&span, key, msg);
+    let uri = |x: &toml::Value| -> Result<String> {
+        let Some(s) = x.as_str() else {
+            return Err(bad(format!("expected a SIP URI string, got {x}")));
+        };
+        let ok = weir_message::Uri::parse(s)
+            .is_ok_and(|u| !matches!(u.scheme, weir_message::Scheme::Tel));
+        if !ok {
+            return Err(bad(format!(
+                "{s:?} is not a SIP URI (e.g. \"sip:127.0.0.1:5070\")"
+            )));
+        }
+        Ok(s.to_string())
+    };
+    let groups = match v.get_ref() {
+        toml::Value::String(_) => vec![vec![uri(v.get_ref())?]],
+        toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => {
+            vec![items.iter().map(uri).collect::<Result<Vec<_>>>()?]
+        }
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|g| match g.as_array() {
+                Some(g) if !g.is_empty() => g.iter().map(uri).collect::<Result<Vec<_>>>(),
+                _ => Err(bad(
+                    "expected a URI, an array of URIs, or an array of non-empty arrays of URIs"
+                        .into(),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?,
+        other => return Err(bad(format!("expected a SIP URI or an array, got {other}"))),
+    };
+    if groups.iter().all(Vec::is_empty) {
+        return Err(bad("no next hop given".into()));
+    }
+    Ok(groups)
 }
 
 /// Longest module chain a route may have.

@@ -184,3 +184,42 @@ fn next_hop_must_be_a_sip_uri() {
         assert_eq!((line, key.as_str()), (7, "route[0].next_hop"), "{bad}");
     }
 }
+
+#[test]
+fn next_hop_forms_and_stateful_settings() {
+    let base = "version = 1\n[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:5060\"\n";
+    let c = parse(&format!(
+        "{base}[transaction]\nfr_timer_ms = 2000\n[[route]]\nname = \"r\"\nmode = \"stateful\"\nfr_inv_timer_ms = 9000\nnext_hop = [[\"sip:127.0.0.1:5071\"], [\"sip:127.0.0.1:5072\", \"sip:127.0.0.1:5073\"]]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.transaction.fr_timer, Duration::from_secs(2));
+    assert_eq!(c.transaction.fr_inv_timer, Duration::from_secs(120));
+    let r = &c.routes[0];
+    assert_eq!(r.mode, Mode::Stateful);
+    assert_eq!(r.fr_inv_timer, Some(Duration::from_secs(9)));
+    assert_eq!(r.next_hops.len(), 2);
+    assert_eq!(r.next_hops[1].len(), 2);
+
+    let c = parse(&format!(
+        "{base}[[route]]\nname = \"r\"\nmode = \"stateful\"\nnext_hop = [\"sip:127.0.0.1:1\", \"sip:127.0.0.1:2\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.routes[0].next_hops,
+        vec![vec![
+            "sip:127.0.0.1:1".to_string(),
+            "sip:127.0.0.1:2".to_string()
+        ]]
+    );
+
+    let (line, key, _) = err_of(&format!(
+        "{base}[[route]]\nname = \"r\"\nnext_hop = [\"sip:127.0.0.1:1\", \"sip:127.0.0.1:2\"]\n"
+    ));
+    assert_eq!((line, key.as_str()), (7, "route[0].next_hop"));
+    let (_, key, _) = err_of(&format!(
+        "{base}[modules.m]\ncomponent = \"m.wasm\"\n[[route]]\nname = \"r\"\nfailure = [{{ module = \"m\" }}]\n"
+    ));
+    assert_eq!(key, "route[0].failure");
+    let (line, key, _) = err_of(&format!("{base}[transaction]\nt1_ms = 0\n"));
+    assert_eq!((line, key.as_str()), (6, "transaction.t1_ms"));
+}

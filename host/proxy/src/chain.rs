@@ -45,7 +45,7 @@ impl Core {
     }
 
     /// Run one module, or report why it could not give a verdict.
-    fn call(
+    pub(crate) fn call_entry(
         &self,
         entry: &ChainEntry,
         msg: &mut Message,
@@ -66,7 +66,7 @@ impl Core {
         }
     }
 
-    fn failed(&self, route: &str, entry: &ChainEntry, failure: &ModuleFailure) {
+    pub(crate) fn failed(&self, route: &str, entry: &ChainEntry, failure: &ModuleFailure) {
         inc(&self.stats.module_failures);
         tracing::warn!(
             route,
@@ -85,7 +85,7 @@ impl Core {
         rx: Rx,
     ) -> Outcome {
         for entry in &route.request {
-            match self.call(entry, msg, rx, false) {
+            match self.call_entry(entry, msg, rx, false) {
                 Ok(Verdict::Continue) => continue,
                 Ok(Verdict::Forward(targets)) => return Outcome::Forward(targets),
                 Ok(Verdict::Reply {
@@ -127,7 +127,7 @@ impl Core {
         rx: Rx,
     ) -> bool {
         for entry in &route.reply {
-            match self.call(entry, msg, rx, true) {
+            match self.call_entry(entry, msg, rx, true) {
                 Ok(Verdict::Drop) => return false,
                 Ok(_) => continue,
                 Err(failure) => {

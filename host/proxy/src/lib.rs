@@ -17,14 +17,18 @@ mod ident;
 mod request;
 mod resolve;
 mod response;
+mod stateful;
 mod stats;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use weir_config::{Config, Route};
 use weir_message::{Limits, Message, Uri};
+use weir_transaction::{TransactionTable, TxId};
 use weir_transport::{Destination, Handler, Inbound, ListenerId, Transport, Transports};
 use weir_wasm::ModuleRegistry;
 
@@ -37,8 +41,16 @@ pub use stats::{Stats, StatsSnapshot};
 pub struct Core {
     me: Weak<Core>,
     routes: Vec<Route>,
-    /// Each route's `next_hop`, parsed once.
-    next_hops: Vec<Option<Uri>>,
+    /// Each route's next-hop groups, parsed once.
+    next_hops: Vec<Vec<Vec<Uri>>>,
+    /// Transactions of stateful routes.
+    tsx: Arc<TransactionTable>,
+    /// Whether any route is stateful (responses then go to the table first).
+    has_stateful: bool,
+    /// What a stateful transaction needs for failover, by transaction.
+    tx_ctx: Mutex<HashMap<TxId, Arc<stateful::TxCtx>>>,
+    /// Makes stateful branches unique.
+    branch_seq: AtomicU64,
     registry: Arc<ModuleRegistry>,
     transports: Arc<Transports>,
     ident: Identity,
@@ -75,14 +87,26 @@ impl Core {
         registry: Arc<ModuleRegistry>,
     ) -> Arc<Core> {
         let ident = Identity::new(transports.listeners(), &config.proxy.aliases);
-        Arc::new_cyclic(|me| Core {
+        let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
             routes: config.routes.clone(),
             next_hops: config
                 .routes
                 .iter()
-                .map(|r| r.next_hop.as_deref().and_then(|h| Uri::parse(h).ok()))
+                .map(|r| {
+                    r.next_hops
+                        .iter()
+                        .map(|g| g.iter().filter_map(|h| Uri::parse(h).ok()).collect())
+                        .collect()
+                })
                 .collect(),
+            tsx: Arc::new(TransactionTable::new(stateful::table_config(config))),
+            has_stateful: config
+                .routes
+                .iter()
+                .any(|r| r.mode == weir_config::Mode::Stateful),
+            tx_ctx: Mutex::new(HashMap::new()),
+            branch_seq: AtomicU64::new(1),
             registry,
             transports,
             ident,
@@ -94,7 +118,22 @@ impl Core {
             udp_mtu: config.proxy.udp_mtu,
             runtime: tokio::runtime::Handle::current(),
             stats: Stats::default(),
-        })
+        });
+        if core.has_stateful {
+            let me = Arc::downgrade(&core);
+            core.runtime
+                .spawn(weir_transaction::run_timers(core.tsx.clone(), move |o| {
+                    if let Some(core) = me.upgrade() {
+                        core.execute(vec![o]);
+                    }
+                }));
+        }
+        core
+    }
+
+    /// Transactions alive now (stateful routes).
+    pub fn transactions(&self) -> usize {
+        self.tsx.len()
     }
 
     /// Counters.

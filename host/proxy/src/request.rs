@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use weir_config::Route;
+use weir_config::{Mode, Route};
 use weir_message::{reason_phrase, Message, Method, NameAddr, ParseError, Uri, Via};
 use weir_transport::{Destination, ListenerId, Transport};
 
@@ -218,6 +218,25 @@ impl Core {
             return;
         };
 
+        if route.mode == Mode::Stateful {
+            self.stateful_request(req, rx, route_idx, max_forwards, lh);
+            return;
+        }
+        self.route_stateless(req, rx, route_idx, max_forwards, lh);
+    }
+
+    /// Run the chain of a stateless route and act on its verdict.
+    pub(crate) fn route_stateless(
+        &self,
+        mut req: Message,
+        rx: Rx,
+        route_idx: usize,
+        max_forwards: Option<u32>,
+        lh: u32,
+    ) {
+        let Some(route) = self.routes.get(route_idx) else {
+            return;
+        };
         match self.request_chain(route, &mut req, rx) {
             Outcome::Continue => self.forward(req, rx, route_idx, None, max_forwards, lh),
             Outcome::Forward(targets) => {
@@ -289,7 +308,62 @@ impl Core {
         })
     }
 
-    /// §16.6: pick the destination, then resolve it and send.
+    /// §16.6 steps 6–7: where the request goes. A module's targets win; else the first
+    /// Route entry (a strict router gets the request URI rewritten, step 6); else the
+    /// route's next hops of `group`; else the request URI. The flag says whether the
+    /// targets may keep the transport the request came in on (a next hop without
+    /// `transport=`).
+    pub(crate) fn destinations(
+        &self,
+        req: &mut Message,
+        route_idx: usize,
+        explicit: Option<Vec<Uri>>,
+        group: usize,
+    ) -> (Vec<Uri>, bool) {
+        if let Some(u) = explicit {
+            return (u, false);
+        }
+        match first_route(req) {
+            Some(r) if r.uri.has_lr() => (vec![r.uri], false),
+            Some(r) => {
+                if let Some(old) = req.request_uri().map(str::to_string) {
+                    req.headers.push("Route", format!("<{old}>"));
+                }
+                pop_first(req, "Route", routes_of);
+                req.set_request_uri(r.uri.to_string());
+                (vec![r.uri], false)
+            }
+            None => match self.next_hops.get(route_idx).and_then(|g| g.get(group)) {
+                Some(hops) => {
+                    let keep = hops.iter().all(|u| u.transport().is_none());
+                    (hops.clone(), keep)
+                }
+                None => (
+                    req.request_uri()
+                        .and_then(|u| Uri::parse(u).ok())
+                        .into_iter()
+                        .collect(),
+                    false,
+                ),
+            },
+        }
+    }
+
+    /// §16.6 step 3 and the Record-Route decision, shared by both modes.
+    pub(crate) fn prepare_forward(
+        &self,
+        req: &mut Message,
+        route_idx: usize,
+        max_forwards: Option<u32>,
+    ) -> bool {
+        let new_mf = max_forwards.map_or(DEFAULT_MAX_FORWARDS, |n| n.saturating_sub(1));
+        req.headers.set("Max-Forwards", new_mf.to_string());
+        self.routes.get(route_idx).is_some_and(|r| r.record_route)
+            && req.to_tag().is_none()
+            && req.method().is_some_and(forms_dialog)
+    }
+
+    /// Stateless §16.6: pick the destination, then resolve it and send.
     fn forward(
         &self,
         mut req: Message,
@@ -299,36 +373,9 @@ impl Core {
         max_forwards: Option<u32>,
         lh: u32,
     ) {
-        let Some(route) = self.routes.get(route_idx) else {
-            return;
-        };
-        // A next hop without a transport param keeps the transport the request came in
-        // on, so a UDP/TCP relay to one next hop needs one route, not one per transport.
-        let mut keep_transport = false;
-        let dest_uri = match explicit {
-            Some(u) => Some(u),
-            None => match first_route(&req) {
-                Some(r) if r.uri.has_lr() => Some(r.uri),
-                Some(r) => {
-                    // Next hop is a strict router (§16.6 step 6): it wants the Route URI
-                    // as request URI, with the old request URI last in the Route set.
-                    if let Some(old) = req.request_uri().map(str::to_string) {
-                        req.headers.push("Route", format!("<{old}>"));
-                    }
-                    pop_first(&mut req, "Route", routes_of);
-                    req.set_request_uri(r.uri.to_string());
-                    Some(r.uri)
-                }
-                None => match self.next_hops.get(route_idx).and_then(Option::as_ref) {
-                    Some(nh) => {
-                        keep_transport = nh.transport().is_none();
-                        Some(nh.clone())
-                    }
-                    None => req.request_uri().and_then(|u| Uri::parse(u).ok()),
-                },
-            },
-        };
-        let Some(dest_uri) = dest_uri else {
+        let (dests, keep_transport) =
+            self.destinations(&mut req, route_idx, explicit.map(|u| vec![u]), 0);
+        let Some(dest_uri) = dests.into_iter().next() else {
             self.reply(&req, rx, 416, "Unsupported URI Scheme", &[]);
             return;
         };
@@ -340,10 +387,7 @@ impl Core {
                 return;
             }
         };
-        let new_mf = max_forwards.map_or(DEFAULT_MAX_FORWARDS, |n| n.saturating_sub(1));
-        req.headers.set("Max-Forwards", new_mf.to_string());
-        let record_route =
-            route.record_route && req.to_tag().is_none() && req.method().is_some_and(forms_dialog);
+        let record_route = self.prepare_forward(&mut req, route_idx, max_forwards);
         self.resolve_then(target, move |core, dest| {
             core.send_request(req, rx, dest, route_idx, lh, record_route);
         });
@@ -366,12 +410,7 @@ impl Core {
             self.reply(&req, rx, 503, "Transport Not Available", &[]);
             return;
         };
-        if self
-            .transports
-            .listeners()
-            .iter()
-            .any(|l| l.local == dest.addr && l.transport == dest.transport)
-        {
+        if self.is_own_listener(dest) {
             inc(&self.stats.loops);
             self.reply(&req, rx, 482, "Loop Detected", &[]);
             return;
@@ -417,20 +456,50 @@ impl Core {
     /// Add Record-Route and our Via for listener `out`, and serialise.
     fn finish(
         &self,
-        mut req: Message,
+        req: Message,
         rx: Rx,
         out: ListenerId,
         route_idx: usize,
         lh: u32,
         record_route: bool,
     ) -> Option<Bytes> {
+        self.outgoing(req, rx, out, route_idx, lh, record_route, None)
+            .map(|m| serialize(&m))
+    }
+
+    /// The request as it leaves by listener `out`: Record-Route and our Via added. A
+    /// stateful branch gets `suffix` appended to the branch so every client transaction
+    /// has its own.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn outgoing(
+        &self,
+        mut req: Message,
+        rx: Rx,
+        out: ListenerId,
+        route_idx: usize,
+        lh: u32,
+        record_route: bool,
+        suffix: Option<u64>,
+    ) -> Option<Message> {
         if record_route {
             self.record_route(&mut req, rx.listener, out);
         }
         let top = req.top_via().ok()?;
-        let via = self.via_for(out, &branch(&req, &top, route_idx, lh));
+        let mut b = branch(&req, &top, route_idx, lh);
+        if let Some(n) = suffix {
+            b.push_str(&format!(".{n:x}"));
+        }
+        let via = self.via_for(out, &b);
         req.headers.insert(0, "Via", via);
-        Some(serialize(&req))
+        Some(req)
+    }
+
+    /// Whether `dest` is one of our own listeners (a request sent there would loop).
+    pub(crate) fn is_own_listener(&self, dest: Destination) -> bool {
+        self.transports
+            .listeners()
+            .iter()
+            .any(|l| l.local == dest.addr && l.transport == dest.transport)
     }
 
     /// Our Via for a request leaving by listener `out`.
@@ -455,7 +524,12 @@ impl Core {
 
     /// Record-Route, doubled when the request changes listener (transport or family),
     /// so each side of the dialog reaches us on its own side (RFC 5658 `r2=on`).
-    fn record_route(&self, req: &mut Message, inbound: ListenerId, outbound: ListenerId) {
+    pub(crate) fn record_route(
+        &self,
+        req: &mut Message,
+        inbound: ListenerId,
+        outbound: ListenerId,
+    ) {
         let rr = |l: ListenerId, r2: bool| {
             let (proto, host, port) = self.advertised(l);
             let transport = if proto == "UDP" { "" } else { ";transport=tcp" };

@@ -11,7 +11,7 @@ use crate::stats::inc;
 use crate::Core;
 
 /// How long a name lookup may take before the message is dropped.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A destination, or a name to look up first.
 #[derive(Debug, Clone, PartialEq, Eq)]

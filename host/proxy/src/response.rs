@@ -13,6 +13,12 @@ impl Core {
     pub(crate) fn on_response(&self, mut resp: Message, rx: Rx) {
         // `Message::parse` already checked Via, From, To, Call-ID and CSeq.
         inc(&self.stats.responses);
+        if self.has_stateful {
+            match self.stateful_response(resp, rx) {
+                Some(r) => resp = r,
+                None => return,
+            }
+        }
         let Ok(top) = resp.top_via() else {
             inc(&self.stats.responses_dropped);
             return;

@@ -64,4 +64,8 @@ counters! {
     unresolvable,
     /// Sends that failed.
     send_failed,
+    /// Stateful branches that ended without success (final >= 300 or timeout).
+    branch_failures,
+    /// New legs started after a failure (serial forking, failover).
+    failovers,
 }

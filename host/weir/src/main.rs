@@ -215,5 +215,9 @@ fn log_stats(core: &Core) {
         .filter(|(_, v)| *v > 0)
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    tracing::info!("stats: {}", line.join(" "));
+    tracing::info!(
+        transactions = core.transactions(),
+        "stats: {}",
+        line.join(" ")
+    );
 }

@@ -1,0 +1,491 @@
+//! Stateful routes: the transaction table absorbs retransmissions and handles ACK and
+//! CANCEL; new requests run the chain and fork to one or more targets; responses pass
+//! their client transaction, the reply chain, then the response context; when every
+//! branch failed, the failure chain and the route's next serial group get their turn.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+
+use tokio::time::Instant;
+use weir_config::{Config, OnError};
+use weir_message::{Message, Uri};
+use weir_transaction::{
+    Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target, TimerConfig, TxId,
+};
+use weir_transport::{Destination, Transport};
+use weir_wasm::Verdict;
+
+use crate::chain::Outcome;
+use crate::resolve::{self, Target as Dest};
+use crate::stats::inc;
+use crate::{Core, Rx};
+
+/// What a transaction with a failure hook needs to start another leg.
+#[derive(Debug)]
+pub(crate) struct TxCtx {
+    /// The request after the request chain, before per-branch edits.
+    req: Message,
+    rx: Rx,
+    route_idx: usize,
+    max_forwards: Option<u32>,
+    lh: u32,
+    /// Next-hop group the current leg went to.
+    group: usize,
+    /// The current leg's targets came from the route's next hops.
+    from_next_hops: bool,
+}
+
+/// The transaction table's settings from the config.
+pub(crate) fn table_config(cfg: &Config) -> TableConfig {
+    let t = &cfg.transaction;
+    TableConfig {
+        capacity: t.capacity,
+        timers: TimerConfig {
+            t1: t.t1,
+            t2: t.t2,
+            t4: t.t4,
+            fr_timer: t.fr_timer,
+            fr_inv_timer: t.fr_inv_timer,
+            max_inv_lifetime: t.max_inv_lifetime,
+            max_noninv_lifetime: t.max_noninv_lifetime,
+            wt_timer: t.wt_timer,
+        },
+        server_header: Some(cfg.proxy.server_header.clone()),
+        auto_inv_100: t.auto_inv_100,
+        ..TableConfig::default()
+    }
+}
+
+fn tsx_transport(t: Transport) -> weir_transaction::Transport {
+    match t {
+        Transport::Udp => weir_transaction::Transport::Udp,
+        Transport::Tcp => weir_transaction::Transport::Tcp,
+    }
+}
+
+fn net_transport(t: weir_transaction::Transport) -> Transport {
+    match t {
+        weir_transaction::Transport::Udp => Transport::Udp,
+        _ => Transport::Tcp,
+    }
+}
+
+fn peer(rx: Rx) -> Peer {
+    Peer {
+        addr: rx.src,
+        transport: tsx_transport(rx.transport),
+        listener: rx.listener,
+    }
+}
+
+impl Core {
+    fn contexts(&self) -> MutexGuard<'_, std::collections::HashMap<TxId, Arc<TxCtx>>> {
+        // Every critical section is one insert, get or remove: a poisoned map is whole.
+        self.tx_ctx.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Carry out what the transaction table asks for.
+    pub(crate) fn execute(&self, outputs: Vec<Output>) {
+        for o in outputs {
+            match o {
+                Output::Response { to, response, .. } => {
+                    let rx = Rx {
+                        src: to.addr,
+                        listener: to.listener,
+                        transport: net_transport(to.transport),
+                    };
+                    self.send_response(response, rx);
+                }
+                Output::Request { to, request, .. } => {
+                    let dest = Destination {
+                        transport: net_transport(to.transport),
+                        addr: to.addr,
+                    };
+                    self.send(dest, to.listener, &request);
+                }
+                Output::BranchFailure {
+                    tx,
+                    branch,
+                    code,
+                    timeout,
+                } => {
+                    inc(&self.stats.branch_failures);
+                    tracing::debug!(?tx, branch, code, timeout, "branch failed");
+                }
+                Output::Failure { tx, code } => self.on_failure(tx, code),
+                Output::Terminated { tx } => {
+                    self.contexts().remove(&tx);
+                }
+            }
+        }
+    }
+
+    /// A request of a stateful route, after the local checks.
+    pub(crate) fn stateful_request(
+        &self,
+        req: Message,
+        rx: Rx,
+        route_idx: usize,
+        max_forwards: Option<u32>,
+        lh: u32,
+    ) {
+        let handled = match self.tsx.on_request(&req, peer(rx), Instant::now()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(error = %e, "no transaction for request");
+                self.reply(&req, rx, e.status(), "", &[]);
+                return;
+            }
+        };
+        self.execute(handled.outputs);
+        match handled.outcome {
+            RequestOutcome::New(tx) => {
+                self.new_transaction(tx, req, rx, route_idx, max_forwards, lh)
+            }
+            // The ACK of a 2xx is end to end: forward it like a stateless request.
+            RequestOutcome::Stateless => self.route_stateless(req, rx, route_idx, max_forwards, lh),
+            RequestOutcome::Retransmission(_)
+            | RequestOutcome::AckAbsorbed(_)
+            | RequestOutcome::Cancelled { .. }
+            | RequestOutcome::CancelUnmatched
+            | RequestOutcome::CancelledBeforeArrival(_) => {}
+        }
+    }
+
+    fn new_transaction(
+        &self,
+        tx: TxId,
+        mut req: Message,
+        rx: Rx,
+        route_idx: usize,
+        max_forwards: Option<u32>,
+        lh: u32,
+    ) {
+        let Some(route) = self.routes.get(route_idx) else {
+            return;
+        };
+        if route.fr_timer.is_some() || route.fr_inv_timer.is_some() {
+            let mut timers = self.tsx.config().timers;
+            timers.fr_timer = route.fr_timer.unwrap_or(timers.fr_timer);
+            timers.fr_inv_timer = route.fr_inv_timer.unwrap_or(timers.fr_inv_timer);
+            let _ = self.tsx.set_timers(tx, timers);
+        }
+        let explicit = match self.request_chain(route, &mut req, rx) {
+            Outcome::Continue => None,
+            Outcome::Forward(targets) => {
+                let uris: Vec<Uri> = targets.iter().filter_map(|t| Uri::parse(t).ok()).collect();
+                if uris.is_empty() {
+                    inc(&self.stats.module_failures);
+                    tracing::warn!(route = %route.name, ?targets, "module gave no usable forward target");
+                    self.tx_reply(tx, 500, "Bad Forward Target");
+                    return;
+                }
+                Some(uris)
+            }
+            Outcome::Reply {
+                code,
+                reason,
+                headers,
+            } => {
+                let out = self
+                    .tsx
+                    .reply(tx, code, &reason, &headers, Instant::now())
+                    .unwrap_or_default();
+                inc(&self.stats.local_replies);
+                self.execute(out);
+                return;
+            }
+            Outcome::Drop => {
+                inc(&self.stats.module_dropped);
+                let out = self.tsx.release(tx).unwrap_or_default();
+                self.execute(out);
+                return;
+            }
+        };
+        let ctx = TxCtx {
+            req,
+            rx,
+            route_idx,
+            max_forwards,
+            lh,
+            group: 0,
+            from_next_hops: explicit.is_none(),
+        };
+        self.fork(tx, ctx, explicit);
+    }
+
+    fn tx_reply(&self, tx: TxId, code: u16, reason: &str) {
+        let out = self
+            .tsx
+            .reply(tx, code, reason, &[], Instant::now())
+            .unwrap_or_default();
+        inc(&self.stats.local_replies);
+        self.execute(out);
+    }
+
+    /// Start a leg: resolve the destinations, build one branch per destination, arm the
+    /// failure hook when something could follow, and hand the branches to the table.
+    fn fork(&self, tx: TxId, mut ctx: TxCtx, explicit: Option<Vec<Uri>>) {
+        let mut req = ctx.req.clone();
+        let (uris, keep_transport) =
+            self.destinations(&mut req, ctx.route_idx, explicit, ctx.group);
+        ctx.from_next_hops &= self
+            .next_hops
+            .get(ctx.route_idx)
+            .is_some_and(|g| !g.is_empty());
+        let mut targets = Vec::with_capacity(uris.len());
+        for u in &uris {
+            match resolve::of_uri(u) {
+                Ok(t) if keep_transport => targets.push(t.with_transport(ctx.rx.transport)),
+                Ok(t) => targets.push(t),
+                Err(e) => tracing::debug!(uri = %u, reason = e.reason, "target skipped"),
+            }
+        }
+        if targets.is_empty() {
+            self.tx_reply(tx, 478, "Unresolvable Destination");
+            return;
+        }
+        let record_route = self.prepare_forward(&mut req, ctx.route_idx, ctx.max_forwards);
+        if targets.iter().all(|t| matches!(t, Dest::Ready(_))) {
+            let dests = targets
+                .into_iter()
+                .filter_map(|t| match t {
+                    Dest::Ready(d) => Some(d),
+                    Dest::Lookup { .. } => None,
+                })
+                .collect();
+            self.start_leg(tx, ctx, &req, dests, record_route);
+            return;
+        }
+        // Some names to look up first: do it off the message path, then start the leg.
+        let Some(core) = self.me.upgrade() else {
+            return;
+        };
+        self.runtime.spawn(async move {
+            let mut dests = Vec::new();
+            for t in targets {
+                match t {
+                    Dest::Ready(d) => dests.push(d),
+                    Dest::Lookup {
+                        host,
+                        port,
+                        transport,
+                    } => {
+                        let found = tokio::time::timeout(
+                            resolve::LOOKUP_TIMEOUT,
+                            tokio::net::lookup_host((host.as_str(), port)),
+                        )
+                        .await;
+                        match found.ok().and_then(Result::ok).and_then(|mut a| a.next()) {
+                            Some(addr) => dests.push(Destination { transport, addr }),
+                            None => inc(&core.stats.unresolvable),
+                        }
+                    }
+                }
+            }
+            if dests.is_empty() {
+                core.tx_reply(tx, 478, "Unresolvable Destination");
+            } else {
+                core.start_leg(tx, ctx, &req, dests, record_route);
+            }
+        });
+    }
+
+    fn start_leg(
+        &self,
+        tx: TxId,
+        ctx: TxCtx,
+        req: &Message,
+        dests: Vec<Destination>,
+        record_route: bool,
+    ) {
+        let mut targets = Vec::with_capacity(dests.len());
+        let mut looped = false;
+        for dest in dests {
+            if self.is_own_listener(dest) {
+                looped = true;
+                continue;
+            }
+            let Some(out) =
+                self.transports
+                    .pick_listener(dest.transport, dest.addr, Some(ctx.rx.listener))
+            else {
+                inc(&self.stats.unresolvable);
+                continue;
+            };
+            let n = self.branch_seq.fetch_add(1, Ordering::Relaxed);
+            let Some(request) = self.outgoing(
+                req.clone(),
+                ctx.rx,
+                out,
+                ctx.route_idx,
+                ctx.lh,
+                record_route,
+                Some(n),
+            ) else {
+                continue;
+            };
+            targets.push(Target {
+                request,
+                to: Peer {
+                    addr: dest.addr,
+                    transport: tsx_transport(dest.transport),
+                    listener: out,
+                },
+            });
+        }
+        if targets.is_empty() {
+            if looped {
+                inc(&self.stats.loops);
+                self.tx_reply(tx, 482, "Loop Detected");
+            } else {
+                self.tx_reply(tx, 503, "Transport Not Available");
+            }
+            return;
+        }
+        let n = targets.len();
+        let route = self.routes.get(ctx.route_idx);
+        let more_groups = ctx.from_next_hops
+            && self
+                .next_hops
+                .get(ctx.route_idx)
+                .is_some_and(|g| ctx.group + 1 < g.len());
+        let has_failure_chain = route.is_some_and(|r| !r.failure.is_empty());
+        if (more_groups || has_failure_chain) && self.tsx.arm_failure(tx).is_ok() {
+            self.contexts().insert(tx, Arc::new(ctx));
+        }
+        match self.tsx.forward(tx, targets, Instant::now()) {
+            Ok(out) => {
+                self.stats.forwarded.fetch_add(n as u64, Ordering::Relaxed);
+                self.execute(out);
+            }
+            Err(e) => {
+                tracing::debug!(?tx, error = %e, "cannot fork");
+                self.tx_reply(tx, e.status(), "");
+            }
+        }
+    }
+
+    /// Every branch of the current leg failed and the hook was armed: the failure chain
+    /// decides, then the route's next serial group, else the best reply goes upstream.
+    fn on_failure(&self, tx: TxId, code: u16) {
+        let Some(ctx) = self.contexts().get(&tx).cloned() else {
+            self.relay_best(tx);
+            return;
+        };
+        let Some(route) = self.routes.get(ctx.route_idx) else {
+            self.relay_best(tx);
+            return;
+        };
+        if (600..700).contains(&code) {
+            self.relay_best(tx);
+            return;
+        }
+        let mut req = ctx.req.clone();
+        for entry in &route.failure {
+            let verdict = match self.call_entry(entry, &mut req, ctx.rx, false) {
+                Ok(v) => v,
+                Err(failure) => {
+                    self.failed(&route.name, entry, &failure);
+                    match entry.on_error {
+                        OnError::Skip => continue,
+                        OnError::Drop => return self.relay_best(tx),
+                        OnError::Reply(c) => return self.tx_reply(tx, c, ""),
+                    }
+                }
+            };
+            match verdict {
+                Verdict::Continue => continue,
+                Verdict::Drop => return self.relay_best(tx),
+                Verdict::Reply {
+                    code,
+                    reason,
+                    headers,
+                } => {
+                    let out = self
+                        .tsx
+                        .reply(tx, code, &reason, &headers, Instant::now())
+                        .unwrap_or_default();
+                    inc(&self.stats.local_replies);
+                    return self.execute(out);
+                }
+                Verdict::Forward(targets) => {
+                    let uris: Vec<Uri> =
+                        targets.iter().filter_map(|t| Uri::parse(t).ok()).collect();
+                    if uris.is_empty() {
+                        return self.relay_best(tx);
+                    }
+                    let next = TxCtx {
+                        req,
+                        rx: ctx.rx,
+                        route_idx: ctx.route_idx,
+                        max_forwards: ctx.max_forwards,
+                        lh: ctx.lh,
+                        group: ctx.group,
+                        from_next_hops: false,
+                    };
+                    inc(&self.stats.failovers);
+                    return self.fork(tx, next, Some(uris));
+                }
+            }
+        }
+        let more = ctx.from_next_hops
+            && self
+                .next_hops
+                .get(ctx.route_idx)
+                .is_some_and(|g| ctx.group + 1 < g.len());
+        if more {
+            let next = TxCtx {
+                req,
+                rx: ctx.rx,
+                route_idx: ctx.route_idx,
+                max_forwards: ctx.max_forwards,
+                lh: ctx.lh,
+                group: ctx.group + 1,
+                from_next_hops: true,
+            };
+            inc(&self.stats.failovers);
+            self.fork(tx, next, None);
+        } else {
+            self.relay_best(tx);
+        }
+    }
+
+    fn relay_best(&self, tx: TxId) {
+        let out = self.tsx.relay_best(tx, Instant::now()).unwrap_or_default();
+        self.execute(out);
+    }
+
+    /// A response: its client transaction first. Returns it back when no transaction
+    /// of ours matches, for the stateless path.
+    pub(crate) fn stateful_response(&self, resp: Message, rx: Rx) -> Option<Message> {
+        let route = resp
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().and_then(crate::ident::parse_branch))
+            .map(|(r, _)| r);
+        let (outcome, out) = self.tsx.on_response(resp, Instant::now());
+        self.execute(out);
+        match outcome {
+            ResponseOutcome::Unmatched(resp) => Some(resp),
+            ResponseOutcome::Absorbed => None,
+            ResponseOutcome::Branch(mut br) => {
+                let provisional = br.response.status().is_some_and(|c| c < 200);
+                if let Some(route) = route.and_then(|r| self.routes.get(r)) {
+                    if !route.reply.is_empty()
+                        && !self.reply_chain(route, &mut br.response, rx)
+                        && provisional
+                    {
+                        // Only provisionals may be dropped; finals decide the call.
+                        inc(&self.stats.module_dropped);
+                        return None;
+                    }
+                }
+                inc(&self.stats.responses_relayed);
+                let out = self.tsx.relay(br, Instant::now());
+                self.execute(out);
+                None
+            }
+        }
+    }
+}
