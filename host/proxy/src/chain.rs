@@ -2,7 +2,7 @@
 
 use weir_config::{ChainEntry, OnError};
 use weir_message::Message;
-use weir_wasm::{CallContext, ModuleFailure, Verdict};
+use weir_wasm::{CallContext, Hook, ModuleFailure, Verdict};
 
 use crate::stats::inc;
 use crate::{Core, Rx};
@@ -32,25 +32,15 @@ fn wasm_transport(t: weir_transport::Transport) -> weir_wasm::Transport {
 }
 
 impl Core {
-    fn call_ctx(&self, rx: Rx) -> CallContext<'_> {
-        CallContext {
-            source: rx.src,
-            transport: wasm_transport(rx.transport),
-            listener: self
-                .transports
-                .listeners()
-                .get(rx.listener)
-                .map_or("", |l| l.name.as_str()),
-        }
-    }
-
-    /// Run one module, or report why it could not give a verdict.
+    /// Run one module, or report why it could not give a verdict. `failure` carries the
+    /// failed leg's best status and the cancelled flag for a failure chain.
     pub(crate) fn call_entry(
         &self,
         entry: &ChainEntry,
         msg: &mut Message,
         rx: Rx,
-        reply: bool,
+        hook: Hook,
+        failure: (u16, bool),
     ) -> Result<Verdict, ModuleFailure> {
         let Some(module) = self.registry.get(&entry.module) else {
             return Err(ModuleFailure::Error(format!(
@@ -58,8 +48,15 @@ impl Core {
                 entry.module
             )));
         };
-        let ctx = self.call_ctx(rx);
-        if reply {
+        let listener = self
+            .transports
+            .listeners()
+            .get(rx.listener)
+            .map_or("", |l| l.name.as_str());
+        let mut ctx = CallContext::new(rx.src, wasm_transport(rx.transport), listener);
+        ctx.hook = hook;
+        (ctx.failure_status, ctx.cancelled) = failure;
+        if hook == Hook::Reply {
             module.on_reply(msg, &ctx)
         } else {
             module.on_request(msg, &ctx)
@@ -85,7 +82,7 @@ impl Core {
         rx: Rx,
     ) -> Outcome {
         for entry in &route.request {
-            match self.call_entry(entry, msg, rx, false) {
+            match self.call_entry(entry, msg, rx, Hook::Request, (0, false)) {
                 Ok(Verdict::Continue) => continue,
                 Ok(Verdict::Forward(targets)) => return Outcome::Forward(targets),
                 Ok(Verdict::Reply {
@@ -127,7 +124,7 @@ impl Core {
         rx: Rx,
     ) -> bool {
         for entry in &route.reply {
-            match self.call_entry(entry, msg, rx, true) {
+            match self.call_entry(entry, msg, rx, Hook::Reply, (0, false)) {
                 Ok(Verdict::Drop) => return false,
                 Ok(_) => continue,
                 Err(failure) => {

@@ -13,7 +13,7 @@ use weir_transaction::{
     Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target, TimerConfig, TxId,
 };
 use weir_transport::{Destination, Transport};
-use weir_wasm::Verdict;
+use weir_wasm::{Hook, Verdict};
 
 use crate::chain::Outcome;
 use crate::resolve::{self, Target as Dest};
@@ -382,18 +382,20 @@ impl Core {
             return;
         }
         let mut req = ctx.req.clone();
+        let cancelled = self.tsx.is_cancelled(tx).unwrap_or(false);
         for entry in &route.failure {
-            let verdict = match self.call_entry(entry, &mut req, ctx.rx, false) {
-                Ok(v) => v,
-                Err(failure) => {
-                    self.failed(&route.name, entry, &failure);
-                    match entry.on_error {
-                        OnError::Skip => continue,
-                        OnError::Drop => return self.relay_best(tx),
-                        OnError::Reply(c) => return self.tx_reply(tx, c, ""),
+            let verdict =
+                match self.call_entry(entry, &mut req, ctx.rx, Hook::Failure, (code, cancelled)) {
+                    Ok(v) => v,
+                    Err(failure) => {
+                        self.failed(&route.name, entry, &failure);
+                        match entry.on_error {
+                            OnError::Skip => continue,
+                            OnError::Drop => return self.relay_best(tx),
+                            OnError::Reply(c) => return self.tx_reply(tx, c, ""),
+                        }
                     }
-                }
-            };
+                };
             match verdict {
                 Verdict::Continue => continue,
                 Verdict::Drop => return self.relay_best(tx),

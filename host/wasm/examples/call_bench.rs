@@ -69,11 +69,7 @@ fn bench(
     let spec =
         ModuleSpec::new("bench", "bench", component).param("mode", ParamValue::Text(mode.into()));
     let module = runtime.load(&spec)?;
-    let ctx = CallContext {
-        source: "192.0.2.1:5060".parse()?,
-        transport: Transport::Udp,
-        listener: "udp0",
-    };
+    let ctx = CallContext::new("192.0.2.1:5060".parse()?, Transport::Udp, "udp0");
     let parsed = Message::parse(INVITE.as_bytes(), &Limits::default())?;
 
     // Warm up the instance, caches and branch predictors.
@@ -121,11 +117,7 @@ fn fresh_instance(
     let spec =
         ModuleSpec::new("churn", "bench", component).param("mode", ParamValue::Text("ok".into()));
     let module = runtime.load(&spec)?;
-    let ctx = CallContext {
-        source: "192.0.2.1:5060".parse()?,
-        transport: Transport::Udp,
-        listener: "udp0",
-    };
+    let ctx = CallContext::new("192.0.2.1:5060".parse()?, Transport::Udp, "udp0");
     let parsed = Message::parse(INVITE.as_bytes(), &Limits::default())?;
     let mut trapping = parsed.clone();
     trapping.headers.push("X-Mode", "trap");

@@ -11,6 +11,37 @@ pub struct CallContext<'a> {
     pub transport: Transport,
     /// Name of the listener it arrived on (as in the config).
     pub listener: &'a str,
+    /// Which chain is calling.
+    pub hook: Hook,
+    /// In a failure chain, the best final status of the failed leg; 0 otherwise.
+    pub failure_status: u16,
+    /// Whether the request's transaction was cancelled upstream.
+    pub cancelled: bool,
+}
+
+impl<'a> CallContext<'a> {
+    /// A request-chain context (no failure status, not cancelled).
+    pub fn new(source: SocketAddr, transport: Transport, listener: &'a str) -> Self {
+        CallContext {
+            source,
+            transport,
+            listener,
+            hook: Hook::Request,
+            failure_status: 0,
+            cancelled: false,
+        }
+    }
+}
+
+/// Which chain of a route is calling, as in the WIT `hook`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// The request chain.
+    Request,
+    /// The reply chain.
+    Reply,
+    /// The failure chain.
+    Failure,
 }
 
 /// A SIP transport, as in the WIT `transport`.

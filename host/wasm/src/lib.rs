@@ -45,7 +45,7 @@
 //! let runtime = Runtime::new(RuntimeConfig::default(), MemoryKv::new(KvLimits::default()))?;
 //! let module = runtime.load(&ModuleSpec::new("auth", "acme", "auth.wasm"))?;
 //! let mut msg = weir_message::Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n", &Default::default())?;
-//! let ctx = CallContext { source: "192.0.2.1:5060".parse()?, transport: Transport::Udp, listener: "udp0" };
+//! let ctx = CallContext::new("192.0.2.1:5060".parse()?, Transport::Udp, "udp0");
 //! match module.on_request(&mut msg, &ctx) {
 //!     Ok(Verdict::Continue) => { /* next module */ }
 //!     Ok(other) => println!("{other:?}"),
@@ -68,7 +68,7 @@ mod registry;
 mod runtime;
 mod spec;
 
-pub use call::{CallContext, ModuleFailure, ModuleStats, Transport, Verdict};
+pub use call::{CallContext, Hook, ModuleFailure, ModuleStats, Transport, Verdict};
 pub use error::{Error, WasmError};
 pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
 pub use module::{CacheOutcome, LoadInfo, LoadedModule};

@@ -404,3 +404,25 @@ fn registry_swap_leaves_in_flight_calls_on_the_old_version() {
     assert_eq!(v1.stats().calls, 1);
     assert_eq!(registry.snapshot().len(), 1);
 }
+
+#[test]
+fn chain_context_reaches_the_module() {
+    let (rt, _) = runtime();
+    let m = load(&rt, "inspect-ctx", "inspect", TIMEOUT);
+    let mut msg = invite();
+    assert_eq!(m.on_request(&mut msg, &ctx()), Ok(Verdict::Continue));
+    assert_eq!(
+        msg.headers.get("X-Context"),
+        Some("hook=Hook::Request failure=0 cancelled=false")
+    );
+    let mut failure = ctx();
+    failure.hook = weir_wasm::Hook::Failure;
+    failure.failure_status = 486;
+    failure.cancelled = true;
+    let mut msg = invite();
+    assert_eq!(m.on_request(&mut msg, &failure), Ok(Verdict::Continue));
+    assert_eq!(
+        msg.headers.get("X-Context"),
+        Some("hook=Hook::Failure failure=486 cancelled=true")
+    );
+}

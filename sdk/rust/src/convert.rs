@@ -4,7 +4,27 @@
 use crate::__private::bindings::weir::sip::kv::KvError as WitKvError;
 use crate::__private::bindings::weir::sip::types as wit;
 use crate::log::Level;
-use crate::{names, Address, EditError, Header, KvError, Transport, Verdict};
+use crate::{names, Address, EditError, Header, Hook, KvError, Transport, Verdict};
+
+impl From<wit::Hook> for Hook {
+    fn from(h: wit::Hook) -> Self {
+        match h {
+            wit::Hook::Request => Hook::Request,
+            wit::Hook::Reply => Hook::Reply,
+            wit::Hook::Failure => Hook::Failure,
+        }
+    }
+}
+
+impl From<Hook> for wit::Hook {
+    fn from(h: Hook) -> Self {
+        match h {
+            Hook::Request => wit::Hook::Request,
+            Hook::Reply => wit::Hook::Reply,
+            Hook::Failure => wit::Hook::Failure,
+        }
+    }
+}
 
 impl From<wit::Transport> for Transport {
     fn from(t: wit::Transport) -> Self {

@@ -89,7 +89,7 @@ mod verdict;
 pub use error::{Context, EditError, Error, KvError};
 pub use message::Message;
 pub use params::NoConfig;
-pub use types::{Address, Header, Transport};
+pub use types::{Address, Header, Hook, Transport};
 pub use verdict::{Reply, Status, Verdict};
 
 /// A Weir routing module: one instance per component instance, driven by the host.

@@ -3,7 +3,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 use std::marker::PhantomData;
 
-use crate::{Address, EditError, Header, Transport};
+use crate::{Address, EditError, Header, Hook, Transport};
 
 /// The SIP message a hook is looking at, owned by the host.
 ///
@@ -183,5 +183,22 @@ impl Message<'_> {
     /// The name of the listener it arrived on, as in the config.
     pub fn listener(&self) -> String {
         self.inner.listener()
+    }
+
+    /// Which chain is running: request, reply or failure.
+    pub fn hook(&self) -> Hook {
+        self.inner.hook().into()
+    }
+
+    /// In a failure chain, the status of the best final reply of the failed leg (408
+    /// when its branches timed out); 0 in other chains.
+    pub fn failure_status(&self) -> u16 {
+        self.inner.failure_status()
+    }
+
+    /// Whether the request's transaction was cancelled upstream (always false on
+    /// stateless routes).
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.is_cancelled()
     }
 }

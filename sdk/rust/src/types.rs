@@ -39,6 +39,18 @@ impl Transport {
     }
 }
 
+/// Which chain of a route is running the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// The request chain (`on_request`).
+    Request,
+    /// The reply chain (`on_reply`).
+    Reply,
+    /// The failure chain (`on_request` on a stateful route once every branch of a leg
+    /// failed): [`Message::failure_status`](crate::Message::failure_status) tells how.
+    Failure,
+}
+
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

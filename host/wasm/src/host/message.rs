@@ -20,7 +20,7 @@ use weir_message::{
 use super::undo::{self, Undo};
 use super::{CallState, Ctx};
 use crate::bindings::weir::sip::types::{
-    Address, EditError, Header as WitHeader, Transport as WitTransport,
+    Address, EditError, Header as WitHeader, Hook as WitHook, Transport as WitTransport,
 };
 use crate::call::Transport;
 use crate::MAX_MESSAGE_BYTES;
@@ -434,6 +434,31 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
             current(s.data(), &this)?;
             Ok((s.data().call.listener.clone(),))
+        },
+    )?;
+    i.func_wrap(
+        "[method]message.hook",
+        |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
+            current(s.data(), &this)?;
+            Ok((match s.data().call.hook {
+                crate::call::Hook::Request => WitHook::Request,
+                crate::call::Hook::Reply => WitHook::Reply,
+                crate::call::Hook::Failure => WitHook::Failure,
+            },))
+        },
+    )?;
+    i.func_wrap(
+        "[method]message.failure-status",
+        |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
+            current(s.data(), &this)?;
+            Ok((s.data().call.failure_status,))
+        },
+    )?;
+    i.func_wrap(
+        "[method]message.is-cancelled",
+        |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
+            current(s.data(), &this)?;
+            Ok((s.data().call.cancelled,))
         },
     )?;
     Ok(())

@@ -55,6 +55,9 @@ pub(crate) struct CallState {
     pub(crate) transport: Transport,
     /// Reused across calls so copying the listener name does not allocate.
     pub(crate) listener: String,
+    pub(crate) hook: crate::call::Hook,
+    pub(crate) failure_status: u16,
+    pub(crate) cancelled: bool,
     pub(crate) log_budget: u32,
 }
 
@@ -74,6 +77,9 @@ impl Ctx {
                 source: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
                 transport: Transport::Udp,
                 listener: String::new(),
+                hook: crate::call::Hook::Request,
+                failure_status: 0,
+                cancelled: false,
                 log_budget: LOG_LINES_PER_CALL,
             },
             wasi: wasi::WasiState::new()?,
@@ -89,6 +95,9 @@ impl Ctx {
         call.transport = cx.transport;
         call.listener.clear();
         call.listener.push_str(cx.listener);
+        call.hook = cx.hook;
+        call.failure_status = cx.failure_status;
+        call.cancelled = cx.cancelled;
         call.log_budget = LOG_LINES_PER_CALL;
         self.limiter.memory_exhausted = false;
     }

@@ -109,9 +109,9 @@ pub fn invite_with_mode(mode: &str) -> Message {
 }
 
 pub fn ctx() -> CallContext<'static> {
-    CallContext {
-        source: "192.0.2.1:5060".parse().expect("addr"),
-        transport: Transport::Udp,
-        listener: "udp0",
-    }
+    CallContext::new(
+        "192.0.2.1:5060".parse().expect("addr"),
+        Transport::Udp,
+        "udp0",
+    )
 }

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::__private::bindings::weir::sip::types::{
-    Address as WitAddress, EditError as WitEditError, Header as WitHeader,
+    Address as WitAddress, EditError as WitEditError, Header as WitHeader, Hook as WitHook,
     Transport as WitTransport,
 };
 use crate::names;
@@ -51,6 +51,9 @@ pub(crate) struct MemMessage {
     pub(crate) source: WitAddress,
     pub(crate) transport: WitTransport,
     pub(crate) listener: String,
+    pub(crate) hook: WitHook,
+    pub(crate) failure_status: u16,
+    pub(crate) cancelled: bool,
     pub(crate) max_size: usize,
 }
 
@@ -102,6 +105,9 @@ impl MemMessage {
             },
             transport: WitTransport::Udp,
             listener: "default".into(),
+            hook: WitHook::Request,
+            failure_status: 0,
+            cancelled: false,
             max_size: DEFAULT_MAX_SIZE,
         })
     }
@@ -328,6 +334,22 @@ impl MemMessage {
 
     pub(crate) fn listener(&self) -> String {
         self.listener.clone()
+    }
+
+    pub(crate) fn hook(&self) -> WitHook {
+        if self.hook == WitHook::Request && !self.is_request() {
+            WitHook::Reply
+        } else {
+            self.hook
+        }
+    }
+
+    pub(crate) fn failure_status(&self) -> u16 {
+        self.failure_status
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled
     }
 
     fn lines<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Line> + 's {

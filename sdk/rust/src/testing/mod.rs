@@ -125,6 +125,19 @@ pub fn set_transport(msg: &mut Message<'_>, transport: Transport) {
     };
 }
 
+/// Make the request look as a failure chain sees it: hook [`Hook::Failure`](crate::Hook)
+/// with `status` as the failed leg's best final status.
+pub fn set_failure(msg: &mut Message<'_>, status: u16) {
+    let m = msg.mem_mut();
+    m.hook = crate::__private::bindings::weir::sip::types::Hook::Failure;
+    m.failure_status = status;
+}
+
+/// Mark the request's transaction as cancelled upstream.
+pub fn set_cancelled(msg: &mut Message<'_>, cancelled: bool) {
+    msg.mem_mut().cancelled = cancelled;
+}
+
 /// Set the name of the listener the message arrived on.
 pub fn set_listener(msg: &mut Message<'_>, listener: &str) {
     msg.mem_mut().listener = listener.to_string();

@@ -369,3 +369,20 @@ impl Module for NoConfig2 {
         Ok(Verdict::Drop)
     }
 }
+
+#[test]
+fn hook_failure_status_and_cancelled_follow_the_harness() {
+    let mut msg = request(
+        "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\r\n",
+    );
+    assert_eq!(msg.hook(), crate::Hook::Request);
+    assert_eq!(msg.failure_status(), 0);
+    assert!(!msg.is_cancelled());
+    set_failure(&mut msg, 486);
+    set_cancelled(&mut msg, true);
+    assert_eq!(msg.hook(), crate::Hook::Failure);
+    assert_eq!(msg.failure_status(), 486);
+    assert!(msg.is_cancelled());
+    let r = reply("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\r\n");
+    assert_eq!(r.hook(), crate::Hook::Reply);
+}

@@ -188,6 +188,16 @@ fn handle(msg: &Message) -> Result<Verdict, String> {
                 &format!("{summary} renamed={renamed} headers={headers}"),
             )
             .map_err(|e| edit_error_text(&e))?;
+            msg.set_header(
+                "X-Context",
+                &format!(
+                    "hook={:?} failure={} cancelled={}",
+                    msg.hook(),
+                    msg.failure_status(),
+                    msg.is_cancelled()
+                ),
+            )
+            .map_err(|e| edit_error_text(&e))?;
             Ok(Verdict::Continue)
         }
         Mode::Forward => Ok(Verdict::Forward(vec![
