@@ -184,7 +184,7 @@ fn run(path: &Path) -> Result<()> {
 async fn serve(cfg: Config) -> Result<()> {
     let (_runtime, registry) = load_modules(&cfg)?;
     let transports = Transports::bind(&cfg.listeners, &cfg.limits, cfg.proxy.max_message_size)?;
-    let core = Core::new(&cfg, transports.clone(), registry);
+    let core = Core::new(&cfg, transports.clone(), registry.clone());
     transports.start(core.clone(), cfg.proxy.udp_workers);
     for l in transports.listeners() {
         tracing::info!(name = %l.name, transport = %l.transport, address = %l.local, "listening");
@@ -196,18 +196,38 @@ async fn serve(cfg: Config) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = ticker.tick() => log_stats(&core),
+            _ = ticker.tick() => log_stats(&core, &registry),
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
     }
     tracing::info!("stopping");
     transports.stop();
-    log_stats(&core);
+    log_stats(&core, &registry);
     Ok(())
 }
 
-fn log_stats(core: &Core) {
+fn log_stats(core: &Core, registry: &ModuleRegistry) {
+    let mut modules: Vec<_> = registry.snapshot().values().cloned().collect();
+    modules.sort_by(|a, b| a.name().cmp(b.name()));
+    for m in modules {
+        let s = m.stats();
+        tracing::info!(
+            module = %m.name(),
+            tenant = %m.tenant(),
+            calls = s.calls,
+            errors = s.errors,
+            bad_verdicts = s.bad_verdicts,
+            traps = s.traps,
+            timeouts = s.timeouts,
+            oom = s.oom,
+            busy = s.busy,
+            instances_created = s.instances_created,
+            instances_replaced = s.instances_replaced,
+            live_instances = s.live_instances,
+            "module stats"
+        );
+    }
     let s = core.stats().snapshot();
     let line: Vec<String> = s
         .pairs()
