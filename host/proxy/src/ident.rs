@@ -8,7 +8,7 @@ use weir_transport::{ListenerInfo, Transport};
 /// RFC 3261 magic cookie.
 const COOKIE: &str = "z9hG4bK";
 /// Marks a branch Weir generated: `z9hG4bKw<route>x<txn hash><loop hash>`.
-const MARK: &str = "z9hG4bKw";
+pub(crate) const MARK: &str = "z9hG4bKw";
 
 /// The addresses and names that mean this proxy.
 #[derive(Debug, Clone)]

@@ -64,6 +64,12 @@ where
 {
     let pos = msg.headers.position(name)?;
     let h = msg.headers.get_mut(pos)?;
+    if !h.value.contains(',') {
+        // One entry on the line (the usual case): no need to re-serialise the rest.
+        let first = parse(&h.value)?.into_iter().next()?;
+        msg.headers.remove_at(pos);
+        return Some(first);
+    }
     let mut items = parse(&h.value)?;
     if items.is_empty() {
         return None;
@@ -203,7 +209,11 @@ impl Core {
             return;
         }
 
-        self.preprocess_routes(&mut req, ruri.as_ref());
+        let ruri = if self.preprocess_routes(&mut req, ruri.as_ref()) {
+            req.request_uri().and_then(|u| Uri::parse(u).ok())
+        } else {
+            ruri
+        };
 
         let lh = loop_hash(&req);
         if self.is_loop(&req, lh) {
@@ -212,7 +222,7 @@ impl Core {
             return;
         }
 
-        let Some((route_idx, route)) = self.select_route(&req, rx) else {
+        let Some((route_idx, route)) = self.select_route(&req, ruri.as_ref(), rx) else {
             inc(&self.stats.no_route);
             self.reply(&req, rx, 404, "No Route", &[]);
             return;
@@ -259,14 +269,20 @@ impl Core {
         }
     }
 
-    /// §16.4: undo a strict router's rewrite, then strip our own Route entries.
-    fn preprocess_routes(&self, req: &mut Message, ruri: Option<&Uri>) {
+    /// §16.4: undo a strict router's rewrite, then strip our own Route entries. True
+    /// when the request URI changed.
+    fn preprocess_routes(&self, req: &mut Message, ruri: Option<&Uri>) -> bool {
+        let mut rewritten = false;
         if let Some(u) = ruri {
             if u.user.is_none() && u.has_lr() && self.ident.is_my_uri(u) {
                 if let Some(last) = pop_last_route(req) {
                     req.set_request_uri(last.uri.to_string());
+                    rewritten = true;
                 }
             }
+        }
+        if !req.headers.contains("Route") {
+            return rewritten;
         }
         // At most two: a double Record-Route (transport change) put two of ours in.
         for _ in 0..2 {
@@ -277,11 +293,20 @@ impl Core {
                 _ => break,
             }
         }
+        rewritten
     }
 
     /// §16.3 step 4: a Via of ours whose loop hash matches this request means a loop;
     /// a different hash is a spiral and fine.
     fn is_loop(&self, req: &Message, lh: u32) -> bool {
+        // Only a branch Weir generated can reveal a loop; most requests carry none.
+        if !req
+            .headers
+            .get_all("Via")
+            .any(|v| v.contains(crate::ident::MARK))
+        {
+            return false;
+        }
         let Ok(vias) = req.vias() else { return false };
         vias.iter().skip(1).any(|v| {
             self.ident.is_my_via(v)
@@ -291,19 +316,14 @@ impl Core {
         })
     }
 
-    fn select_route(&self, req: &Message, rx: Rx) -> Option<(usize, &Route)> {
+    fn select_route(&self, req: &Message, ruri: Option<&Uri>, rx: Rx) -> Option<(usize, &Route)> {
         let method = req.method()?.as_str();
-        let host = req
-            .request_uri()
-            .and_then(|u| Uri::parse(u).ok())
-            .map(|u| u.host.to_ascii_lowercase());
+        let host = ruri.map(|u| u.host.as_str());
         let listener = self.transports.listeners().get(rx.listener)?.name.as_str();
         self.routes.iter().enumerate().find(|(_, r)| {
             (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
                 && (r.domains.is_empty()
-                    || host
-                        .as_ref()
-                        .is_some_and(|h| r.domains.iter().any(|d| d == h)))
+                    || host.is_some_and(|h| r.domains.iter().any(|d| d.eq_ignore_ascii_case(h))))
                 && (r.listeners.is_empty() || r.listeners.iter().any(|l| l == listener))
         })
     }
@@ -359,8 +379,8 @@ impl Core {
         let new_mf = max_forwards.map_or(DEFAULT_MAX_FORWARDS, |n| n.saturating_sub(1));
         req.headers.set("Max-Forwards", new_mf.to_string());
         self.routes.get(route_idx).is_some_and(|r| r.record_route)
-            && req.to_tag().is_none()
             && req.method().is_some_and(forms_dialog)
+            && req.to_tag().is_none()
     }
 
     /// Stateless §16.6: pick the destination, then resolve it and send.
@@ -579,6 +599,11 @@ impl Core {
             inc(&self.stats.responses_dropped);
             return;
         };
+        self.send_response_to(resp, rx, target);
+    }
+
+    /// Send a response to a destination already taken from its top Via.
+    pub(crate) fn send_response_to(&self, resp: Message, rx: Rx, target: resolve::Target) {
         self.resolve_then(target, move |core, dest| {
             let Some(out) =
                 core.transports

@@ -42,11 +42,11 @@ impl Core {
                 return;
             }
         }
-        if resolve::of_via(&next).is_none() {
+        let Some(target) = resolve::of_via(&next) else {
             inc(&self.stats.responses_dropped);
             return;
-        }
+        };
         inc(&self.stats.responses_relayed);
-        self.send_response(resp, rx);
+        self.send_response_to(resp, rx, target);
     }
 }

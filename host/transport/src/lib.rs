@@ -344,11 +344,16 @@ impl Transports {
         listener: ListenerId,
         data: &[u8],
     ) -> Result<(), SendError> {
+        // The family comes from the bound address we keep: no getsockname per datagram.
+        let same_family = self
+            .listeners
+            .get(listener)
+            .is_some_and(|l| l.local.is_ipv4() == addr.is_ipv4());
         let sock = self
             .udp
             .get(listener)
             .and_then(Option::as_ref)
-            .filter(|s| s.local_addr().is_ok_and(|l| l.is_ipv4() == addr.is_ipv4()))
+            .filter(|_| same_family)
             .ok_or(SendError::NoListener {
                 transport: Transport::Udp,
                 family: family(addr),

@@ -152,63 +152,75 @@ export_module!(HeaderOps);
 impl HeaderOps {
     /// All steps, with one `header_names` call and one host call per header edited.
     fn apply(&self, msg: &mut Message) -> Result<(), Error> {
-        let mut remaining = self.remove_unwanted(msg)?;
+        let spelled = msg.header_names();
+        let removed = self.remove_unwanted(msg, &spelled)?;
         for h in &self.append {
             msg.add_header(&h.name, &h.value)
                 .map_err(|e| refused("append", &h.name, e))?;
-            remaining.push(h.name.clone());
         }
         if self.compact {
-            compact(msg, &remaining)?;
+            let remaining = spelled
+                .iter()
+                .map(String::as_str)
+                .filter(|n| !removed.iter().any(|r| names::equivalent(r, n)))
+                .chain(self.append.iter().map(|h| h.name.as_str()));
+            compact(msg, remaining)?;
         }
         Ok(())
     }
 
-    /// The remove, remove_prefix and keep steps; returns the names of the lines left.
+    /// The remove, remove_prefix and keep steps; returns the headers removed (one
+    /// spelling each).
     ///
     /// Removals commute, so the three steps are decided together, per header (not per
-    /// spelling), and each header goes with one call: all its lines, both forms.
-    fn remove_unwanted(&self, msg: &mut Message) -> Result<Vec<String>, Error> {
-        let spelled = msg.header_names();
-        let mut decided: Vec<(String, bool)> = Vec::new();
-        for name in &spelled {
-            let key = names::key(name);
-            if decided.iter().any(|(k, _)| *k == key) {
+    /// spelling), and each header goes with one call: all its lines, both forms. This
+    /// runs on every message: it compares names in place instead of building keys.
+    fn remove_unwanted<'n>(
+        &self,
+        msg: &mut Message,
+        spelled: &'n [String],
+    ) -> Result<Vec<&'n str>, Error> {
+        let mut removed: Vec<&str> = Vec::new();
+        for (i, name) in spelled.iter().enumerate() {
+            let seen = spelled
+                .get(..i)
+                .is_some_and(|before| before.iter().any(|b| names::equivalent(b, name)));
+            if seen || !self.removes(name) {
                 continue;
             }
-            let remove = self.removes(name, &key);
-            if remove {
-                msg.remove_header(name)
-                    .map_err(|e| refused("remove", name, e))?;
-            }
-            decided.push((key, remove));
+            msg.remove_header(name)
+                .map_err(|e| refused("remove", name, e))?;
+            removed.push(name);
         }
-        Ok(spelled
-            .into_iter()
-            .filter(|name| {
-                let key = names::key(name);
-                !decided.iter().any(|(k, removed)| *k == key && *removed)
-            })
-            .collect())
+        Ok(removed)
     }
 
     /// Whether the remove, remove_prefix or keep step removes this header.
-    fn removes(&self, name: &str, key: &str) -> bool {
-        if self.remove.iter().any(|k| k == key) {
+    fn removes(&self, name: &str) -> bool {
+        if self.remove.iter().any(|k| names::equivalent(k, name)) {
             return true;
         }
         if self
             .remove_prefix
             .iter()
-            .any(|p| forms(name).any(|f| f.to_ascii_lowercase().starts_with(p.as_str())))
+            .any(|p| forms(name).any(|f| starts_with_ignore_case(f, p)))
         {
             return true;
         }
         match &self.keep {
-            Some(keep) => !keep.keeps(name, key),
+            Some(keep) => !keep.keeps(name),
             None => false,
         }
     }
+}
+
+/// `name` starts with `lower_prefix` (already lower case), ignoring ASCII case.
+fn starts_with_ignore_case(name: &str, lower_prefix: &str) -> bool {
+    name.len() >= lower_prefix.len()
+        && name
+            .bytes()
+            .zip(lower_prefix.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b)
 }
 
 /// The spellings a prefix or regex is tried against: the long form and, if there is one,
@@ -220,7 +232,7 @@ fn forms(name: &str) -> impl Iterator<Item = &str> {
 
 /// The compact step: one rename per header that has a compact form and is spelled
 /// otherwise on at least one line.
-fn compact(msg: &mut Message, spelled: &[String]) -> Result<(), Error> {
+fn compact<'n>(msg: &mut Message, spelled: impl Iterator<Item = &'n str>) -> Result<(), Error> {
     let mut done: Vec<&str> = Vec::new();
     for name in spelled {
         let Some(short) = names::compact_form(name) else {
@@ -255,8 +267,8 @@ impl Keep {
 
     /// textopsx `keep_hf`: the always-kept set, the `keep` list, or an unanchored,
     /// case-insensitive regex match on either form of the name.
-    fn keeps(&self, name: &str, key: &str) -> bool {
-        self.names.iter().any(|k| k == key)
+    fn keeps(&self, name: &str) -> bool {
+        self.names.iter().any(|k| names::equivalent(k, name))
             || self
                 .regex
                 .as_ref()
