@@ -151,7 +151,24 @@ export_module!(HeaderOps);
 
 impl HeaderOps {
     /// All steps, with one `header_names` call and one host call per header edited.
+    /// Without a keep or compact step the names are not needed: then one call per
+    /// `remove` name, per prefix and per appended header, whatever the message holds.
     fn apply(&self, msg: &mut Message) -> Result<(), Error> {
+        if self.keep.is_none() && !self.compact {
+            for name in &self.remove {
+                msg.remove_header(name)
+                    .map_err(|e| refused("remove", name, e))?;
+            }
+            for prefix in &self.remove_prefix {
+                msg.remove_headers_by_prefix(prefix)
+                    .map_err(|e| refused("remove_prefix", prefix, e))?;
+            }
+            for h in &self.append {
+                msg.add_header(&h.name, &h.value)
+                    .map_err(|e| refused("append", &h.name, e))?;
+            }
+            return Ok(());
+        }
         let spelled = msg.header_names();
         let removed = self.remove_unwanted(msg, &spelled)?;
         for h in &self.append {

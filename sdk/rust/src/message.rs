@@ -145,6 +145,16 @@ impl Message<'_> {
         self.inner.remove_header(name).map_err(EditError::from)
     }
 
+    /// Remove every header line whose name, in its long or compact form, starts with
+    /// `prefix` (ASCII case ignored); returns how many lines were removed. One host call,
+    /// however many headers match. Refused with [`EditError::ProtectedHeader`], removing
+    /// nothing, if a host-owned header matches.
+    pub fn remove_headers_by_prefix(&mut self, prefix: &str) -> Result<u32, EditError> {
+        self.inner
+            .remove_headers_by_prefix(prefix)
+            .map_err(EditError::from)
+    }
+
     /// Rename every line of the named header (e.g. to its compact form), keeping order and
     /// values; returns how many lines were renamed. Allowed for protected headers too, as
     /// long as the new name is the same header.

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use wasmtime::component::{Linker, Resource, ResourceType, WasmList, WasmStr};
 use wasmtime::{bail, format_err, AsContext, StoreContextMut};
 use weir_message::{
-    canonical_name, is_valid_header_name, is_valid_header_value, Message, StartLine, Uri,
+    canonical_name, compact_form, is_valid_header_name, is_valid_header_value, Message, StartLine,
+    Uri,
 };
 
 use super::undo::{self, Undo};
@@ -121,6 +122,29 @@ fn check_value(name: &str, value: &str) -> EditResult<()> {
         )));
     }
     Ok(())
+}
+
+/// Lines whose name, long or compact form, starts with `prefix` (case ignored); an
+/// error if one of them is host-owned.
+fn prefix_positions(m: &Message, prefix: &str) -> EditResult<Vec<usize>> {
+    let starts = |name: &str| {
+        name.len() >= prefix.len()
+            && name
+                .as_bytes()
+                .iter()
+                .zip(prefix.as_bytes())
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    };
+    let mut at = Vec::new();
+    for (i, h) in m.headers.iter().enumerate() {
+        let long = canonical_name(&h.name);
+        let hit = starts(&long) || compact_form(&h.name).is_some_and(starts);
+        if hit {
+            check_unprotected(&h.name)?;
+            at.push(i);
+        }
+    }
+    Ok(at)
 }
 
 fn check_unprotected(name: &str) -> EditResult<()> {
@@ -356,6 +380,24 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                     Ok(u32::try_from(removed).unwrap_or(u32::MAX))
                 }
                 Ok(None) => Ok(0),
+                Err(e) => Err(e),
+            },))
+        },
+    )?;
+    i.func_wrap(
+        "[method]message.remove-headers-by-prefix",
+        |mut s: StoreContextMut<'_, Ctx>, (this, prefix): (Msg, WasmStr)| {
+            let checked: EditResult<Vec<usize>> = {
+                let prefix = prefix.to_str(s.as_context())?;
+                let m = current(s.data(), &this)?;
+                check_name(&prefix).and_then(|()| prefix_positions(m, &prefix))
+            };
+            Ok((match checked {
+                Ok(at) => {
+                    let (m, log) = begin_edit(s.data_mut(), &this)?;
+                    let removed = undo::remove_positions(m, log, &at);
+                    Ok(u32::try_from(removed).unwrap_or(u32::MAX))
+                }
                 Err(e) => Err(e),
             },))
         },

@@ -71,10 +71,15 @@ pub(crate) fn set_header(m: &mut Message, log: &mut Vec<Undo>, name: String, val
 
 pub(crate) fn remove_header(m: &mut Message, log: &mut Vec<Undo>, name: &str) -> usize {
     let at = positions(m, name);
+    remove_positions(m, log, &at)
+}
+
+/// Remove the lines at `at` (ascending indices), logging how to put them back.
+pub(crate) fn remove_positions(m: &mut Message, log: &mut Vec<Undo>, at: &[usize]) -> usize {
     if at.is_empty() {
         return 0;
     }
-    let removed = remove_lines(m, &at);
+    let removed = remove_lines(m, at);
     let n = removed.len();
     log.push(Undo::Removed(removed));
     n

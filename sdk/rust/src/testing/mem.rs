@@ -284,6 +284,32 @@ impl MemMessage {
         Ok(count(before - self.headers.len()))
     }
 
+    pub(crate) fn remove_headers_by_prefix(&mut self, prefix: &str) -> EditResult<u32> {
+        if !names::is_valid(prefix) {
+            return Err(WitEditError::Invalid(format!(
+                "invalid header name {prefix:?}"
+            )));
+        }
+        let starts = |n: &str| {
+            n.len() >= prefix.len()
+                && n.bytes()
+                    .zip(prefix.bytes())
+                    .all(|(a, b)| a.eq_ignore_ascii_case(&b))
+        };
+        let hit =
+            |n: &str| starts(names::canonical(n)) || names::compact_form(n).is_some_and(starts);
+        if let Some(h) = self
+            .headers
+            .iter()
+            .find(|h| hit(&h.name) && names::is_protected(&h.name))
+        {
+            return Err(WitEditError::ProtectedHeader(h.name.clone()));
+        }
+        let before = self.headers.len();
+        self.headers.retain(|h| !hit(&h.name));
+        Ok(count(before - self.headers.len()))
+    }
+
     pub(crate) fn rename_header(&mut self, name: &str, new_name: &str) -> EditResult<u32> {
         for n in [name, new_name] {
             if !names::is_valid(n) {
