@@ -35,6 +35,21 @@ pub(crate) struct TxCtx {
     from_next_hops: bool,
 }
 
+impl TxCtx {
+    /// The context of the next leg: `req` as the failure chain left it.
+    fn next_leg(&self, req: Message, group: usize, from_next_hops: bool) -> TxCtx {
+        TxCtx {
+            req,
+            rx: self.rx,
+            route_idx: self.route_idx,
+            max_forwards: self.max_forwards,
+            lh: self.lh,
+            group,
+            from_next_hops,
+        }
+    }
+}
+
 /// The transaction table's settings from the config.
 pub(crate) fn table_config(cfg: &Config) -> TableConfig {
     let t = &cfg.transaction;
@@ -177,7 +192,7 @@ impl Core {
                 if uris.is_empty() {
                     inc(&self.stats.module_failures);
                     tracing::warn!(route = %route.name, ?targets, "module gave no usable forward target");
-                    self.tx_reply(tx, 500, "Bad Forward Target");
+                    self.tx_reply(tx, 500, "Bad Forward Target", &[]);
                     return;
                 }
                 Some(uris)
@@ -187,12 +202,7 @@ impl Core {
                 reason,
                 headers,
             } => {
-                let out = self
-                    .tsx
-                    .reply(tx, code, &reason, &headers, Instant::now())
-                    .unwrap_or_default();
-                inc(&self.stats.local_replies);
-                self.execute(out);
+                self.tx_reply(tx, code, &reason, &headers);
                 return;
             }
             Outcome::Drop => {
@@ -214,10 +224,11 @@ impl Core {
         self.fork(tx, ctx, explicit);
     }
 
-    fn tx_reply(&self, tx: TxId, code: u16, reason: &str) {
+    /// Answer a transaction locally (`t_reply`).
+    fn tx_reply(&self, tx: TxId, code: u16, reason: &str, headers: &[(String, String)]) {
         let out = self
             .tsx
-            .reply(tx, code, reason, &[], Instant::now())
+            .reply(tx, code, reason, headers, Instant::now())
             .unwrap_or_default();
         inc(&self.stats.local_replies);
         self.execute(out);
@@ -242,7 +253,7 @@ impl Core {
             }
         }
         if targets.is_empty() {
-            self.tx_reply(tx, 478, "Unresolvable Destination");
+            self.tx_reply(tx, 478, "Unresolvable Destination", &[]);
             return;
         }
         let record_route = self.prepare_forward(&mut req, ctx.route_idx, ctx.max_forwards);
@@ -284,7 +295,7 @@ impl Core {
                 }
             }
             if dests.is_empty() {
-                core.tx_reply(tx, 478, "Unresolvable Destination");
+                core.tx_reply(tx, 478, "Unresolvable Destination", &[]);
             } else {
                 core.start_leg(tx, ctx, &req, dests, record_route);
             }
@@ -337,9 +348,9 @@ impl Core {
         if targets.is_empty() {
             if looped {
                 inc(&self.stats.loops);
-                self.tx_reply(tx, 482, "Loop Detected");
+                self.tx_reply(tx, 482, "Loop Detected", &[]);
             } else {
-                self.tx_reply(tx, 503, "Transport Not Available");
+                self.tx_reply(tx, 503, "Transport Not Available", &[]);
             }
             return;
         }
@@ -361,7 +372,7 @@ impl Core {
             }
             Err(e) => {
                 tracing::debug!(?tx, error = %e, "cannot fork");
-                self.tx_reply(tx, e.status(), "");
+                self.tx_reply(tx, e.status(), "", &[]);
             }
         }
     }
@@ -392,7 +403,7 @@ impl Core {
                         match entry.on_error {
                             OnError::Skip => continue,
                             OnError::Drop => return self.relay_best(tx),
-                            OnError::Reply(c) => return self.tx_reply(tx, c, ""),
+                            OnError::Reply(c) => return self.tx_reply(tx, c, "", &[]),
                         }
                     }
                 };
@@ -403,31 +414,15 @@ impl Core {
                     code,
                     reason,
                     headers,
-                } => {
-                    let out = self
-                        .tsx
-                        .reply(tx, code, &reason, &headers, Instant::now())
-                        .unwrap_or_default();
-                    inc(&self.stats.local_replies);
-                    return self.execute(out);
-                }
+                } => return self.tx_reply(tx, code, &reason, &headers),
                 Verdict::Forward(targets) => {
                     let uris: Vec<Uri> =
                         targets.iter().filter_map(|t| Uri::parse(t).ok()).collect();
                     if uris.is_empty() {
                         return self.relay_best(tx);
                     }
-                    let next = TxCtx {
-                        req,
-                        rx: ctx.rx,
-                        route_idx: ctx.route_idx,
-                        max_forwards: ctx.max_forwards,
-                        lh: ctx.lh,
-                        group: ctx.group,
-                        from_next_hops: false,
-                    };
                     inc(&self.stats.failovers);
-                    return self.fork(tx, next, Some(uris));
+                    return self.fork(tx, ctx.next_leg(req, ctx.group, false), Some(uris));
                 }
             }
         }
@@ -437,17 +432,8 @@ impl Core {
                 .get(ctx.route_idx)
                 .is_some_and(|g| ctx.group + 1 < g.len());
         if more {
-            let next = TxCtx {
-                req,
-                rx: ctx.rx,
-                route_idx: ctx.route_idx,
-                max_forwards: ctx.max_forwards,
-                lh: ctx.lh,
-                group: ctx.group + 1,
-                from_next_hops: true,
-            };
             inc(&self.stats.failovers);
-            self.fork(tx, next, None);
+            self.fork(tx, ctx.next_leg(req, ctx.group + 1, true), None);
         } else {
             self.relay_best(tx);
         }
