@@ -157,6 +157,10 @@ fn param_value(v: &weir_config::ParamValue) -> weir_wasm::ParamValue {
 fn check(path: &Path) -> Result<()> {
     init_logging();
     let cfg = Config::load(path)?;
+    // Signal handlers first: once "weir is running" is logged, a SIGTERM must lead to a
+    // clean stop with final stats, not the default disposition.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let (_runtime, registry) = load_modules(&cfg)?;
     println!(
         "{}: ok ({} listeners, {} modules loaded, {} routes)",
@@ -182,6 +186,10 @@ fn run(path: &Path) -> Result<()> {
 }
 
 async fn serve(cfg: Config) -> Result<()> {
+    // Signal handlers first: once "weir is running" is logged, a SIGTERM must lead to a
+    // clean stop with final stats, not the default disposition.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let (_runtime, registry) = load_modules(&cfg)?;
     let transports = Transports::bind(&cfg.listeners, &cfg.limits, cfg.proxy.max_message_size)?;
     let core = Core::new(&cfg, transports.clone(), registry.clone());
@@ -193,11 +201,10 @@ async fn serve(cfg: Config) -> Result<()> {
 
     let mut ticker = tokio::time::interval(STATS_EVERY);
     ticker.tick().await;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = ticker.tick() => log_stats(&core, &registry),
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
         }
     }
