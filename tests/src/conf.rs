@@ -58,3 +58,24 @@ pub fn standard(port: u16, next_hop: &str) -> String {
         route_via_headers("default", next_hop)
     )
 }
+
+/// A `[transaction]` table with `settings` as its `key = value` lines (e.g.
+/// `"t1_ms = 100\nfr_timer_ms = 1000"`).
+pub fn transaction(settings: &str) -> String {
+    format!("[transaction]\n{}\n\n", settings.trim())
+}
+
+/// A `mode = "stateful"` route named `name`; `next_hop` is TOML (a quoted URI, an
+/// array of URIs for one parallel group, an array of arrays for serial groups) or empty
+/// for none (the Request-URI decides); `extra` holds more `key = value` lines.
+pub fn stateful_route(name: &str, next_hop: &str, extra: &str) -> String {
+    let hop = if next_hop.is_empty() {
+        String::new()
+    } else {
+        format!("next_hop = {next_hop}\n")
+    };
+    format!(
+        "[[route]]\nname = \"{name}\"\nmode = \"stateful\"\n{hop}{}\n\n",
+        extra.trim()
+    )
+}

@@ -363,7 +363,22 @@ impl Proxy {
     }
 
     /// Stop with SIGTERM (as an operator would) and return the final counters.
+    ///
+    /// First waits (up to 5 s) until the process catches SIGTERM: Weir used to log
+    /// "weir is running" before installing its handler, and a test done within a few
+    /// milliseconds then killed it with the signal's default action, losing the final
+    /// counters. `stateful.rs` checks that ordering itself with
+    /// [`stop_at_once`](Self::stop_at_once).
     pub fn stop(self) -> ProxyStats {
+        let pid = lock(&self.child).id();
+        crate::wait::until(Duration::from_secs(5), || {
+            catches_sigterm(pid).then_some(())
+        });
+        self.stop_at_once()
+    }
+
+    /// Like [`stop`](Self::stop), without first waiting for the SIGTERM handler.
+    pub fn stop_at_once(self) -> ProxyStats {
         let pid = lock(&self.child).id();
         let sent = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -404,6 +419,20 @@ impl Proxy {
                 .collect(),
         )
     }
+}
+
+/// Whether process `pid` has a handler for SIGTERM (Linux: bit 15 of `SigCgt` in
+/// `/proc/<pid>/status`). True where that cannot be read, so callers do not wait.
+fn catches_sigterm(pid: u32) -> bool {
+    const SIGTERM: u32 = 15;
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_none_or(|mask| mask & (1 << (SIGTERM - 1)) != 0)
 }
 
 impl Drop for Proxy {

@@ -1,5 +1,7 @@
 //! sipp as a load generator: a UAS in the background (killed on drop) and a UAC run to
-//! completion, with its call counts read from the `-trace_stat` CSV.
+//! completion, with its call counts read from the `-trace_stat` CSV. Both run sipp's
+//! built-in scenarios or one of the files in `tests/scenarios/` ([`scenario`]); a UAS
+//! given a number of calls exits after them and reports its own counts ([`Uas::finish`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -46,7 +48,44 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A scenario file of `tests/scenarios/`; panics if it is missing.
+pub fn scenario(name: &str) -> PathBuf {
+    let p = paths::repo_root().join("tests/scenarios").join(name);
+    assert!(p.is_file(), "sipp scenario {} not found", p.display());
+    p
+}
+
+/// `-sn <built-in>` or `-sf <file>`.
+fn scenario_args(cmd: &mut Command, builtin: &str, file: Option<&PathBuf>) {
+    match file {
+        Some(f) => cmd.arg("-sf").arg(f),
+        None => cmd.args(["-sn", builtin]),
+    };
+}
+
 // === UAS ===
+
+/// What a UAS runs: sipp's built-in `uas` by default.
+#[derive(Debug, Clone, Default)]
+pub struct UasOptions {
+    /// A scenario file (see [`scenario`]) instead of the built-in `uas`.
+    pub scenario: Option<PathBuf>,
+    /// Exit after this many calls (`-m`), so that [`Uas::finish`] can report them.
+    pub calls: Option<u32>,
+    /// More sipp arguments.
+    pub args: Vec<String>,
+}
+
+/// How a UAS started with [`UasOptions::calls`] ended.
+#[derive(Debug)]
+pub struct UasResult {
+    /// sipp's exit code: 0 means every call succeeded.
+    pub exit_code: Option<i32>,
+    /// `SuccessfulCall(C)` of the last statistics row.
+    pub successful: Option<u64>,
+    /// `FailedCall(C)` of the last statistics row.
+    pub failed: Option<u64>,
+}
 
 /// `sipp -sn uas` running in the background.
 #[derive(Debug)]
@@ -60,6 +99,11 @@ impl Uas {
     /// Start a UAS on a free port of `ip` (a loopback address) and wait until it has
     /// bound its socket.
     pub fn start(ip: IpAddr, transport: Transport) -> Uas {
+        Uas::start_with(ip, transport, &UasOptions::default())
+    }
+
+    /// Start a UAS as [`start`](Self::start) does, running what `opts` says.
+    pub fn start_with(ip: IpAddr, transport: Transport, opts: &UasOptions) -> Uas {
         assert!(ip.is_loopback(), "sipp UAS must listen on loopback");
         let mut last = String::new();
         for _ in 0..5 {
@@ -72,10 +116,17 @@ impl Uas {
             let out = dir.path().join("uas.out");
             let file = std::fs::File::create(&out).expect("sipp output file");
             let err = file.try_clone().expect("sipp output file");
-            let mut child = Command::new(paths::sipp_bin())
-                .current_dir(dir.path())
-                .args(["-sn", "uas", "-nostdin", "-i", &ip.to_string()])
+            let mut cmd = Command::new(paths::sipp_bin());
+            cmd.current_dir(dir.path());
+            scenario_args(&mut cmd, "uas", opts.scenario.as_ref());
+            if let Some(n) = opts.calls {
+                cmd.args(["-m", &n.to_string(), "-trace_stat", "-stf"])
+                    .arg(dir.path().join("stat.csv"));
+            }
+            let mut child = cmd
+                .args(["-nostdin", "-i", &ip.to_string()])
                 .args(["-p", &port.to_string(), "-t", transport.flag()])
+                .args(&opts.args)
                 .args(["-trace_err", "-error_file"])
                 .arg(dir.path().join("errors.log"))
                 .stdin(Stdio::null())
@@ -115,6 +166,25 @@ impl Uas {
     /// `sip:host:port` of the UAS, for `next_hop`.
     pub fn uri(&self) -> String {
         format!("sip:{}", sipp_addr(self.addr))
+    }
+
+    /// Wait for a UAS started with [`UasOptions::calls`] to exit after its calls, and
+    /// read its counts; panics (with its log) if it is still running after `limit`.
+    pub fn finish(&mut self, limit: Duration) -> UasResult {
+        let status = crate::wait::until(limit, || self.child.try_wait().ok().flatten());
+        let Some(status) = status else {
+            panic!(
+                "sipp UAS {} still running after {limit:?}:\n{}",
+                self.addr,
+                self.log()
+            );
+        };
+        let csv = read_lossy(&self.dir.path().join("stat.csv"));
+        UasResult {
+            exit_code: status.code(),
+            successful: stat_column(&csv, "SuccessfulCall(C)"),
+            failed: stat_column(&csv, "FailedCall(C)"),
+        }
     }
 
     /// Its screen output and error log, for failure messages.
@@ -157,6 +227,10 @@ pub struct Uac {
     /// UDP allows reordering, and a proxy with several receive threads may reorder
     /// datagrams that arrive back to back.
     pub tolerate_reordering: bool,
+    /// A scenario file (see [`scenario`]) instead of the built-in `uac`.
+    pub scenario: Option<PathBuf>,
+    /// More sipp arguments (e.g. `-lost 10`).
+    pub args: Vec<String>,
 }
 
 impl Uac {
@@ -169,6 +243,8 @@ impl Uac {
             rate,
             timeout: Duration::from_secs(30),
             tolerate_reordering: false,
+            scenario: None,
+            args: Vec::new(),
         }
     }
 
@@ -193,10 +269,10 @@ impl Uac {
         if self.tolerate_reordering {
             cmd.args(["-default_behaviors", "all,-abortunexp"]);
         }
+        cmd.current_dir(dir.path()).arg(sipp_addr(self.remote));
+        scenario_args(&mut cmd, "uac", self.scenario.as_ref());
         let out = cmd
-            .current_dir(dir.path())
-            .arg(sipp_addr(self.remote))
-            .args(["-sn", "uac", "-nostdin", "-i", &ip.to_string()])
+            .args(["-nostdin", "-i", &ip.to_string()])
             .args(["-p", &port.to_string(), "-t", self.transport.flag()])
             .args(["-m", &self.calls.to_string(), "-r", &self.rate.to_string()])
             .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))])
@@ -207,6 +283,7 @@ impl Uac {
             .arg(&errors)
             .args(["-trace_screen", "-screen_file"])
             .arg(&screen)
+            .args(&self.args)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run sipp (is it installed?): {e}"));
@@ -217,6 +294,7 @@ impl Uac {
             exit_code: out.status.code(),
             successful: count("SuccessfulCall(C)"),
             failed: count("FailedCall(C)"),
+            retransmissions: count("Retransmissions(C)"),
             elapsed,
             report: format!(
                 "sipp UAC exit {:?} after {elapsed:?}\n--- screen ---\n{}\n--- errors ---\n{}\n--- stderr ---\n{}",
@@ -249,6 +327,9 @@ pub struct UacResult {
     pub successful: Option<u64>,
     /// `FailedCall(C)` of the last statistics row.
     pub failed: Option<u64>,
+    /// `Retransmissions(C)` of the last statistics row: requests sipp sent again
+    /// because no response came in time (its own timers, not proxy-triggered resends).
+    pub retransmissions: Option<u64>,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// Screen, errors and stderr, for failure messages.

@@ -158,7 +158,9 @@ const DEFAULT_MEMORY_MB: i64 = 16;
 /// fifth of that, while a 10 ms module deadline still fires within 10–15 ms.
 const DEFAULT_EPOCH_TICK_MS: i64 = 5;
 /// Default module call deadline, ms.
-const DEFAULT_TIMEOUT_MS: i64 = 10;
+/// A wall-clock budget: it must cover a thread descheduled on a loaded machine, not only
+/// the module's own work (a normal call takes a few µs), or busy hosts turn into 500s.
+const DEFAULT_TIMEOUT_MS: i64 = 50;
 /// Default most instances per module.
 const DEFAULT_MAX_INSTANCES: i64 = 64;
 /// The tenant of routes and modules that name none.

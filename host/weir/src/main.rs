@@ -157,10 +157,6 @@ fn param_value(v: &weir_config::ParamValue) -> weir_wasm::ParamValue {
 fn check(path: &Path) -> Result<()> {
     init_logging();
     let cfg = Config::load(path)?;
-    // Signal handlers first: once "weir is running" is logged, a SIGTERM must lead to a
-    // clean stop with final stats, not the default disposition.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let (_runtime, registry) = load_modules(&cfg)?;
     println!(
         "{}: ok ({} listeners, {} modules loaded, {} routes)",
