@@ -2,18 +2,22 @@
 """Weir vs Kamailio: the same SIPp load through each proxy, on one machine, in one run.
 
 Called by bench/run (which builds Weir and installs Kamailio/SIPp first). Standard
-library only. For each proxy in turn it:
+library only. For each proxy it:
 
   1. starts the proxy and waits until it answers an OPTIONS keep-alive;
   2. checks it edits an INVITE as the other does (X-Debug-* removed, X-Weir appended,
      Max-Forwards decremented, Record-Route and Via added) and answers Max-Forwards: 0
      with 483;
-  3. starts a SIPp UAS behind it and counts the messages of one traced call;
-  4. max-rate test: a closed loop of SIPp calls (-l concurrent calls, -r far above what
-     the machine can do) for --duration seconds; calls/s from SIPp's per-second stats;
-  5. fixed-rate test: --rate calls/s for --duration seconds; the proxy's CPU time
-     (utime+stime of every process and thread of it, from /proc) over the test, per
-     relayed message.
+  3. counts the messages of one traced call through it (one SIPp UAS serves both);
+  4. max rate: closed loops of SIPp calls (at most -l calls in progress, -r far above
+     what the machine can do), -l raised step by step (--limits); calls/s from SIPp's
+     per-second stats; the best step with under 0.1% failed calls is the max rate;
+  5. fixed rates (--rates calls/s): the proxy's CPU time (utime+stime of all its
+     processes and threads, from /proc) over the run, per relayed message, in slices
+     (--rounds x --slice s) taken by the proxies in turns (ABBA), median per proxy.
+
+Both proxies run side by side (each idle while the other is measured) behind one SIPp
+UAS, so that the measurements can alternate and a change in background load hits both.
 
 Then it prints a table and writes bench/results/<date>.md.
 """
@@ -41,6 +45,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
+# SIPp's socket buffers (its default, 64 KiB, overflows at the UAS at a few thousand
+# calls/s; the kernel caps it at net.core.rmem_max). Weir asks for 4 MiB too.
+SIPP_BUFFER = 4 * 1024 * 1024
 
 # ---------------------------------------------------------------------------------------
 # process handling
@@ -176,12 +183,204 @@ def cpu_of_tree(root: int) -> Cpu:
     return c
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs, from /proc/stat."""
-    f = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    idle = f[3] + f[4]
-    total = sum(f[:8])
-    return total - idle, total
+def threads_cpu(root: int) -> dict[str, float]:
+    """CPU seconds per thread (or per process, for Kamailio's forked workers) of a
+    process tree, keyed by name; same-named tasks are numbered."""
+    out: dict[str, float] = {}
+    for pid in process_tree(root):
+        try:
+            tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            comm = raw[raw.index("(") + 1: raw.rindex(")")]
+            rest = raw[raw.rindex(")") + 2:].split()
+            secs = (int(rest[11]) + int(rest[12])) / CLK_TCK
+            key, n = comm, 1
+            while key in out:
+                n += 1
+                key = f"{comm}#{n}"
+            out[key] = secs
+    return out
+
+
+def proc_counters(root: int) -> tuple[int, int]:
+    """(minor page faults, context switches) of every process and thread of a tree."""
+    faults = switches = 0
+    for pid in process_tree(root):
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+            faults += int(raw[raw.rindex(")") + 2:].split()[7])
+            tids = os.listdir(f"/proc/{pid}/task")
+        except (OSError, ValueError, IndexError):
+            continue
+        for tid in tids:
+            try:
+                for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
+                    if line.endswith("ctxt_switches:") or "ctxt_switches:" in line:
+                        switches += int(line.split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return faults, switches
+
+
+def others_busy(seconds=1.0) -> float:
+    """CPU used by every process on the machine but this one, in % of one core, over
+    `seconds`: a check that nothing else competes with the benchmark."""
+    def snap():
+        t = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit() and int(d) != os.getpid():
+                s = _stat(int(d))
+                if s:
+                    t[int(d)] = s[1] + s[2]
+        return t
+    a = snap()
+    time.sleep(seconds)
+    b = snap()
+    ticks = sum(v - a.get(k, v) for k, v in b.items())
+    return 100.0 * ticks / CLK_TCK / seconds
+
+
+class OthersMonitor:
+    """Counts the CPU used by processes that are not this benchmark's (a build, a
+    browser...), sampling /proc once a second in a thread: a busy neighbour makes the
+    figures noisy, and the report says so."""
+
+    def __init__(self):
+        import threading
+        self.ticks = 0
+        self.steal0 = self.steal_ticks()
+        self._prev: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _ours(self, parents: dict[int, int]) -> set[int]:
+        me = os.getpid()
+        ours = set()
+        for pid in parents:
+            p, hops = pid, 0
+            while p > 1 and hops < 50:
+                if p == me:
+                    ours.add(pid)
+                    break
+                p, hops = parents.get(p, 0), hops + 1
+        return ours
+
+    def _sample(self):
+        parents, ticks = {}, {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                s = _stat(int(d))
+                if s:
+                    parents[int(d)] = s[0]
+                    ticks[int(d)] = s[1] + s[2]
+        ours = self._ours(parents)
+        cur = {pid: t for pid, t in ticks.items() if pid not in ours}
+        self.ticks += sum(t - self._prev[pid] for pid, t in cur.items() if pid in self._prev)
+        self._prev = cur
+
+    def _run(self):
+        while not self._stop.wait(1.0):
+            self._sample()
+
+    def seconds(self) -> float:
+        return self.ticks / CLK_TCK
+
+    @staticmethod
+    def steal_ticks() -> int:
+        """Time the hypervisor gave to other guests while ours wanted to run (all CPUs)."""
+        try:
+            f = Path("/proc/stat").read_text().split("\n")[0].split()
+            return int(f[8])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    def steal_seconds(self) -> float:
+        return (self.steal_ticks() - self.steal0) / CLK_TCK
+
+    def stop(self):
+        self._stop.set()
+
+
+def udp_drops() -> dict[int, int]:
+    """Datagrams the kernel dropped per local UDP port (socket buffer full), from
+    /proc/net/udp: tells who lost messages when SIPp retransmits."""
+    out: dict[int, int] = {}
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return out
+    for line in lines:
+        f = line.split()
+        try:
+            port = int(f[1].split(":")[1], 16)
+            out[port] = out.get(port, 0) + int(f[-1])
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# profile summary
+
+PERF_LINE = re.compile(r"^\s*([\d.]+)%\s+(\S+)\s+(.+?)\s+\[([.k])\]\s+(.*?)\s*$")
+
+# (bucket, test on (thread, dso, symbol)); first match wins.
+BUCKETS = [
+    ("epoch ticker thread (wasm deadlines)", lambda c, d, s: "epoch" in c),
+    ("kernel: scheduler, sleeps and wake-ups",
+     lambda c, d, s: d.startswith("[kernel") and re.search(
+         r"finish_task_switch|_raw_spin_unlock_irqrestore|schedule|switch_to|wake|futex|"
+         r"hrtimer|nanosleep|ttwu|enqueue_task|dequeue_task|pick_next|update_curr", s)),
+    ("kernel: UDP send/receive and syscalls", lambda c, d, s: d.startswith("[kernel")),
+    ("wasm guest code (header-ops, JIT)", lambda c, d, s: d.startswith("[JIT") or "memfd" in d
+     or d.startswith("[unknown")),
+    ("wasmtime runtime (calls, component ABI, host glue)",
+     lambda c, d, s: re.search(r"wasmtime|cranelift|pulley", s)),
+    ("Weir wasm host (weir_wasm: message view for modules)", lambda c, d, s: "weir_wasm" in s),
+    ("SIP parse / serialise (weir_message)", lambda c, d, s: "weir_message" in s),
+    ("proxy logic (weir_proxy)", lambda c, d, s: "weir_proxy" in s),
+    ("transport (weir_transport)", lambda c, d, s: "weir_transport" in s),
+    ("Kamailio core and modules", lambda c, d, s: "kamailio" in d
+     or (d.endswith(".so") and not d.startswith(("libc", "ld-")))),
+    ("malloc / free", lambda c, d, s: "libc" in d and re.search(r"malloc|free|realloc|calloc|tcache|arena", s)),
+    ("memcpy / memmove / memset / str*", lambda c, d, s: "libc" in d and re.search(r"mem|str", s)),
+    ("libc syscall wrappers", lambda c, d, s: "libc" in d),
+    ("other user space (Weir: Rust std/core/alloc, i.e. fmt, hashing, strings)",
+     lambda c, d, s: True),
+]
+
+
+def profile_buckets(perf_data: Path, us_per_msg: float) -> tuple[str, str]:
+    """Self time of a perf recording grouped into a few buckets, and the top symbols."""
+    rep = subprocess.run(
+        ["perf", "report", "-i", str(perf_data), "--stdio", "--no-children",
+         "--sort", "comm,dso,sym", "-g", "none", "--percent-limit", "0"],
+        capture_output=True, text=True)
+    totals: dict[str, float] = {}
+    top = []
+    for line in rep.stdout.splitlines():
+        m = PERF_LINE.match(line)
+        if not m:
+            continue
+        pct, comm, dso, _kind, sym = float(m.group(1)), m.group(2), m.group(3), m.group(4), m.group(5)
+        for name, test in BUCKETS:
+            if test(comm, dso, sym):
+                totals[name] = totals.get(name, 0.0) + pct
+                break
+        top.append((pct, comm, dso, sym))
+    rows = ["| where (self time) | share of the proxy's CPU | µs per message |", "|---|---:|---:|"]
+    for name, _ in BUCKETS:
+        if name in totals:
+            rows.append(f"| {name} | {totals[name]:.1f}% | {totals[name] * us_per_msg / 100:.2f} |")
+    sym_lines = [f"{p:6.2f}%  {c:<16} {d[:20]:<20} {s[:110]}" for p, c, d, s in top[:30]]
+    return "\n".join(rows), "\n".join(sym_lines)
 
 
 # ---------------------------------------------------------------------------------------
@@ -360,6 +559,10 @@ def count_traced_messages(path: Path) -> tuple[int, list[str]]:
     return len(firsts), firsts
 
 
+class ProxyDied(Exception):
+    pass
+
+
 @dataclass
 class Proxy:
     name: str
@@ -369,107 +572,173 @@ class Proxy:
     log: Path
     proc: subprocess.Popen | None = None
 
+    @property
+    def bare(self) -> list[str]:
+        """The command without a taskset prefix."""
+        return self.argv[3:] if self.argv[:1] == ["taskset"] else self.argv
+
+
+@dataclass
+class Load:
+    """One SIPp run against a proxy, measured over a window."""
+    kind: str  # "max" (closed loop) or "fixed"
+    limit: int = 0  # max: calls in progress (-l)
+    rate: int = 0  # fixed: offered calls/s (-r)
+    window_s: float = 0.0
+    cps: float = 0.0  # successful calls/s over the window
+    mps: float = 0.0  # relayed messages/s
+    calls_ok: int = 0  # whole run
+    calls_failed: int = 0
+    fail_pct: float = 0.0
+    retrans: int = 0
+    drops_proxy: int = 0  # datagrams dropped by the kernel at the proxy's socket
+    drops_sipp: int = 0  # ... at SIPp's sockets
+    proxy_user_s: float = 0.0
+    proxy_sys_s: float = 0.0
+    proxy_cpu_pct: float = 0.0  # % of one core
+    uac_cpu_pct: float = 0.0
+    uas_cpu_pct: float = 0.0
+    us_per_msg: float = 0.0  # proxy CPU per relayed message
+    threads: dict = field(default_factory=dict)  # % of one core per thread / process
+    slices_us: list = field(default_factory=list)  # fixed: CPU per message of each slice
+    faults_per_msg: float = 0.0  # minor page faults of the proxy per relayed message
+    switches_per_msg: float = 0.0  # context switches of the proxy per relayed message
+
 
 @dataclass
 class Result:
     proxy: str
     version: str = ""
+    port: int = 0
     msgs_per_call: int = 0
     call_trace: list[str] = field(default_factory=list)
     edits: dict = field(default_factory=dict)
-    # max rate
-    max_cps: float = 0.0
-    max_mps: float = 0.0
-    max_fail_pct: float = 0.0
-    max_retrans: int = 0
-    max_window_s: float = 0.0
-    max_proxy_cpu_pct: float = 0.0  # % of one core
-    max_machine_busy_pct: float = 0.0
-    max_limit: int = 0
-    max_attempts: list = field(default_factory=list)
-    # fixed rate
-    fixed_rate: int = 0
-    fixed_calls_ok: int = 0
-    fixed_calls_failed: int = 0
-    fixed_retrans: int = 0
-    fixed_wall_s: float = 0.0
-    fixed_cps: float = 0.0
-    fixed_messages: int = 0
-    fixed_cpu_user_s: float = 0.0
-    fixed_cpu_sys_s: float = 0.0
-    fixed_us_per_msg: float = 0.0
-    fixed_proxy_cpu_pct: float = 0.0
-    fixed_uac_cpu_pct: float = 0.0
-    fixed_uas_cpu_pct: float = 0.0
-    fixed_machine_busy_pct: float = 0.0
+    idle_cpu_pct: float = 0.0
+    others_cpu_pct: float = 0.0  # CPU of other processes on the machine meanwhile
+    steal_pct: float = 0.0  # CPU the hypervisor took meanwhile (VMs), % of one core
+    max_steps: list[Load] = field(default_factory=list)
+    best: Load | None = None
+    fixed: list[Load] = field(default_factory=list)
     proxy_procs: int = 0
     proxy_threads: int = 0
+    failed: str = ""  # why the run of this proxy stopped early
+    instructions_per_msg: float = 0.0  # callgrind, user space
     profile: str = ""
+    profile_buckets: str = ""
+    profile_us_per_msg: float = 0.0
+    log_warnings: list[str] = field(default_factory=list)
     commands: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+
+
+def aggregate(parts: list[Load], rate: int) -> Load:
+    """One Load from a proxy's slices at one rate: sums, and the median CPU per message."""
+    out = Load("fixed", rate=rate)
+    if not parts:
+        return out
+    wall = sum(p.window_s for p in parts)
+    out.window_s = wall
+    out.calls_ok = sum(p.calls_ok for p in parts)
+    out.calls_failed = sum(p.calls_failed for p in parts)
+    out.fail_pct = 100.0 * out.calls_failed / max(1, out.calls_ok + out.calls_failed)
+    out.retrans = sum(p.retrans for p in parts)
+    out.drops_proxy = sum(p.drops_proxy for p in parts)
+    out.drops_sipp = sum(p.drops_sipp for p in parts)
+    out.proxy_user_s = sum(p.proxy_user_s for p in parts)
+    out.proxy_sys_s = sum(p.proxy_sys_s for p in parts)
+    out.cps = out.calls_ok / wall if wall else 0.0
+    out.mps = sum(p.mps * p.window_s for p in parts) / wall if wall else 0.0
+    out.proxy_cpu_pct = sum(p.proxy_cpu_pct * p.window_s for p in parts) / wall if wall else 0.0
+    out.uac_cpu_pct = sum(p.uac_cpu_pct * p.window_s for p in parts) / wall if wall else 0.0
+    out.uas_cpu_pct = sum(p.uas_cpu_pct * p.window_s for p in parts) / wall if wall else 0.0
+    us = sorted(p.us_per_msg for p in parts)
+    mid = len(us) // 2
+    out.us_per_msg = us[mid] if len(us) % 2 else (us[mid - 1] + us[mid]) / 2
+    out.slices_us = [round(p.us_per_msg, 2) for p in parts]
+    msgs = sum(p.mps * p.window_s for p in parts) or 1.0
+    out.faults_per_msg = sum(p.faults_per_msg * p.mps * p.window_s for p in parts) / msgs
+    out.switches_per_msg = sum(p.switches_per_msg * p.mps * p.window_s for p in parts) / msgs
+    threads: dict[str, float] = {}
+    for p in parts:
+        for k, v in p.threads.items():
+            threads[k] = threads.get(k, 0.0) + v * p.window_s
+    out.threads = {k: round(v / wall, 1) for k, v in threads.items()} if wall else {}
+    return out
 
 
 class Bench:
     def __init__(self, args):
         self.a = args
-        stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
-        self.stamp = stamp
-        self.run_dir = Path(args.work_dir or f"/tmp/weir-bench-{stamp}")
+        self.stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+        self.run_dir = Path(args.work_dir or f"/tmp/weir-bench-{self.stamp}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.sipp = shutil.which("sipp") or "sipp"
         self.uac_xml = BENCH / "sipp" / "uac.xml"
-
-    # -- helpers ----------------------------------------------------------------------
+        # --pin: the proxy on the last CPU, SIPp on the others
+        n = os.cpu_count() or 1
+        self.proxy_cpus = str(n - 1) if n > 1 else ""
+        self.sipp_cpus = f"0-{n - 2}" if n > 2 else ("0" if n == 2 else "")
+        # the commit when the run starts (the tree may change while it runs)
+        commit = sh(f"git -C {ROOT} rev-parse --short HEAD") or "?"
+        dirty = sh(f"git -C {ROOT} status --porcelain -- host plugins sdk wit Cargo.toml Cargo.lock")
+        self.commit = commit + (" + uncommitted changes in host/plugins/sdk/wit" if dirty else "")
 
     def say(self, msg):
         print(f"\033[1m==> {msg}\033[0m", flush=True)
+
+    # -- SIPp command lines -------------------------------------------------------------
+
+    def pin(self, argv: list[str], cpus: str) -> list[str]:
+        return (["taskset", "-c", cpus] + argv) if (self.a.pin and cpus) else argv
 
     def uac_argv(self, proxy_port, extra, csv=None, trace=None):
         argv = [
             self.sipp, "-sf", str(self.uac_xml), f"{HOST}:{proxy_port}",
             "-s", "service", "-i", HOST, "-p", str(self.a.uac_port),
-            "-d", "0", "-nostdin", "-trace_err",
+            "-d", "0", "-nostdin", "-buff_size", str(SIPP_BUFFER), "-trace_err",
             "-error_file", str(self.run_dir / f"uac-errors-{proxy_port}.log"),
         ]
         if csv:
             argv += ["-trace_stat", "-stf", str(csv), "-fd", "1"]
         if trace:
             argv += ["-trace_msg", "-message_file", str(trace)]
-        return argv + extra
+        return self.pin(argv + extra, self.sipp_cpus)
 
     def uas_argv(self):
-        return [
+        return self.pin([
             self.sipp, "-sn", "uas", "-i", HOST, "-p", str(self.a.uas_port), "-nostdin",
-        ]
+            "-buff_size", str(SIPP_BUFFER),
+        ], self.sipp_cpus)
 
-    def run_sipp(self, name, argv, timeout) -> int:
-        p = PROCS.start(name, argv, self.run_dir / f"{name}.out")
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            PROCS.stop(p, signal.SIGUSR1, timeout=10)
-            return -1
-
-    # -- proxies ----------------------------------------------------------------------
+    # -- proxies ------------------------------------------------------------------------
 
     def weir_proxy(self) -> Proxy:
-        weir = ROOT / "target" / "release" / "weir"
-        if not weir.exists():
-            sys.exit(f"bench: {weir} not found: run scripts/setup")
-        wasm = ROOT / "target" / "wasm32-wasip2" / "release" / "header_ops.wasm"
-        if not wasm.exists():
-            sys.exit(f"bench: {wasm} not found: run scripts/setup")
+        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else ROOT / "target" / "release" / "weir"
+        if not built.exists():
+            sys.exit(f"bench: {built} not found: run scripts/setup")
+        built_wasm = (Path(self.a.weir_module).resolve() if self.a.weir_module else
+                      ROOT / "target" / "wasm32-wasip2" / "release" / "header_ops.wasm")
+        if not built_wasm.exists():
+            sys.exit(f"bench: {built_wasm} not found: run scripts/setup")
+        # Run copies, so a rebuild during the run cannot change what is measured.
+        weir, wasm = self.run_dir / "weir", self.run_dir / "header_ops.wasm"
+        shutil.copy2(built, weir)
+        shutil.copy2(built_wasm, wasm)
+        self.weir_binary = weir_binary_info(weir, built)
         text = (BENCH / "weir" / "stateless.toml").read_text()
         text = text.replace(f'"{HOST}:5160"', f'"{HOST}:{self.a.weir_port}"')
         text = text.replace(f'"sip:{HOST}:5170"', f'"sip:{HOST}:{self.a.uas_port}"')
-        text = text.replace('"../../target/wasm32-wasip2/release/header_ops.wasm"', json.dumps(str(wasm)))
+        text = text.replace('"../../target/wasm32-wasip2/release/header_ops.wasm"',
+                            json.dumps(str(wasm)))
         cfg = self.run_dir / "weir.toml"
         cfg.write_text(text)
-        chk = subprocess.run([str(weir), "check", "--config", str(cfg)], capture_output=True, text=True)
+        chk = subprocess.run([str(weir), "check", "--config", str(cfg)],
+                             capture_output=True, text=True)
         if chk.returncode != 0:
             sys.exit(f"bench: weir check failed:\n{chk.stdout}{chk.stderr}")
         ver = subprocess.run([str(weir), "version"], capture_output=True, text=True).stdout.strip()
-        return Proxy("weir", self.a.weir_port, [str(weir), "run", "--config", str(cfg)], ver,
+        return Proxy("weir", self.a.weir_port,
+                     self.pin([str(weir), "run", "--config", str(cfg)], self.proxy_cpus), ver,
                      self.run_dir / "weir.log")
 
     def kamailio_proxy(self) -> Proxy:
@@ -486,195 +755,337 @@ class Bench:
             sys.exit(f"bench: kamailio -c failed:\n{chk.stdout}{chk.stderr}")
         ver = subprocess.run([kam, "-v"], capture_output=True, text=True).stdout.splitlines()
         ver = ver[0].replace("version: ", "") if ver else "kamailio ?"
-        argv = [kam, "-DD", "-E", "-f", str(cfg), "-Y", str(rundir), "-m", "64", "-M", "8", *defs]
+        argv = self.pin([kam, "-DD", "-E", "-f", str(cfg), "-Y", str(rundir), "-m", "64", "-M", "8",
+                         *shlex.split(self.a.kamailio_args), *defs], self.proxy_cpus)
         return Proxy("kamailio", self.a.kamailio_port, argv, ver, self.run_dir / "kamailio.log")
 
     def start_proxy(self, px: Proxy):
         for port in (px.port, self.a.uas_port, self.a.uac_port):
             if not udp_port_free(port):
                 sys.exit(f"bench: UDP {HOST}:{port} is in use (ss -ulpn | grep :{port}); "
-                         "free it or choose other ports (--help)")
-        env = dict(os.environ)
-        px.proc = PROCS.start(px.name, px.argv, px.log, env=env, cwd=str(ROOT))
+                         "stop what holds it or choose other ports (see --help)")
+        px.proc = PROCS.start(px.name, px.argv, px.log, cwd=str(ROOT))
         if not wait_ready(px.port, px.proc):
             tail = px.log.read_text(errors="replace")[-3000:] if px.log.exists() else ""
             PROCS.stop(px.proc)
             sys.exit(f"bench: {px.name} did not start (no 200 to OPTIONS on {HOST}:{px.port} "
                      f"within 30 s). Command: {shlex.join(px.argv)}\nLog tail:\n{tail}")
 
-    # -- tests ------------------------------------------------------------------------
+    # -- measurements -------------------------------------------------------------------
 
-    def max_rate(self, px: Proxy, res: Result):
-        """Closed loop: at most LIMIT calls in progress, new calls as fast as SIPp can.
-        If failures reach 0.1%, halve LIMIT and try again (at most 3 times)."""
-        limit = self.a.limit
-        for attempt in range(3):
-            csv = self.run_dir / f"{px.name}-max-l{limit}.csv"
-            argv = self.uac_argv(px.port, ["-r", str(self.a.max_offered), "-l", str(limit)], csv=csv)
-            res.commands[f"max-rate (-l {limit})"] = shlex.join(argv)
-            p = PROCS.start(f"{px.name}-uac-max", argv, self.run_dir / f"{px.name}-uac-max-l{limit}.out")
-            t_start = time.time()
-            time.sleep(self.a.warmup)
-            c0, m0, t0 = cpu_of_tree(px.proc.pid), machine_busy(), time.time()
-            time.sleep(self.a.duration)
-            c1, m1, t1 = cpu_of_tree(px.proc.pid), machine_busy(), time.time()
-            PROCS.stop(p, signal.SIGUSR1, timeout=8)  # SIGUSR1: no new calls, finish the rest
-            rows = sipp_stats(csv)
-            win = [r for r in rows if t0 - 0.6 <= r["t"] <= t1 + 0.6]
-            if len(win) < 2:
-                res.warnings.append(f"max-rate: SIPp wrote too few stats rows ({len(rows)})")
-                return
-            a, b = win[0], win[-1]
-            span = b["t"] - a["t"]
-            ok = ival(b, "SuccessfulCall(C)") - ival(a, "SuccessfulCall(C)")
-            failed_total = ival(rows[-1], "FailedCall(C)")
-            made_total = ival(rows[-1], "OutgoingCall(C)")
-            fail_pct = 100.0 * failed_total / max(1, made_total)
-            cps = ok / span if span > 0 else 0.0
-            attempt_info = {
-                "limit": limit, "cps": round(cps, 1), "failed": failed_total, "calls": made_total,
-                "fail_pct": round(fail_pct, 3), "retrans": ival(rows[-1], "Retransmissions(C)"),
-                "since_start_s": round(t0 - t_start, 1),
-            }
-            res.max_attempts.append(attempt_info)
-            print(f"    max-rate -l {limit}: {cps:8.0f} calls/s, {failed_total} failed of {made_total} "
-                  f"({fail_pct:.3f}%), {attempt_info['retrans']} retransmissions", flush=True)
-            if fail_pct < 0.1 or attempt == 2:
-                res.max_cps = cps
-                res.max_mps = cps * res.msgs_per_call
-                res.max_fail_pct = fail_pct
-                res.max_retrans = attempt_info["retrans"]
-                res.max_window_s = span
-                res.max_limit = limit
-                res.max_proxy_cpu_pct = 100.0 * (c1 - c0).total / (t1 - t0)
-                res.max_machine_busy_pct = 100.0 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
-                if fail_pct >= 0.1:
-                    res.warnings.append(f"max-rate: {fail_pct:.3f}% failed calls even at -l {limit}")
-                return
-            limit = max(10, limit // 2)
-            time.sleep(4.5)  # let the UAS's 4 s timewait drain
+    def check_alive(self, px: Proxy, during: str):
+        rc = px.proc.poll()
+        if rc is None:
+            return
+        how = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
+        tail = px.log.read_text(errors="replace").splitlines()[-5:] if px.log.exists() else []
+        hint = ""
+        if any("stopping" in l for l in tail):
+            hint = (" It stopped on a SIGTERM/SIGINT that the bench did not send: is something "
+                    "else on this machine killing weir processes (pkill, killall, a test suite)?")
+        raise ProxyDied(f"{px.name} exited during {during} ({how}).{hint} Log tail: "
+                        + " | ".join(tail))
 
-    def fixed_rate(self, px: Proxy, res: Result, uas: subprocess.Popen, profile=False):
-        rate = self.a.rate
-        calls = int(rate * self.a.duration)
-        tag = "profile" if profile else "fixed"
+    def _finish(self, ld: Load, res: Result, rows, d: Cpu, wall, uac: Cpu, uas: Cpu, drops0,
+                th0=None, th1=None, pc0=None, pc1=None):
+        if th0 is not None and th1 is not None:
+            ld.threads = {k: round(100.0 * (v - th0.get(k, 0.0)) / wall, 1)
+                          for k, v in th1.items() if v - th0.get(k, 0.0) > 0}
+        drops1 = udp_drops()
+        dd = {k: v - drops0.get(k, 0) for k, v in drops1.items()}
+        ld.drops_proxy = dd.get(res.port, 0)
+        ld.drops_sipp = dd.get(self.a.uas_port, 0) + dd.get(self.a.uac_port, 0)
+        last = rows[-1] if rows else {}
+        ld.calls_ok = ival(last, "SuccessfulCall(C)")
+        ld.calls_failed = ival(last, "FailedCall(C)")
+        ld.fail_pct = 100.0 * ld.calls_failed / max(1, ld.calls_ok + ld.calls_failed)
+        ld.retrans = ival(last, "Retransmissions(C)")
+        ld.proxy_user_s, ld.proxy_sys_s = d.user, d.sys
+        ld.proxy_cpu_pct = 100.0 * d.total / wall
+        ld.uac_cpu_pct = 100.0 * uac.total / wall
+        ld.uas_cpu_pct = 100.0 * uas.total / wall
+        ld.mps = ld.cps * res.msgs_per_call
+        ld.us_per_msg = 1e6 * d.total / max(1.0, ld.mps * wall)
+        if pc0 and pc1:
+            msgs = max(1.0, ld.mps * wall)
+            ld.faults_per_msg = (pc1[0] - pc0[0]) / msgs
+            ld.switches_per_msg = (pc1[1] - pc0[1]) / msgs
+
+    def max_rate_step(self, px: Proxy, res: Result, uas: subprocess.Popen, limit: int) -> Load:
+        """Closed loop: at most `limit` calls in progress, new ones as fast as SIPp can."""
+        csv = self.run_dir / f"{px.name}-max-l{limit}.csv"
+        argv = self.uac_argv(px.port, ["-r", str(self.a.max_offered), "-l", str(limit)], csv=csv)
+        res.commands[f"max rate, -l {limit}"] = shlex.join(argv)
+        drops0 = udp_drops()
+        p = PROCS.start(f"{px.name}-uac-max", argv, self.run_dir / f"{px.name}-uac-max-l{limit}.out")
+        time.sleep(self.a.warmup)
+        th0, pc0 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
+        c0, u0, s0, t0 = cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid), cpu_of_tree(uas.pid), time.time()
+        time.sleep(self.a.step)
+        c1, u1, s1, t1 = cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid), cpu_of_tree(uas.pid), time.time()
+        th1, pc1 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
+        PROCS.stop(p, signal.SIGUSR1, timeout=8)  # SIGUSR1: no new calls, finish the others
+        self.check_alive(px, f"the max-rate step -l {limit}")
+        rows = sipp_stats(csv)
+        ld = Load("max", limit=limit)
+        win = [r for r in rows if t0 - 0.6 <= r["t"] <= t1 + 0.6]
+        if len(win) >= 2 and win[-1]["t"] > win[0]["t"]:
+            ld.window_s = win[-1]["t"] - win[0]["t"]
+            ok = ival(win[-1], "SuccessfulCall(C)") - ival(win[0], "SuccessfulCall(C)")
+            ld.cps = ok / ld.window_s
+        else:
+            res.warnings.append(f"max rate -l {limit}: SIPp wrote too few stats rows ({len(rows)})")
+        self._finish(ld, res, rows, c1 - c0, t1 - t0, u1 - u0, s1 - s0, drops0, th0, th1, pc0, pc1)
+        print(f"    {px.name:<8} max rate -l {limit:<4}: {ld.cps:7.0f} calls/s {ld.mps:8.0f} msg/s | fail "
+              f"{ld.calls_failed}/{ld.calls_ok + ld.calls_failed} retrans {ld.retrans} drops "
+              f"proxy {ld.drops_proxy} sipp {ld.drops_sipp} | CPU proxy {ld.proxy_cpu_pct:.0f}% "
+              f"uac {ld.uac_cpu_pct:.0f}% uas {ld.uas_cpu_pct:.0f}%", flush=True)
+        return ld
+
+    def max_rate(self, pxs: list[Proxy], res: dict, uas):
+        """Raise the calls in progress step by step, the proxies taking turns at each
+        step (so a change in background load hits both); the max rate is the best step
+        whose failed calls stay under 0.1%. A proxy's ramp stops past its knee."""
+        done = set()
+        for i, limit in enumerate(self.a.limits):
+            order = pxs if i % 2 == 0 else list(reversed(pxs))
+            for px in order:
+                if px.name in done:
+                    continue
+                r = res[px.name]
+                ld = self.max_rate_step(px, r, uas, limit)
+                r.max_steps.append(ld)
+                good = ld.fail_pct < 0.1 and ld.cps > 0
+                if good and (r.best is None or ld.cps > r.best.cps):
+                    r.best = ld
+                if not good or (r.best and ld.cps < 0.85 * r.best.cps):
+                    done.add(px.name)
+                time.sleep(1)
+        for r in res.values():
+            if r.best is None:
+                r.warnings.append("max rate: no step had under 0.1% failed calls")
+
+    def fixed_rates(self, pxs: list[Proxy], res: dict, uas):
+        """Each rate in slices of --slice seconds, the proxies taking turns in ABBA order
+        (A B B A A B B A ...): slow changes in background load cancel out. The figure is
+        the median over a proxy's slices; the report gives the spread."""
+        for rate in self.a.rates:
+            slices: dict[str, list[Load]] = {px.name: [] for px in pxs}
+            for k in range(self.a.rounds):
+                order = pxs if k % 2 == 0 else list(reversed(pxs))
+                for px in order:
+                    time.sleep(1)
+                    slices[px.name].append(
+                        self.fixed_rate(px, res[px.name], uas, rate, self.a.slice, n=k + 1))
+            for px in pxs:
+                res[px.name].fixed.append(aggregate(slices[px.name], rate))
+
+    def fixed_rate(self, px: Proxy, res: Result, uas: subprocess.Popen, rate: int,
+                   seconds: float, profile=False, n=0) -> Load:
+        calls = int(rate * seconds)
+        tag = f"profile-r{rate}" if profile else f"fixed-r{rate}-{n}"
         csv = self.run_dir / f"{px.name}-{tag}.csv"
         argv = self.uac_argv(px.port, ["-r", str(rate), "-m", str(calls)], csv=csv)
-        if not profile:
-            res.commands["fixed-rate"] = shlex.join(argv)
         perf = None
         if profile:
             data = self.run_dir / f"{px.name}.perf.data"
-            perf_argv = ["perf", "record", "-e", "cpu-clock", "-F", "1999", "-g",
-                         "-o", str(data), "-p", str(px.proc.pid)]
-            res.commands["profile"] = shlex.join(perf_argv)
+            pids = ",".join(str(x) for x in process_tree(px.proc.pid))
+            perf_argv = ["perf", "record", "-e", "cpu-clock", "-F", "1999",
+                         "-o", str(data), "-p", pids]
+            res.commands["profile (perf)"] = shlex.join(perf_argv)
             perf = PROCS.start("perf", perf_argv, self.run_dir / "perf-record.out")
-            time.sleep(0.5)
-        c0, m0, t0 = cpu_of_tree(px.proc.pid), machine_busy(), time.time()
+            time.sleep(1.0)
+        else:
+            res.commands[f"fixed rate {rate}/s, slice {n}"] = shlex.join(argv)
+        drops0 = udp_drops()
+        th0, pc0 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
+        c0, s0, t0 = cpu_of_tree(px.proc.pid), cpu_of_tree(uas.pid), time.time()
         p = PROCS.start(f"{px.name}-uac-{tag}", argv, self.run_dir / f"{px.name}-uac-{tag}.out")
-        uas0 = cpu_of_tree(uas.pid)
-        uac_cpu = Cpu()
-        # Reap the UAC ourselves: wait4 gives its exact CPU time.
+        uac = Cpu()
+        # Reap the UAC here: wait4 gives its exact CPU time.
         while True:
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
             if pid == p.pid:
                 p.returncode = os.waitstatus_to_exitcode(status)
-                uac_cpu = Cpu(ru.ru_utime, ru.ru_stime, 1, 1)
+                uac = Cpu(ru.ru_utime, ru.ru_stime, 1, 1)
                 break
             time.sleep(0.1)
-            if time.time() - t0 > self.a.duration * 3 + 30:
-                res.warnings.append(f"{tag}: SIPp did not finish in time, stopped")
-                PROCS.stop(p, signal.SIGUSR1, timeout=20)
+            if px.proc.poll() is not None:
+                PROCS.stop(p, signal.SIGKILL, timeout=5)
+                self.check_alive(px, f"the fixed-rate {rate}/s test")
+            if time.time() - t0 > seconds * 2 + 30:
+                res.warnings.append(f"fixed rate {rate}/s: SIPp did not finish in time, stopped")
+                PROCS.stop(p, signal.SIGUSR1, timeout=10)
                 break
-        c1, m1, t1 = cpu_of_tree(px.proc.pid), machine_busy(), time.time()
-        uas1 = cpu_of_tree(uas.pid)
-        if perf:
-            PROCS.stop(perf, signal.SIGINT, timeout=20)
-            report = subprocess.run(
-                ["perf", "report", "-i", str(self.run_dir / f"{px.name}.perf.data"), "--stdio",
-                 "--no-children", "--sort", "dso,symbol", "--percent-limit", "0.7", "-g", "none"],
-                capture_output=True, text=True)
-            lines = [l for l in report.stdout.splitlines() if l and not l.startswith("#")]
-            res.profile = "\n".join(lines[:40])
-            return
         PROCS.live = [(n, q) for (n, q) in PROCS.live if q is not p]
+        c1, s1, t1 = cpu_of_tree(px.proc.pid), cpu_of_tree(uas.pid), time.time()
+        th1, pc1 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
+        ld = Load("fixed", rate=rate, window_s=t1 - t0)
         rows = sipp_stats(csv)
-        last = rows[-1] if rows else {}
-        d = c1 - c0
-        wall = t1 - t0
-        res.fixed_rate = rate
-        res.fixed_calls_ok = ival(last, "SuccessfulCall(C)")
-        res.fixed_calls_failed = ival(last, "FailedCall(C)")
-        res.fixed_retrans = ival(last, "Retransmissions(C)")
-        res.fixed_wall_s = wall
-        res.fixed_cps = res.fixed_calls_ok / wall if wall > 0 else 0
-        res.fixed_messages = res.fixed_calls_ok * res.msgs_per_call
-        res.fixed_cpu_user_s = d.user
-        res.fixed_cpu_sys_s = d.sys
-        res.fixed_us_per_msg = 1e6 * d.total / max(1, res.fixed_messages)
-        res.fixed_proxy_cpu_pct = 100.0 * d.total / wall
-        res.fixed_uac_cpu_pct = 100.0 * uac_cpu.total / wall
-        res.fixed_uas_cpu_pct = 100.0 * (uas1 - uas0).total / wall
-        res.fixed_machine_busy_pct = 100.0 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
-        res.proxy_procs, res.proxy_threads = c1.procs, c1.threads
-        total = res.fixed_calls_ok + res.fixed_calls_failed
-        fail_pct = 100.0 * res.fixed_calls_failed / max(1, total)
-        if total < calls or fail_pct >= 0.1:
+        ld.cps = ival(rows[-1], "SuccessfulCall(C)") / ld.window_s if rows else 0.0
+        self._finish(ld, res, rows, c1 - c0, t1 - t0, uac, s1 - s0, drops0, th0, th1, pc0, pc1)
+        if perf:
+            PROCS.stop(perf, signal.SIGINT, timeout=30)
+            res.profile_buckets, res.profile = profile_buckets(
+                self.run_dir / f"{px.name}.perf.data", ld.us_per_msg)
+            res.profile_us_per_msg = ld.us_per_msg
+            print("    profile (self time):\n      " + res.profile_buckets.replace("\n", "\n      "),
+                  flush=True)
+            return ld
+        if ld.calls_ok + ld.calls_failed < calls or ld.fail_pct >= 0.1:
             res.warnings.append(
-                f"fixed-rate: {res.fixed_calls_ok} of {calls} calls succeeded ({fail_pct:.3f}% failed): "
-                "lower --rate")
-        if res.fixed_retrans > calls * 0.001:
-            res.warnings.append(f"fixed-rate: {res.fixed_retrans} retransmissions (messages lost)")
-        print(f"    fixed-rate {rate}/s: {res.fixed_calls_ok} calls in {wall:.1f} s, "
-              f"{res.fixed_calls_failed} failed, {res.fixed_retrans} retrans; proxy CPU "
-              f"{d.user:.2f} s user + {d.sys:.2f} s sys = {res.fixed_us_per_msg:.2f} us/message "
-              f"({res.fixed_proxy_cpu_pct:.0f}% of a core)", flush=True)
+                f"fixed rate {rate}/s: {ld.calls_ok} of {calls} calls succeeded "
+                f"({ld.fail_pct:.3f}% failed); lower the rate (--rates)")
+        if ld.retrans > calls * 0.001:
+            res.warnings.append(f"fixed rate {rate}/s: {ld.retrans} retransmissions (lost messages)")
+        print(f"    {px.name:<8} fixed {rate}/s #{n}: {ld.calls_ok} calls in {ld.window_s:.1f} s, "
+              f"{ld.calls_failed} failed, {ld.retrans} retrans | proxy CPU {ld.proxy_user_s:.2f} s "
+              f"user + {ld.proxy_sys_s:.2f} s sys = {ld.us_per_msg:.2f} us/message "
+              f"({ld.proxy_cpu_pct:.0f}% of a core), {ld.switches_per_msg:.2f} switches and "
+              f"{ld.faults_per_msg:.3f} faults/message | uac {ld.uac_cpu_pct:.0f}% uas "
+              f"{ld.uas_cpu_pct:.0f}%", flush=True)
+        return ld
 
     def trace_one_call(self, px: Proxy, res: Result):
         trace = self.run_dir / f"{px.name}-onecall-msgs.log"
         argv = self.uac_argv(px.port, ["-m", "1"], trace=trace)
         res.commands["one traced call"] = shlex.join(argv)
-        rc = self.run_sipp(f"{px.name}-uac-onecall", argv, timeout=15)
+        p = PROCS.start(f"{px.name}-uac-onecall", argv, self.run_dir / f"{px.name}-uac-onecall.out")
+        try:
+            rc = p.wait(15)
+        except subprocess.TimeoutExpired:
+            rc = -1
+        PROCS.stop(p)
         n, firsts = count_traced_messages(trace)
         res.msgs_per_call, res.call_trace = n, firsts
-        if rc != 0:
+        if rc != 0 or n == 0:
             sys.exit(f"bench: one call through {px.name} failed (sipp exit {rc}); "
                      f"see {self.run_dir}/{px.name}-uac-onecall.out and {trace}")
 
-    def bench_proxy(self, px: Proxy) -> Result:
-        res = Result(px.name, px.version)
-        self.say(f"{px.name}: starting ({shlex.join(px.argv)})")
-        res.commands["proxy"] = shlex.join(px.argv)
-        self.start_proxy(px)
-        res.edits = check_edits(px.port, self.a.uas_port)
-        if not res.edits["ok"]:
-            res.warnings.append("edit check: " + "; ".join(res.edits["problems"]))
-            print(f"    edit check FAILED: {res.edits['problems']}", flush=True)
-        else:
-            print("    edit check ok (X-Debug-* removed, X-Weir appended, Max-Forwards 69, "
-                  "Record-Route, 483 at Max-Forwards 0)", flush=True)
-        uas_log = self.run_dir / f"{px.name}-uas.out"
-        uas = PROCS.start(f"{px.name}-uas", self.uas_argv(), uas_log)
-        res.commands["uas"] = shlex.join(self.uas_argv())
-        time.sleep(0.5)
-        if uas.poll() is not None:
-            sys.exit(f"bench: SIPp UAS did not start, see {uas_log}")
-        try:
-            self.trace_one_call(px, res)
-            print(f"    one call = {res.msgs_per_call} messages relayed: "
-                  + ", ".join(short(f) for f in res.call_trace), flush=True)
-            self.max_rate(px, res)
-            time.sleep(4.5)  # UAS timewait
-            self.fixed_rate(px, res, uas)
-            if self.a.profile and px.name == "weir":
-                time.sleep(2)
-                self.fixed_rate(px, res, uas, profile=True)
-            cur = cpu_of_tree(px.proc.pid)
-            res.proxy_procs, res.proxy_threads = cur.procs, cur.threads
-        finally:
+    def instructions(self, px: Proxy, res: Result):
+        """User-space instructions per relayed message, counted by callgrind: two runs of
+        the proxy under valgrind, N1 and N2 calls at 100 calls/s; the difference over the
+        extra calls cancels start-up and shutdown. Noise-free, unlike CPU time."""
+        n1, n2 = 200, 1200
+        totals = []
+        vg = ["valgrind", "--tool=callgrind", "--smc-check=all-non-file"]
+        cg_dir = self.run_dir / f"callgrind-{px.name}"
+        cg_dir.mkdir(exist_ok=True)
+        if px.name == "weir":
+            # compile the module once under valgrind (its CPU features differ) so both
+            # measured runs load it from the cache
+            subprocess.run(vg + ["--callgrind-out-file=/dev/null"] + px.bare[:1]
+                           + ["check", "--config", px.bare[-1]], capture_output=True)
+        for n in (n1, n2):
+            run = cg_dir / str(n)
+            run.mkdir(exist_ok=True)
+            argv = vg + [f"--callgrind-out-file={run}/cg.%p"] + px.bare
+            res.commands[f"callgrind, {n} calls"] = shlex.join(argv)
+            proc = PROCS.start(f"{px.name}-callgrind", argv, run / "proxy.log", cwd=str(ROOT))
+            if not wait_ready(px.port, proc, timeout=180):
+                PROCS.stop(proc)
+                res.warnings.append("callgrind: the proxy did not start under valgrind")
+                return
+            uas = PROCS.start(f"{px.name}-uas-cg", self.uas_argv(), run / "uas.out")
+            time.sleep(0.5)
+            uac = self.uac_argv(px.port, ["-r", "100", "-m", str(n)])
+            p = PROCS.start(f"{px.name}-uac-cg", uac, run / "uac.out")
+            try:
+                p.wait(n / 100 * 3 + 60)
+            except subprocess.TimeoutExpired:
+                pass
+            PROCS.stop(p)
             PROCS.stop(uas)
-            PROCS.stop(px.proc, signal.SIGTERM, timeout=10)
-        return res
+            PROCS.stop(proc, signal.SIGTERM, timeout=60)
+            total = 0
+            for f in run.glob("cg.*"):
+                m = re.search(r"^summary:\s+(\d+)", f.read_text(errors="replace"), re.M)
+                if m:
+                    total += int(m.group(1))
+            totals.append(total)
+        if len(totals) == 2 and totals[1] > totals[0]:
+            res.instructions_per_msg = (totals[1] - totals[0]) / ((n2 - n1) * res.msgs_per_call)
+            print(f"    callgrind: {res.instructions_per_msg:,.0f} user-space instructions per "
+                  "message", flush=True)
+
+    def bench_all(self, pxs: list[Proxy]) -> list[Result]:
+        """Both proxies up side by side (each idle while the other is measured), one
+        SIPp UAS behind them, the measurements interleaved."""
+        res = {px.name: Result(px.name, px.version, port=px.port) for px in pxs}
+        o0, ot0, st0 = self.monitor.seconds(), time.time(), self.monitor.steal_seconds()
+        uas = None
+        try:
+            for px in pxs:
+                self.say(f"{px.name}: {shlex.join(px.argv)}")
+                res[px.name].commands["proxy"] = shlex.join(px.argv)
+                self.start_proxy(px)
+            for px in pxs:
+                r = res[px.name]
+                r.edits = check_edits(px.port, self.a.uas_port)
+                if r.edits["ok"]:
+                    print(f"    {px.name:<8} edits ok: X-Debug-* removed, X-Weir appended, "
+                          "Max-Forwards 69, Record-Route added; Max-Forwards 0 answered 483",
+                          flush=True)
+                else:
+                    r.warnings.append("edit check: " + "; ".join(r.edits["problems"]))
+                    print(f"    {px.name:<8} edit check FAILED: {r.edits['problems']}", flush=True)
+            c0 = {px.name: cpu_of_tree(px.proc.pid) for px in pxs}
+            t0 = time.time()
+            time.sleep(3)
+            for px in pxs:
+                res[px.name].idle_cpu_pct = (100.0 * (cpu_of_tree(px.proc.pid) - c0[px.name]).total
+                                             / (time.time() - t0))
+            uas_log = self.run_dir / "uas.out"
+            uas = PROCS.start("uas", self.uas_argv(), uas_log)
+            for r in res.values():
+                r.commands["uas"] = shlex.join(self.uas_argv())
+            time.sleep(0.5)
+            if uas.poll() is not None:
+                sys.exit(f"bench: the SIPp UAS did not start, see {uas_log}")
+            for px in pxs:
+                r = res[px.name]
+                self.trace_one_call(px, r)
+                print(f"    {px.name:<8} one call = {r.msgs_per_call} messages through the proxy: "
+                      + ", ".join(short(f) for f in r.call_trace)
+                      + f"; idle CPU {r.idle_cpu_pct:.1f}% of a core", flush=True)
+            self.max_rate(pxs, res, uas)
+            self.fixed_rates(pxs, res, uas)
+            for px in pxs:
+                r = res[px.name]
+                cur = cpu_of_tree(px.proc.pid)
+                r.proxy_procs, r.proxy_threads = cur.procs, cur.threads
+            if self.a.profile:
+                for px in pxs:
+                    time.sleep(1)
+                    self.fixed_rate(px, res[px.name], uas, self.a.rates[0], self.a.slice * 2,
+                                    profile=True)
+        except ProxyDied as e:
+            for r in res.values():
+                r.failed = str(e)
+                r.warnings.append(f"FAILED: {e}")
+            print(f"    FAILED: {e}", file=sys.stderr, flush=True)
+        finally:
+            if uas is not None:
+                PROCS.stop(uas)
+            for px in pxs:
+                if px.proc is not None:
+                    PROCS.stop(px.proc, signal.SIGTERM, timeout=10)
+        others = 100.0 * (self.monitor.seconds() - o0) / (time.time() - ot0)
+        steal = 100.0 * (self.monitor.steal_seconds() - st0) / (time.time() - ot0)
+        if self.a.instructions and not any(r.failed for r in res.values()):
+            for px in pxs:
+                self.instructions(px, res[px.name])
+        for px in pxs:
+            r = res[px.name]
+            r.others_cpu_pct = others
+            r.steal_pct = steal
+            log = px.log.read_text(errors="replace") if px.log.exists() else ""
+            r.log_warnings = [l for l in log.splitlines()
+                              if re.search(r"\b(WARN|ERROR|CRITICAL)\b", l)
+                              and "load_tm_api" not in l][:20]
+            for l in r.log_warnings[:3]:
+                r.warnings.append(f"{px.name} log: {l.strip()[:200]}")
+        return [res[px.name] for px in pxs]
 
 
 # ---------------------------------------------------------------------------------------
@@ -683,21 +1094,32 @@ class Bench:
 
 def sh(cmd) -> str:
     try:
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
     except subprocess.SubprocessError:
         return ""
 
 
-def machine_info(results) -> dict:
+def weir_binary_info(f: Path, origin: Path) -> str:
+    """Which weir binary ran: the tree may hold uncommitted work, so name the file too."""
+    import hashlib
+    h = hashlib.sha256(f.read_bytes()).hexdigest()[:12]
+    built = dt.datetime.fromtimestamp(f.stat().st_mtime).astimezone().isoformat(timespec="seconds")
+    try:
+        where = origin.relative_to(ROOT)
+    except ValueError:
+        where = origin
+    return f"weir binary: a copy of {where}, sha256 {h}…, built {built}"
+
+
+def machine_info(b, results) -> dict:
     cpu = ""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
     mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
-    commit = sh(f"git -C {ROOT} rev-parse --short HEAD") or "?"
-    dirty = sh(f"git -C {ROOT} status --porcelain --untracked-files=no")
-    untracked = sh(f"git -C {ROOT} status --porcelain") != dirty
+    commit = b.commit
     return {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
@@ -705,126 +1127,216 @@ def machine_info(results) -> dict:
         "memory_gib": round(int(mem) / 1024 / 1024, 1),
         "kernel": platform.release(),
         "os": sh(". /etc/os-release 2>/dev/null && echo \"$PRETTY_NAME\""),
-        "commit": commit + (" (modified)" if dirty else "") + (" (+ untracked files)" if untracked else ""),
+        "commit": commit,
         "versions": {r.proxy: r.version for r in results},
+        "weir_binary": getattr(b, "weir_binary", ""),
         "sipp": sh("sipp -v 2>&1 | grep -m1 SIPp").strip(),
         "rustc": sh("rustc --version"),
     }
 
 
-def ratio(a, b):
-    return a / b if b else float("nan")
-
-
-def table(results: list[Result]) -> str:
+def table(results: list[Result], rates: list[int]) -> str:
     by = {r.proxy: r for r in results}
     cols = [r.proxy for r in results]
     both = "weir" in by and "kamailio" in by
+
+    def fx(r, rate):
+        return next((x for x in r.fixed if x.rate == rate), Load("fixed", rate=rate))
+
+    def best(r):
+        return r.best or Load("max")
+
     rows = [
-        ("messages relayed per call", lambda r: f"{r.msgs_per_call}", None),
-        ("max rate: calls/s", lambda r: f"{r.max_cps:,.0f}", "max_cps"),
-        ("max rate: messages/s", lambda r: f"{r.max_mps:,.0f}", "max_mps"),
-        ("max rate: failed calls", lambda r: f"{r.max_fail_pct:.3f}%", None),
-        ("max rate: proxy CPU (% of one core)", lambda r: f"{r.max_proxy_cpu_pct:.0f}%", "max_proxy_cpu_pct"),
-        ("max rate: machine busy (2 cores = 100%)", lambda r: f"{r.max_machine_busy_pct:.0f}%", None),
-        (f"fixed rate: offered calls/s", lambda r: f"{r.fixed_rate:,}", None),
-        ("fixed rate: calls ok / failed", lambda r: f"{r.fixed_calls_ok:,} / {r.fixed_calls_failed}", None),
-        ("fixed rate: retransmissions", lambda r: f"{r.fixed_retrans}", None),
-        ("fixed rate: proxy CPU user+sys (s)", lambda r: f"{r.fixed_cpu_user_s:.2f} + {r.fixed_cpu_sys_s:.2f}", None),
-        ("**fixed rate: proxy CPU per message (µs)**", lambda r: f"**{r.fixed_us_per_msg:.2f}**", "fixed_us_per_msg"),
-        ("fixed rate: proxy CPU (% of one core)", lambda r: f"{r.fixed_proxy_cpu_pct:.0f}%", None),
-        ("fixed rate: SIPp UAC / UAS CPU (% of one core)", lambda r: f"{r.fixed_uac_cpu_pct:.0f}% / {r.fixed_uas_cpu_pct:.0f}%", None),
-        ("proxy processes / threads", lambda r: f"{r.proxy_procs} / {r.proxy_threads}", None),
+        ("messages through the proxy per call", lambda r: r.msgs_per_call, "{:d}", False),
+        ("max rate: calls/s", lambda r: best(r).cps, "{:,.0f}", True),
+        ("**max rate: messages/s**", lambda r: best(r).mps, "**{:,.0f}**", True),
+        ("max rate: reached at -l (calls in progress)", lambda r: best(r).limit, "{:d}", False),
+        ("max rate: failed calls", lambda r: best(r).fail_pct, "{:.3f}%", False),
+        ("max rate: proxy CPU, % of one core", lambda r: best(r).proxy_cpu_pct, "{:.0f}%", True),
+        ("max rate: SIPp UAC + UAS CPU, % of one core",
+         lambda r: best(r).uac_cpu_pct + best(r).uas_cpu_pct, "{:.0f}%", False),
+        ("max rate: proxy CPU per message (µs)", lambda r: best(r).us_per_msg, "{:.2f}", True),
+    ]
+    for rate in rates:
+        rows += [
+            (f"**{rate} calls/s: proxy CPU per message (µs)**",
+             lambda r, rate=rate: fx(r, rate).us_per_msg, "**{:.2f}**", True),
+            (f"{rate} calls/s: CPU per message of each slice, min – max (µs)",
+             lambda r, rate=rate: (min(fx(r, rate).slices_us or [0]), max(fx(r, rate).slices_us or [0])),
+             "{:.2f} – {:.2f}", False),
+            (f"{rate} calls/s: proxy context switches / page faults per message",
+             lambda r, rate=rate: (fx(r, rate).switches_per_msg, fx(r, rate).faults_per_msg),
+             "{:.2f} / {:.3f}", False),
+            (f"{rate} calls/s: proxy CPU, % of one core (user + sys s)",
+             lambda r, rate=rate: (fx(r, rate).proxy_cpu_pct, fx(r, rate).proxy_user_s,
+                                   fx(r, rate).proxy_sys_s), "{:.1f}% ({:.2f} + {:.2f})", False),
+            (f"{rate} calls/s: calls ok / failed / retransmissions",
+             lambda r, rate=rate: (fx(r, rate).calls_ok, fx(r, rate).calls_failed,
+                                   fx(r, rate).retrans), "{:,} / {} / {}", False),
+        ]
+    if any(r.instructions_per_msg for r in results):
+        rows.append(("**user-space instructions per message (callgrind)**",
+                     lambda r: r.instructions_per_msg, "**{:,.0f}**", True))
+    rows += [
+        ("idle proxy CPU, % of one core", lambda r: r.idle_cpu_pct, "{:.2f}%", False),
+        ("proxy processes / threads", lambda r: (r.proxy_procs, r.proxy_threads), "{} / {}", False),
+        ("other processes' CPU during the run, % of one core (noise)", lambda r: r.others_cpu_pct,
+         "{:.1f}%", False),
+        ("CPU stolen by the hypervisor during the run, % of one core (noise)",
+         lambda r: r.steal_pct, "{:.1f}%", False),
     ]
     head = "| | " + " | ".join(cols) + (" | Weir / Kamailio |" if both else " |")
     sep = "|---|" + "---:|" * len(cols) + ("---:|" if both else "")
     out = [head, sep]
-    for label, f, key in rows:
-        line = f"| {label} | " + " | ".join(f(by[c]) for c in cols) + " |"
+    for label, get, fmt, show_ratio in rows:
+        cells = []
+        for c in cols:
+            v = get(by[c])
+            cells.append(fmt.format(*v) if isinstance(v, tuple) else fmt.format(v))
+        line = f"| {label} | " + " | ".join(cells) + " |"
         if both:
-            line += f" {ratio(getattr(by['weir'], key), getattr(by['kamailio'], key)):.2f} |" if key else " |"
+            if show_ratio:
+                w, k = get(by["weir"]), get(by["kamailio"])
+                line += f" {w / k:.2f} |" if k else " – |"
+            else:
+                line += " |"
         out.append(line)
     return "\n".join(out)
 
 
-def write_report(b: Bench, results: list[Result], info: dict) -> Path:
+def write_report(b: Bench, results: list[Result], info: dict, argv) -> Path:
     out = BENCH / "results" / f"{b.stamp}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     a = b.a
-    L = []
-    L.append(f"# Weir vs Kamailio, stateless relay: {info['date']}\n")
-    L.append(f"Produced by `bench/run` ({' '.join(shlex.quote(x) for x in sys.argv[1:]) or 'defaults'}). "
-             "See docs/performance.md for what is measured and why.\n")
-    L.append("## Figures\n")
-    L.append(table(results) + "\n")
-    L.append("Weir / Kamailio above 1 means Weir relays more (rates) or spends more CPU (CPU per "
-             "message: below 1 is better for Weir).\n")
-    L.append("## Machine\n")
-    L.append(f"- CPU: {info['cpu']}, {info['nproc']} cores; {info['memory_gib']} GiB RAM")
-    L.append(f"- kernel {info['kernel']}; {info['os']}")
-    L.append(f"- commit {info['commit']}")
+    L = [f"# Weir vs Kamailio, stateless relay, {info['date']}\n",
+         f"`bench/run {' '.join(shlex.quote(x) for x in argv)}`. What is measured and why: "
+         "docs/performance.md.\n",
+         "## Figures\n",
+         table(results, a.rates) + "\n",
+         "Ratios: Weir / Kamailio. Above 1 for rates is better for Weir; below 1 for CPU is "
+         "better for Weir.\n",
+         "## Machine and versions\n",
+         f"- {info['cpu']}, {info['nproc']} cores, {info['memory_gib']} GiB; "
+         f"kernel {info['kernel']}; {info['os']}",
+         f"- commit {info['commit']}"
+         + (" (of the tree; the weir binary was given with --weir-bin)" if a.weir_bin else "")]
     for k, v in info["versions"].items():
         L.append(f"- {k}: {v}")
-    L.append(f"- {info['sipp']}; {info['rustc']}")
-    L.append(f"- settings: duration {a.duration} s (after {a.warmup} s warm-up for max rate), "
-             f"fixed rate {a.rate} calls/s, max-rate closed loop -l {a.limit} -r {a.max_offered}; "
-             f"ports: weir {a.weir_port}, kamailio {a.kamailio_port}, UAS {a.uas_port}, UAC {a.uac_port}\n")
+    if info.get("weir_binary"):
+        L.append(f"- {info['weir_binary']}")
+    L += [f"- {info['sipp']}; {info['rustc']}",
+          f"- settings: max-rate steps -l {','.join(map(str, a.limits))}, {a.step:g} s each after "
+          f"{a.warmup:g} s warm-up; fixed rates {','.join(map(str, a.rates))} calls/s, "
+          f"{a.rounds} slices of {a.slice:g} s per proxy and rate, in turns; ports weir {a.weir_port}, kamailio {a.kamailio_port}, "
+          f"UAS {a.uas_port}, UAC {a.uac_port}\n"]
     for r in results:
         L.append(f"## {r.proxy}\n")
         if r.warnings:
-            L.append("**Warnings:** " + "; ".join(r.warnings) + "\n")
-        L.append("Commands:\n")
-        L.append("```")
+            L.append("Warnings:\n")
+            L += [f"- {w}" for w in r.warnings]
+            L.append("")
+        L.append(f"One call, as the UAC saw it ({r.msgs_per_call} messages through the proxy): "
+                 + ", ".join(short(x) for x in r.call_trace) + "\n")
+        L.append("| load | calls/s | messages/s | failed | retrans | drops proxy / SIPp "
+                 "| proxy CPU | µs CPU / message | switches / message | UAC CPU | UAS CPU |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for x in r.max_steps + r.fixed:
+            name = (f"closed loop -l {x.limit}" if x.kind == "max"
+                    else f"fixed {x.rate}/s, median of {len(x.slices_us)} slices")
+            L.append(f"| {name} | {x.cps:,.0f} | {x.mps:,.0f} | {x.calls_failed} | {x.retrans} | "
+                     f"{x.drops_proxy} / {x.drops_sipp} | {x.proxy_cpu_pct:.0f}% | "
+                     f"{x.us_per_msg:.2f} | {x.switches_per_msg:.2f} | {x.uac_cpu_pct:.0f}% | "
+                     f"{x.uas_cpu_pct:.0f}% |")
+        for x in r.fixed:
+            L.append(f"\nFixed {x.rate}/s, CPU per message of each slice (µs): "
+                     + ", ".join(f"{v:.2f}" for v in x.slices_us))
+        L.append("\nCPU by thread (Weir) or process (Kamailio), % of one core:\n")
+        for x in r.max_steps + r.fixed:
+            name = f"closed loop -l {x.limit}" if x.kind == "max" else f"fixed {x.rate}/s"
+            th = ", ".join(f"{k} {v:.1f}%" for k, v in sorted(x.threads.items(), key=lambda kv: -kv[1]))
+            L.append(f"- {name}: {th}")
+        L.append("\nCommands:\n\n```")
         for k, v in r.commands.items():
             L.append(f"# {k}\n{v}")
         L.append("```\n")
-        L.append(f"One call ({r.msgs_per_call} messages through the proxy, seen by the UAC): "
-                 + ", ".join(r.call_trace) + "\n")
-        if r.max_attempts:
-            L.append("Max-rate attempts: " + "; ".join(
-                f"-l {x['limit']}: {x['cps']} calls/s, {x['failed']}/{x['calls']} failed, "
-                f"{x['retrans']} retransmissions" for x in r.max_attempts) + "\n")
         if r.edits.get("forwarded"):
-            L.append("INVITE with `X-Debug-Trace` and `x-debug-lower` as the next hop received it "
-                     f"(check {'passed' if r.edits['ok'] else 'FAILED'}; Max-Forwards: 0 answered "
-                     f"`{r.edits.get('mf0')}`):\n")
-            L.append("```\n" + r.edits["forwarded"].split("\r\n\r\n")[0].replace("\r\n", "\n") + "\n```\n")
+            L.append("An INVITE with `X-Debug-Trace` and `x-debug-lower` headers as the next hop "
+                     f"received it (check {'passed' if r.edits['ok'] else 'FAILED'}; "
+                     f"Max-Forwards: 0 was answered `{r.edits.get('mf0')}`):\n")
+            L.append("```\n" + r.edits["forwarded"].split("\r\n\r\n")[0].replace("\r\n", "\n")
+                     + "\n```\n")
         if r.profile:
-            L.append("perf profile during a second fixed-rate run (self time, `perf record -e cpu-clock`):\n")
-            L.append("```\n" + r.profile + "\n```\n")
-    L.append(f"Raw files (SIPp stats, logs) were in `{b.run_dir}`.\n")
+            L.append(f"perf profile during one more {a.rates[0]} calls/s run "
+                     f"({r.profile_us_per_msg:.2f} µs per message under perf; self time, "
+                     "`perf record -e cpu-clock`):\n")
+            L.append(r.profile_buckets + "\n")
+            L.append("Top symbols:\n\n```\n" + r.profile + "\n```\n")
+    L.append(f"Raw files (SIPp stats and logs): `{b.run_dir}`.\n")
     out.write_text("\n".join(L))
-    (out.with_suffix(".json")).write_text(json.dumps(
-        {"machine": info, "settings": vars(a), "results": [asdict(r) for r in results]}, indent=2))
+
+    def enc(o):
+        return asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)
+    out.with_suffix(".json").write_text(json.dumps(
+        {"machine": info, "settings": vars(a), "results": [asdict(r) for r in results]},
+        indent=1, default=enc))
     return out
+
+
+def int_list(s: str) -> list[int]:
+    return [int(x) for x in str(s).split(",") if x.strip()]
 
 
 def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     env = os.environ.get
-    ap.add_argument("--duration", type=float, default=float(env("BENCH_DURATION", 20)),
-                    help="seconds of each measured test (default 20)")
-    ap.add_argument("--warmup", type=float, default=float(env("BENCH_WARMUP", 3)),
-                    help="seconds of max-rate load before measuring (default 3)")
-    ap.add_argument("--rate", type=int, default=int(env("BENCH_RATE", 1000)),
-                    help="calls/s of the fixed-rate CPU test (default 1000)")
-    ap.add_argument("--limit", type=int, default=int(env("BENCH_LIMIT", 100)),
-                    help="calls in progress in the max-rate closed loop (default 100)")
+    ap.add_argument("--rates", type=int_list, default=int_list(env("BENCH_RATES", "1000,3000")),
+                    help="calls/s of the fixed-rate CPU tests (default 1000,3000)")
+    ap.add_argument("--slice", type=float, default=float(env("BENCH_SLICE", 5)),
+                    help="seconds of each fixed-rate slice (default 5)")
+    ap.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", 4)),
+                    help="fixed-rate slices per proxy and rate, taken in turns ABBA... "
+                         "(default 4: 20 s per proxy and rate)")
+    ap.add_argument("--limits", type=int_list,
+                    default=int_list(env("BENCH_LIMITS", "25,50,100,200,400,800")),
+                    help="max-rate steps: calls in progress (SIPp -l) (default 25,50,100,200,400,800)")
+    ap.add_argument("--step", type=float, default=float(env("BENCH_STEP", 5)),
+                    help="seconds measured per max-rate step (default 5)")
+    ap.add_argument("--warmup", type=float, default=float(env("BENCH_WARMUP", 1)),
+                    help="seconds of load before each max-rate step is measured (default 1)")
     ap.add_argument("--max-offered", type=int, default=int(env("BENCH_MAX_OFFERED", 100000)),
-                    help="-r of the max-rate test, far above what is reachable (default 100000)")
+                    help="SIPp -r of the max-rate steps, far above what is reachable (default 100000)")
     ap.add_argument("--proxies", default=env("BENCH_PROXIES", "weir,kamailio"),
-                    help="comma-separated, in order (default weir,kamailio)")
+                    help="comma-separated, in this order (default weir,kamailio)")
     ap.add_argument("--profile", action="store_true", default=bool(env("BENCH_PROFILE")),
-                    help="after Weir's measurements, profile it with perf during another fixed-rate run")
+                    help="after each proxy's measurements, record a perf profile during one "
+                         "more run at the first fixed rate (needs perf)")
+    ap.add_argument("--instructions", action="store_true", default=bool(env("BENCH_INSTRUCTIONS")),
+                    help="also count user-space instructions per message with valgrind's "
+                         "callgrind (about 1.5 extra minutes; needs valgrind)")
+    ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
+                    help="pin the proxy to the last CPU and SIPp to the others (taskset)")
+    ap.add_argument("--weir-bin", default=env("BENCH_WEIR_BIN"),
+                    help="weir binary to run (default target/release/weir), e.g. to compare "
+                         "two builds; use with --no-setup")
+    ap.add_argument("--weir-module", default=env("BENCH_WEIR_MODULE"),
+                    help="header_ops.wasm to load (default target/wasm32-wasip2/release/...)")
+    ap.add_argument("--kamailio-args", default=env("BENCH_KAMAILIO_ARGS", "-x tlsf"),
+                    help="extra kamailio options (default \"-x tlsf\": its fastest memory "
+                         "manager here; \"\" for the packaged default)")
     ap.add_argument("--weir-port", type=int, default=int(env("BENCH_WEIR_PORT", 5160)))
     ap.add_argument("--kamailio-port", type=int, default=int(env("BENCH_KAMAILIO_PORT", 5260)))
     ap.add_argument("--uas-port", type=int, default=int(env("BENCH_UAS_PORT", 5170)))
     ap.add_argument("--uac-port", type=int, default=int(env("BENCH_UAC_PORT", 5180)))
     ap.add_argument("--work-dir", default=env("BENCH_WORK_DIR"),
                     help="where logs and SIPp stats go (default /tmp/weir-bench-<date>)")
-    ap.add_argument("--no-setup", action="store_true", help="(handled by bench/run) skip scripts/setup")
+    ap.add_argument("--no-setup", action="store_true",
+                    help="skip scripts/setup (handled by bench/run)")
     args = ap.parse_args()
+    if args.instructions and not shutil.which("valgrind"):
+        sys.exit("bench: --instructions needs valgrind (Debian: valgrind)")
+    if args.profile and not shutil.which("perf"):
+        sys.exit("bench: --profile needs perf (Debian: linux-perf)")
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -832,38 +1344,41 @@ def main():
 
     b = Bench(args)
     b.say(f"run directory {b.run_dir}")
-    busy0 = machine_busy()
-    time.sleep(1)
-    busy1 = machine_busy()
-    idle_busy = 100.0 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
-    if idle_busy > 15:
-        print(f"bench: warning: the machine is already {idle_busy:.0f}% busy before the benchmark; "
+    others = others_busy()
+    if others > 10:
+        print(f"bench: warning: other processes use {others:.0f}% of a core right now; "
               "figures will be noisy", file=sys.stderr)
-    results = []
+    b.monitor = OthersMonitor()
+    pxs = []
+    for name in [p.strip() for p in args.proxies.split(",") if p.strip()]:
+        if name == "weir":
+            pxs.append(b.weir_proxy())
+        elif name == "kamailio":
+            pxs.append(b.kamailio_proxy())
+        else:
+            sys.exit(f"bench: unknown proxy {name!r} (weir, kamailio)")
     try:
-        for name in [p.strip() for p in args.proxies.split(",") if p.strip()]:
-            if name == "weir":
-                px = b.weir_proxy()
-            elif name == "kamailio":
-                px = b.kamailio_proxy()
-            else:
-                sys.exit(f"bench: unknown proxy {name!r}")
-            results.append(b.bench_proxy(px))
-            time.sleep(1)
+        results = b.bench_all(pxs)
     finally:
         PROCS.stop_all()
-    info = machine_info(results)
-    if idle_busy > 15:
-        for r in results:
-            r.warnings.append(f"machine was {idle_busy:.0f}% busy before the run")
-    path = write_report(b, results, info)
+    for r in results:
+        if r.steal_pct > 10:
+            r.warnings.append(f"the hypervisor took {r.steal_pct:.0f}% of a core (steal) during "
+                              "the measurements: the host is busy, figures are noisy")
+        if r.others_cpu_pct > 10:
+            r.warnings.append(f"other processes used {r.others_cpu_pct:.0f}% of a core during "
+                              "the measurements: figures are noisy")
+    info = machine_info(b, results)
+    path = write_report(b, results, info, sys.argv[1:])
     print()
-    print(table(results))
+    print(table(results, args.rates))
     print()
     for r in results:
         for w in r.warnings:
             print(f"warning ({r.proxy}): {w}")
     print(f"\nwritten: {path.relative_to(ROOT)} (+ .json)")
+    if any(r.failed for r in results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
