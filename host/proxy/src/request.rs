@@ -45,7 +45,7 @@ fn edit_top_via(msg: &mut Message, f: impl FnOnce(&mut Via)) {
     h.value = join(&vias);
 }
 
-fn join<T: std::fmt::Display>(items: &[T]) -> String {
+pub(crate) fn join<T: std::fmt::Display>(items: &[T]) -> String {
     let mut out = String::new();
     for (i, it) in items.iter().enumerate() {
         if i > 0 {

@@ -4,7 +4,7 @@
 use weir_message::{Message, Via};
 
 use crate::ident::parse_branch;
-use crate::request::pop_first;
+use crate::request::join;
 use crate::resolve;
 use crate::stats::inc;
 use crate::{Core, Rx};
@@ -19,10 +19,22 @@ impl Core {
                 None => return,
             }
         }
-        let Ok(top) = resp.top_via() else {
+        // The first Via line is parsed once: it gives our Via and, when the previous hop
+        // put several on one line (SIPp does), the next one too.
+        let Some(pos) = resp.headers.position("Via") else {
             inc(&self.stats.responses_dropped);
             return;
         };
+        let Some(mut line) = resp
+            .headers
+            .get_at(pos)
+            .and_then(|h| Via::parse_list(&h.value).ok())
+            .filter(|l| !l.is_empty())
+        else {
+            inc(&self.stats.responses_dropped);
+            return;
+        };
+        let top = line.remove(0);
         if !self.ident.is_my_via(&top) {
             // §18.1.2: a response whose top Via is not ours is discarded.
             inc(&self.stats.responses_dropped);
@@ -30,8 +42,15 @@ impl Core {
             return;
         }
         let route = top.branch().and_then(parse_branch).map(|(r, _)| r);
-        pop_first(&mut resp, "Via", |v| Via::parse_list(v).ok());
-        let Some(next) = resp.top_via().ok() else {
+        let next = if let (Some(next), Some(h)) = (line.first().cloned(), resp.headers.get_mut(pos))
+        {
+            h.value = join(&line);
+            Some(next)
+        } else {
+            resp.headers.remove_at(pos);
+            resp.top_via().ok()
+        };
+        let Some(next) = next else {
             // It answered a request we originated: nothing to relay.
             inc(&self.stats.responses_dropped);
             return;
