@@ -199,6 +199,23 @@ impl Shard {
         TxId::new(self.index, self.next_seq)
     }
 
+    /// A request matching a live server transaction: the last reply goes out again.
+    fn retransmission(
+        &mut self,
+        key: &ServerKey,
+        req: &Message,
+        now: Instant,
+        len: &AtomicUsize,
+        fx: &mut Fx,
+    ) -> Option<TxId> {
+        let tx = self.server.get(key).copied()?;
+        if let Some(c) = self.cells.get_mut(&tx) {
+            c.on_retransmission(req, now, fx);
+        }
+        self.reap(tx, len, fx);
+        Some(tx)
+    }
+
     /// Remove `tx` if all its machines are over.
     fn reap(&mut self, tx: TxId, len: &AtomicUsize, fx: &mut Fx) {
         if !self.cells.get(&tx).is_some_and(Cell::is_done) {
@@ -441,11 +458,7 @@ impl TransactionTable {
         now: Instant,
         fx: &mut Fx,
     ) -> Result<RequestOutcome> {
-        if let Some(tx) = shard.server.get(&key).copied() {
-            if let Some(c) = shard.cells.get_mut(&tx) {
-                c.on_retransmission(req, now, fx);
-            }
-            shard.reap(tx, &self.len, fx);
+        if let Some(tx) = shard.retransmission(&key, req, now, &self.len, fx) {
             return Ok(RequestOutcome::Retransmission(tx));
         }
         let invite = req.method() == Some(&Method::Invite);
@@ -477,11 +490,7 @@ impl TransactionTable {
         fx: &mut Fx,
     ) -> Result<RequestOutcome> {
         // A retransmitted CANCEL gets its answer again.
-        if let Some(tx) = shard.server.get(&key).copied() {
-            if let Some(c) = shard.cells.get_mut(&tx) {
-                c.on_retransmission(req, now, fx);
-            }
-            shard.reap(tx, &self.len, fx);
+        if let Some(tx) = shard.retransmission(&key, req, now, &self.len, fx) {
             return Ok(RequestOutcome::Retransmission(tx));
         }
         let ikey = key.with_method(Method::Invite);
