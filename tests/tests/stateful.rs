@@ -673,7 +673,7 @@ fn a_full_table_answers_503_and_still_absorbs_retransmissions() {
 }
 
 #[test]
-#[ignore = "bug: a TCP next hop that refuses the connection is not a branch failure; the branch waits for fr_timer (bugs-stateful.md #3)"]
+
 fn a_branch_whose_transport_fails_counts_as_503_and_the_next_group_is_tried_at_once() {
     // RFC 3261 §16.9: a transport error on a forwarded request is taken as a 503
     // from that branch. The first group is a TCP next hop where nothing listens

@@ -8,11 +8,11 @@ use std::sync::{Arc, MutexGuard};
 
 use tokio::time::Instant;
 use weir_config::{Config, OnError};
-use weir_message::{Message, Uri};
+use weir_message::{Message, Method, Uri};
 use weir_transaction::{
     Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target, TimerConfig, TxId,
 };
-use weir_transport::{Destination, Transport};
+use weir_transport::{Destination, FailHook, Transport};
 use weir_wasm::{Hook, Verdict};
 
 use crate::chain::Outcome;
@@ -111,12 +111,17 @@ impl Core {
                     };
                     self.send_response(response, rx);
                 }
-                Output::Request { to, request, .. } => {
+                Output::Request {
+                    tx,
+                    branch,
+                    to,
+                    request,
+                } => {
                     let dest = Destination {
                         transport: net_transport(to.transport),
                         addr: to.addr,
                     };
-                    self.send(dest, to.listener, &request);
+                    self.send_branch(tx, branch, dest, to.listener, &request);
                 }
                 Output::BranchFailure {
                     tx,
@@ -132,6 +137,46 @@ impl Core {
                     self.contexts().remove(&tx);
                 }
             }
+        }
+    }
+
+    /// Send a branch's request. If it cannot leave (no route, queue full, or its TCP
+    /// connection refused, which is known only later), the branch ends as a 503 at once
+    /// instead of waiting for its timer (§16.9). Our ACKs and CANCELs have no
+    /// transaction of their own to fail.
+    fn send_branch(
+        &self,
+        tx: TxId,
+        branch: usize,
+        dest: Destination,
+        listener: weir_transport::ListenerId,
+        req: &Message,
+    ) {
+        let data = crate::serialize(req);
+        if matches!(req.method(), Some(Method::Ack | Method::Cancel)) {
+            self.send_bytes(dest, listener, data);
+            return;
+        }
+        let me = self.me.clone();
+        let on_fail: FailHook = Box::new(move || {
+            if let Some(core) = me.upgrade() {
+                core.branch_unsent(tx, branch);
+            }
+        });
+        if let Err(e) = self
+            .transports
+            .send_notify(dest, listener, data, on_fail)
+        {
+            inc(&self.stats.send_failed);
+            tracing::debug!(dest = %dest.addr, error = %e, "send failed");
+            self.branch_unsent(tx, branch);
+        }
+    }
+
+    fn branch_unsent(&self, tx: TxId, branch: usize) {
+        tracing::debug!(?tx, branch, "branch request not sent: 503");
+        if let Ok(out) = self.tsx.transport_error(tx, branch, Instant::now()) {
+            self.execute(out);
         }
     }
 

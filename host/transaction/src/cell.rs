@@ -433,6 +433,21 @@ impl Cell {
         delivered
     }
 
+    /// Branch `b`'s request could not be sent: its client transaction ends (nothing to
+    /// retransmit, nothing to CANCEL) and the branch counts as a local 503.
+    pub fn on_transport_error(&mut self, b: usize, now: Instant, fx: &mut Fx) {
+        let mut acts = Vec::new();
+        match self.branches.get_mut(b) {
+            Some(br) => br.client.on_event(ClientEvent::Expire, now, &mut acts),
+            None => return,
+        }
+        // Not a timeout: the context hears of it as a 503 below.
+        acts.retain(|a| !matches!(a, Action::Timeout(_)));
+        self.client_actions(b, Role::Main, acts, now, fx);
+        let acts = self.ctx.on_transport_error(b);
+        self.apply(acts, now, fx);
+    }
+
     fn send_cancel(&mut self, b: usize, reason: Option<String>, now: Instant, fx: &mut Fx) {
         let Some(br) = self.branches.get(b) else {
             return;

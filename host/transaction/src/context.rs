@@ -321,6 +321,26 @@ impl ResponseContext {
         acts
     }
 
+    /// Branch `b`'s request could not be sent: it ends with a local 503 (§16.9), and
+    /// nothing is CANCELled since nothing reached the next hop.
+    pub fn on_transport_error(&mut self, b: usize) -> Vec<CtxAction> {
+        let mut acts = Vec::new();
+        let Some(slot) = self.branches.get_mut(b) else {
+            return acts;
+        };
+        if slot.reply.is_some() {
+            return acts;
+        }
+        slot.reply = Some(Reply::Local(503));
+        acts.push(CtxAction::BranchFailure {
+            branch: b,
+            code: 503,
+            timeout: false,
+        });
+        self.check_complete(&mut acts);
+        acts
+    }
+
     /// A CANCEL for the request arrived (§16.10): CANCEL every branch that had a
     /// provisional; the others get theirs when one arrives. With no branch pending and
     /// no final sent yet, a local 487 goes up at once.

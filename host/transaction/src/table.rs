@@ -567,6 +567,18 @@ impl TransactionTable {
             .map(|(_, out)| out)
     }
 
+    /// The request of branch `branch` could not be sent (e.g. its TCP connection was
+    /// refused): the branch ends as if it had answered 503 (RFC 3261 §16.9, §18.4),
+    /// with [`Output::BranchFailure`] and, if it was the last, the usual completion.
+    /// A branch that already ended is left alone.
+    pub fn transport_error(&self, tx: TxId, branch: usize, now: Instant) -> Result<Vec<Output>> {
+        self.with_cell(tx, |c, fx| {
+            c.on_transport_error(branch, now, fx);
+            Ok(())
+        })
+        .map(|(_, out)| out)
+    }
+
     /// Answer `tx` locally (`t_reply`): the table builds the reply from the request
     /// (with its To tag) and adds `headers`. A final CANCELs pending INVITE branches.
     pub fn reply(

@@ -1210,3 +1210,43 @@ async fn per_transaction_lifetime_both_ways() {
     let log = h.advance(1_000).await;
     assert_eq!(response_times(&log, 408).first(), Some(&311_000));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_transport_error_ends_the_branch_as_503_at_once() {
+    let h = H::new();
+    let inv = req("INVITE", "z9hG4bK1", "");
+    let tx = h.new_tx(&inv);
+    h.table.arm_failure(tx).unwrap();
+    let s0 = sent(&inv, "z9hG4bKw1.0");
+    let s1 = sent(&inv, "z9hG4bKw1.1");
+    h.forward(
+        tx,
+        vec![
+            (s0.clone(), udp("192.0.2.9:5060")),
+            (s1.clone(), udp("192.0.2.10:5060")),
+        ],
+    );
+    let out = h.table.transport_error(tx, 0, Instant::now()).unwrap();
+    assert_eq!(
+        out,
+        [Output::BranchFailure {
+            tx,
+            branch: 0,
+            code: 503,
+            timeout: false
+        }],
+        "one branch left: nothing goes up, nothing is CANCELled"
+    );
+    // A second report for the same branch changes nothing.
+    assert!(h.table.transport_error(tx, 0, Instant::now()).unwrap().is_empty());
+    let out = h.table.transport_error(tx, 1, Instant::now()).unwrap();
+    assert!(out.contains(&Output::Failure { tx, code: 503 }), "{out:?}");
+    // No retransmission of the dead branches afterwards.
+    let log = h.advance(2_000).await;
+    assert!(
+        !log.iter().any(|(_, o)| matches!(o, Output::Request { .. })),
+        "{log:?}"
+    );
+    let out = h.table.relay_best(tx, Instant::now()).unwrap();
+    assert_eq!(statuses(&out), [500], "503 goes up as 500 (§16.7)");
+}

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use weir_config::{Limits, Listener};
 
 pub use weir_config::Transport;
+pub use tcp::FailHook;
 
 // === Types ===
 
@@ -301,8 +302,30 @@ impl Transports {
         }
         let result = match dest.transport {
             Transport::Udp => self.send_udp(dest.addr, listener, &data),
-            Transport::Tcp => self.tcp.send(dest.addr, listener, data, None),
+            Transport::Tcp => self.tcp.send(dest.addr, listener, data, None, None),
         };
+        if result.is_err() {
+            inc(&self.stats.send_failures);
+        }
+        result
+    }
+
+    /// [`Transports::send`], and if the message is queued for a TCP connection that
+    /// then cannot be opened, `on_fail` runs (on the runtime, later). A failure known
+    /// at once is returned as `Err` instead, and `on_fail` is dropped unrun.
+    pub fn send_notify(
+        &self,
+        dest: Destination,
+        listener: ListenerId,
+        data: Bytes,
+        on_fail: FailHook,
+    ) -> Result<(), SendError> {
+        if dest.transport == Transport::Udp || self.stopping.load(Ordering::Relaxed) {
+            return self.send(dest, listener, data);
+        }
+        let result = self
+            .tcp
+            .send(dest.addr, listener, data, None, Some(on_fail));
         if result.is_err() {
             inc(&self.stats.send_failures);
         }
@@ -331,7 +354,7 @@ impl Transports {
                 socket,
                 data: udp_data,
             });
-        let result = self.tcp.send(addr, tcp_listener, tcp_data, fallback);
+        let result = self.tcp.send(addr, tcp_listener, tcp_data, fallback, None);
         if result.is_err() {
             inc(&self.stats.send_failures);
         }

@@ -41,10 +41,17 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+/// Called if the message it was given with never leaves because the connection
+/// could not be opened (RFC 3261 §18.4: the transaction layer takes that as a 503).
+pub type FailHook = Box<dyn FnOnce() + Send>;
+
 /// One entry of the connection table.
 struct Conn {
     id: u64,
     tx: mpsc::Sender<Bytes>,
+    /// While the outbound connect is under way: the hooks of the messages queued for
+    /// it. `None` once connected (or for accepted connections).
+    pending: Option<Vec<FailHook>>,
 }
 
 struct Shared {
@@ -66,7 +73,11 @@ impl Shared {
     }
 
     /// Add a connection under `remote`, replacing an older one to the same address.
-    fn register(&self, remote: SocketAddr) -> Option<(u64, mpsc::Receiver<Bytes>)> {
+    fn register(
+        &self,
+        remote: SocketAddr,
+        pending: Option<Vec<FailHook>>,
+    ) -> Option<(u64, mpsc::Receiver<Bytes>)> {
         let mut table = self.table();
         if table.len() >= self.limits.max_tcp_connections && !table.contains_key(&remote) {
             inc(&self.stats.tcp_refused);
@@ -74,18 +85,30 @@ impl Shared {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.limits.tcp_send_queue);
-        if table.insert(remote, Conn { id, tx }).is_none() {
+        if table.insert(remote, Conn { id, tx, pending }).is_none() {
             self.stats.tcp_open.fetch_add(1, Ordering::Relaxed);
         }
         Some((id, rx))
     }
 
-    /// Remove `remote` from the table if it still refers to connection `id`.
-    fn unregister(&self, remote: SocketAddr, id: u64) {
+    /// Remove `remote` from the table if it still refers to connection `id`; returns
+    /// the failure hooks of messages still waiting for its connect.
+    fn unregister(&self, remote: SocketAddr, id: u64) -> Vec<FailHook> {
         let mut table = self.table();
         if table.get(&remote).is_some_and(|c| c.id == id) {
-            table.remove(&remote);
             self.stats.tcp_open.fetch_sub(1, Ordering::Relaxed);
+            return table
+                .remove(&remote)
+                .and_then(|c| c.pending)
+                .unwrap_or_default();
+        }
+        Vec::new()
+    }
+
+    /// Connection `id` to `remote` is open: its queued messages no longer need hooks.
+    fn connected(&self, remote: SocketAddr, id: u64) {
+        if let Some(c) = self.table().get_mut(&remote).filter(|c| c.id == id) {
+            c.pending = None;
         }
     }
 }
@@ -144,30 +167,39 @@ impl TcpSide {
     }
 
     /// Queue `data` on the connection to `remote`, opening one if there is none.
+    /// `on_fail` runs if that connection cannot be opened (not when `Err` is returned:
+    /// then the caller knows at once).
     pub(crate) fn send(
         &self,
         remote: SocketAddr,
         listener: ListenerId,
         data: Bytes,
         fallback: Option<Fallback>,
+        on_fail: Option<FailHook>,
     ) -> Result<(), SendError> {
         let s = &self.shared;
-        {
-            let table = s.table();
-            if let Some(c) = table.get(&remote) {
+        let on_fail = {
+            let mut table = s.table();
+            if let Some(c) = table.get_mut(&remote) {
                 return match c.tx.try_send(data) {
                     Ok(()) => {
+                        if let (Some(hooks), Some(f)) = (c.pending.as_mut(), on_fail) {
+                            hooks.push(f);
+                        }
                         inc(&s.stats.tcp_sent);
                         Ok(())
                     }
                     Err(_) => Err(SendError::QueueFull(remote)),
                 };
             }
-        }
+            on_fail
+        };
         let Some(rt) = s.runtime.get() else {
             return Err(SendError::Stopped);
         };
-        let (id, rx) = s.register(remote).ok_or(SendError::QueueFull(remote))?;
+        let (id, rx) = s
+            .register(remote, Some(on_fail.into_iter().collect()))
+            .ok_or(SendError::QueueFull(remote))?;
         {
             let table = s.table();
             if let Some(c) = table.get(&remote) {
@@ -196,7 +228,7 @@ async fn accept_loop(s: Arc<Shared>, listener: tokio::net::TcpListener, id: List
                 continue;
             }
         };
-        let Some((cid, rx)) = s.register(remote) else {
+        let Some((cid, rx)) = s.register(remote, None) else {
             tracing::debug!(%remote, "TCP connection refused: table full");
             continue;
         };
@@ -223,6 +255,7 @@ async fn connect(
     let failure = match timeout(s.limits.tcp_connect_timeout, TcpStream::connect(remote)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
+            s.connected(remote, id);
             serve(s, stream, remote, listener, id, rx).await;
             return;
         }
@@ -231,15 +264,18 @@ async fn connect(
     };
     inc(&s.stats.tcp_connect_failures);
     tracing::debug!(%remote, error = %failure, "TCP connect failed");
-    s.unregister(remote, id);
+    let hooks = s.unregister(remote, id);
     if let Some(f) = fallback {
         match f.socket.send_to(&f.data, remote) {
             Ok(_) => inc(&s.stats.udp_sent),
             Err(e) => {
                 inc(&s.stats.send_failures);
                 tracing::debug!(%remote, error = %e, "UDP fallback send failed");
+                hooks.into_iter().for_each(|f| f());
             }
         }
+    } else {
+        hooks.into_iter().for_each(|f| f());
     }
 }
 
