@@ -22,8 +22,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use weir_config::{Limits, Listener};
 
-pub use weir_config::Transport;
 pub use tcp::FailHook;
+pub use weir_config::Transport;
 
 // === Types ===
 
@@ -41,6 +41,9 @@ pub struct Inbound {
     pub listener: ListenerId,
     /// The transport it arrived on.
     pub transport: Transport,
+    /// The stream connection it arrived on (unique for the process's lifetime, never
+    /// reused); 0 for UDP.
+    pub conn: u64,
 }
 
 /// Receives every inbound message. Called synchronously on a transport thread or task:

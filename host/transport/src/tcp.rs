@@ -292,7 +292,7 @@ async fn serve(
     let (rd, wr) = stream.into_split();
     let writer = tokio::spawn(write_loop(s.clone(), wr, rx, remote));
     tokio::select! {
-        _ = read_loop(&s, rd, remote, listener) => {}
+        _ = read_loop(&s, rd, remote, listener, id) => {}
         _ = s.shutdown.notified() => {}
     }
     s.unregister(remote, id);
@@ -323,7 +323,13 @@ async fn write_loop(
     let _ = wr.shutdown().await;
 }
 
-async fn read_loop(s: &Shared, mut rd: OwnedReadHalf, remote: SocketAddr, listener: ListenerId) {
+async fn read_loop(
+    s: &Shared,
+    mut rd: OwnedReadHalf,
+    remote: SocketAddr,
+    listener: ListenerId,
+    conn: u64,
+) {
     let limits = weir_message::Limits {
         max_message_size: s.max_message_size,
         ..weir_message::Limits::default()
@@ -353,6 +359,7 @@ async fn read_loop(s: &Shared, mut rd: OwnedReadHalf, remote: SocketAddr, listen
                             src: remote,
                             listener,
                             transport: Transport::Tcp,
+                            conn,
                         });
                     }
                 }

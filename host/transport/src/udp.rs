@@ -92,6 +92,7 @@ fn worker(t: &Transports, handler: &dyn Handler, listener: ListenerId, sock: &Ud
             src,
             listener,
             transport: Transport::Udp,
+            conn: 0,
         });
     }
 }

@@ -17,10 +17,14 @@ pub struct CallContext<'a> {
     pub failure_status: u16,
     /// Whether the request's transaction was cancelled upstream.
     pub cancelled: bool,
+    /// The stream connection (TCP, TLS, WS) the message arrived on, as the transport
+    /// numbers them (`weir_transport::Inbound::conn`; never reused); 0 for UDP. Modules
+    /// read it as `message.connection-id` and key `connections` bindings by it.
+    pub connection: u64,
 }
 
 impl<'a> CallContext<'a> {
-    /// A request-chain context (no failure status, not cancelled).
+    /// A request-chain context (no failure status, not cancelled, connection 0).
     pub fn new(source: SocketAddr, transport: Transport, listener: &'a str) -> Self {
         CallContext {
             source,
@@ -29,6 +33,7 @@ impl<'a> CallContext<'a> {
             hook: Hook::Request,
             failure_status: 0,
             cancelled: false,
+            connection: 0,
         }
     }
 }
@@ -42,6 +47,8 @@ pub enum Hook {
     Reply,
     /// The failure chain.
     Failure,
+    /// The branch-failure chain.
+    BranchFailure,
 }
 
 /// A SIP transport, as in the WIT `transport`.

@@ -10,8 +10,12 @@
 //! - a pool of pre-initialised instances per module ([`LoadedModule`]), so a message
 //!   never pays for compilation or instantiation;
 //! - the host side of the WIT imports: the `message` resource over the
-//!   [`weir_message::Message`] being processed, `log`, `clock`, and `kv` namespaced per
-//!   tenant and module ([`KvStore`], [`MemoryKv`]);
+//!   [`weir_message::Message`] being processed, `log`, `clock`, `kv` namespaced per
+//!   tenant and module ([`KvStore`], [`MemoryKv`]), and `system` (CPU load and the bytes
+//!   queued on the process's UDP sockets, sampled from `/proc` by one background thread
+//!   started on first use), `subscribers` (digest credentials from the subscriber store
+//!   set with [`Runtime::set_subscribers`]) and `connections` (identities bound to stream
+//!   connections, [`ConnectionIdentities`]);
 //! - a minimal, non-blocking WASI shim for what Rust std guests import (random, clocks,
 //!   an empty environment, stdout/stderr into `tracing`);
 //! - the [`ModuleRegistry`] that lets a module be swapped atomically.
@@ -20,7 +24,8 @@
 //! memory become a [`ModuleFailure`] and a fresh instance), block on or enter a tokio
 //! runtime on the call path, give a guest the host's filesystem, sockets, environment or
 //! stdio, let one module read another namespace's keys, or copy a guest-controlled
-//! length before checking it. It does no IO except reading components and its cache.
+//! length before checking it. It does no IO except reading components, its cache and
+//! (for `system`) `/proc`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -70,6 +75,7 @@ mod spec;
 
 pub use call::{CallContext, Hook, ModuleFailure, ModuleStats, Transport, Verdict};
 pub use error::{Error, WasmError};
+pub use host::auth::{ConnectionIdentities, DEFAULT_CONNECTION_IDENTITIES, MAX_IDENTITY};
 pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
 pub use module::{CacheOutcome, LoadInfo, LoadedModule};
 pub use registry::ModuleRegistry;

@@ -14,6 +14,7 @@ use crate::bindings::weir::sip::types::{
 use crate::bindings::{Module, ModulePre};
 use crate::call::{CallContext, ModuleFailure, ModuleStats, Verdict};
 use crate::error::chain;
+use crate::host::auth::AuthState;
 use crate::host::imports::cut;
 use crate::host::message::MESSAGE_REP;
 use crate::host::{placeholder_message, Ctx, ModuleIdent};
@@ -71,6 +72,7 @@ pub struct LoadedModule {
     call_ticks: u64,
     start_ticks: u64,
     kv: Arc<dyn KvStore>,
+    auth: Arc<AuthState>,
     idle: Mutex<Vec<Instance>>,
     live: AtomicUsize,
     counters: Counters,
@@ -118,6 +120,7 @@ pub(crate) struct ModuleParts {
     pub(crate) limits: ModuleLimits,
     pub(crate) epoch_tick: Duration,
     pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) auth: Arc<AuthState>,
     pub(crate) info: LoadInfo,
     pub(crate) ticker: Arc<EpochTicker>,
 }
@@ -145,6 +148,7 @@ impl LoadedModule {
             call_ticks,
             start_ticks,
             kv: parts.kv,
+            auth: parts.auth,
             idle: Mutex::new(Vec::new()),
             live: AtomicUsize::new(1),
             counters: Counters::default(),
@@ -375,6 +379,7 @@ impl LoadedModule {
         let ctx = Ctx::new(
             self.ident.clone(),
             self.kv.clone(),
+            self.auth.clone(),
             self.limits.memory_bytes,
         )
         .map_err(|e| StartFailure::Failed(ModuleFailure::Trap(chain(&e))))?;

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel, Strategy};
+use weir_store::SubscriberStore;
 
 use crate::bindings::weir::sip::types::{Param as WitParam, ParamValue as WitParamValue};
 use crate::bindings::ModulePre;
 use crate::cache::CodeCache;
 use crate::error::{Error, WasmError};
+use crate::host::auth::{AuthState, ConnectionIdentities};
 use crate::host::{self, Ctx, ModuleIdent};
 use crate::kv::KvStore;
 use crate::module::{CacheOutcome, LoadInfo, LoadedModule, ModuleParts, StartFailure};
@@ -30,6 +32,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<Ctx>,
     kv: Arc<dyn KvStore>,
+    auth: Arc<AuthState>,
     cache: Option<CodeCache>,
     ticker: Arc<EpochTicker>,
     epoch_tick: Duration,
@@ -67,10 +70,27 @@ impl Runtime {
             engine,
             linker,
             kv,
+            auth: Arc::new(AuthState::new()),
             cache,
             ticker,
             epoch_tick: cfg.epoch_tick,
         })
+    }
+
+    /// Use `store` for `weir:sip/subscribers` lookups from now on, in every module
+    /// (those already loaded included). Until called, the store is empty: every lookup
+    /// finds nobody. Lookups run on the message path: give a store that answers fast
+    /// (a cache in front of a slow backend, see `weir_store::Cached`).
+    pub fn set_subscribers(&self, store: Arc<dyn SubscriberStore>) {
+        self.auth.set_subscribers(store);
+    }
+
+    /// The identities modules bound to stream connections (`weir:sip/connections`),
+    /// keyed by [`CallContext::connection`](crate::CallContext::connection). Bounded
+    /// (least recently used entries go first); a caller may
+    /// [`forget`](ConnectionIdentities::forget) a connection when it closes.
+    pub fn connections(&self) -> &Arc<ConnectionIdentities> {
+        &self.auth.connections
     }
 
     /// The engine, for callers that precompile or inspect components.
@@ -128,6 +148,7 @@ impl Runtime {
             limits: spec.limits.clone(),
             epoch_tick: self.epoch_tick,
             kv: self.kv.clone(),
+            auth: self.auth.clone(),
             info: LoadInfo {
                 cache,
                 code_time,

@@ -12,6 +12,7 @@ impl From<wit::Hook> for Hook {
             wit::Hook::Request => Hook::Request,
             wit::Hook::Reply => Hook::Reply,
             wit::Hook::Failure => Hook::Failure,
+            wit::Hook::BranchFailure => Hook::BranchFailure,
         }
     }
 }
@@ -22,6 +23,7 @@ impl From<Hook> for wit::Hook {
             Hook::Request => wit::Hook::Request,
             Hook::Reply => wit::Hook::Reply,
             Hook::Failure => wit::Hook::Failure,
+            Hook::BranchFailure => wit::Hook::BranchFailure,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! each SIP request (and, optionally, each reply) passing through a route's chain. This
 //! crate owns everything between the WIT contract (`weir:sip@0.1.0`, world `module`) and
 //! the module author: typed config, a typed [`Message`], [`Verdict`]s, the host
-//! capabilities ([`log`], [`kv`], [`clock`]) and a native test harness ([`testing`]).
+//! capabilities ([`log`], [`kv`], [`clock`], [`system`], [`subscribers`],
+//! [`connections`]) and a native test harness
+//! ([`testing`]).
 //! Plugin code never sees raw bindings, `unsafe` or the canonical ABI.
 //!
 //! What it must never do: edit behind the module's back, panic on host input, or depend
@@ -74,6 +76,7 @@
 extern crate self as weir_sdk;
 
 pub mod clock;
+pub mod connections;
 mod convert;
 mod error;
 pub mod kv;
@@ -81,6 +84,8 @@ pub mod log;
 mod message;
 pub mod names;
 mod params;
+pub mod subscribers;
+pub mod system;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod types;

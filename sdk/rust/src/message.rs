@@ -211,4 +211,11 @@ impl Message<'_> {
     pub fn is_cancelled(&self) -> bool {
         self.inner.is_cancelled()
     }
+
+    /// The stream connection (TCP, TLS, WS) the message arrived on; 0 for UDP. Ids are
+    /// never reused within a run of the proxy: key [`connections`](crate::connections)
+    /// bindings by it.
+    pub fn connection_id(&self) -> u64 {
+        self.inner.connection_id()
+    }
 }

@@ -49,6 +49,14 @@ pub enum Hook {
     /// The failure chain (`on_request` on a stateful route once every branch of a leg
     /// failed): [`Message::failure_status`](crate::Message::failure_status) tells how.
     Failure,
+    /// The branch-failure chain (`on_request` on a stateful route once for each branch
+    /// that ended without success, like Kamailio's `event_route[tm:branch-failure]`):
+    /// the message is the request as sent on that branch (after a registrar lookup its
+    /// request URI is the failed contact), and [`Message::failure_status`](crate::Message::failure_status)
+    /// is the branch's final status (408 on timeout, 477 when it could not be sent).
+    /// Edits have no effect; [`Verdict::Drop`](crate::Verdict) ends the chain, other
+    /// verdicts continue it.
+    BranchFailure,
 }
 
 impl fmt::Display for Transport {

@@ -486,6 +486,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 crate::call::Hook::Request => WitHook::Request,
                 crate::call::Hook::Reply => WitHook::Reply,
                 crate::call::Hook::Failure => WitHook::Failure,
+                crate::call::Hook::BranchFailure => WitHook::BranchFailure,
             },))
         },
     )?;
@@ -501,6 +502,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
             current(s.data(), &this)?;
             Ok((s.data().call.cancelled,))
+        },
+    )?;
+    i.func_wrap(
+        "[method]message.connection-id",
+        |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
+            current(s.data(), &this)?;
+            Ok((s.data().call.connection,))
         },
     )?;
     Ok(())

@@ -17,8 +17,10 @@ use weir_message::{Headers, Message, StartLine};
 use crate::call::{CallContext, Transport};
 use crate::kv::KvStore;
 
+pub(crate) mod auth;
 pub(crate) mod imports;
 pub(crate) mod message;
+pub(crate) mod system;
 pub(crate) mod undo;
 pub(crate) mod wasi;
 
@@ -39,6 +41,8 @@ pub(crate) struct ModuleIdent {
 pub(crate) struct Ctx {
     pub(crate) ident: Arc<ModuleIdent>,
     pub(crate) kv: Arc<dyn KvStore>,
+    /// Subscriber store and connection identities (`subscribers`, `connections`).
+    pub(crate) auth: Arc<auth::AuthState>,
     pub(crate) limiter: Limiter,
     pub(crate) call: CallState,
     pub(crate) wasi: wasi::WasiState,
@@ -58,6 +62,8 @@ pub(crate) struct CallState {
     pub(crate) hook: crate::call::Hook,
     pub(crate) failure_status: u16,
     pub(crate) cancelled: bool,
+    /// The stream connection the message arrived on; 0 for UDP.
+    pub(crate) connection: u64,
     pub(crate) log_budget: u32,
 }
 
@@ -65,11 +71,13 @@ impl Ctx {
     pub(crate) fn new(
         ident: Arc<ModuleIdent>,
         kv: Arc<dyn KvStore>,
+        auth: Arc<auth::AuthState>,
         memory_bytes: usize,
     ) -> wasmtime::Result<Ctx> {
         Ok(Ctx {
             ident,
             kv,
+            auth,
             limiter: Limiter::new(memory_bytes),
             call: CallState {
                 msg: None,
@@ -80,6 +88,7 @@ impl Ctx {
                 hook: crate::call::Hook::Request,
                 failure_status: 0,
                 cancelled: false,
+                connection: 0,
                 log_budget: LOG_LINES_PER_CALL,
             },
             wasi: wasi::WasiState::new()?,
@@ -98,6 +107,7 @@ impl Ctx {
         call.hook = cx.hook;
         call.failure_status = cx.failure_status;
         call.cancelled = cx.cancelled;
+        call.connection = cx.connection;
         call.log_budget = LOG_LINES_PER_CALL;
         self.limiter.memory_exhausted = false;
     }
@@ -208,6 +218,8 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Ctx>> {
     let mut linker = Linker::new(engine);
     message::add_to_linker(&mut linker)?;
     imports::add_to_linker(&mut linker)?;
+    system::add_to_linker(&mut linker)?;
+    auth::add_to_linker(&mut linker)?;
     wasi::add_to_linker(&mut linker)?;
     Ok(linker)
 }

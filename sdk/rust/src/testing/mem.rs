@@ -54,6 +54,7 @@ pub(crate) struct MemMessage {
     pub(crate) hook: WitHook,
     pub(crate) failure_status: u16,
     pub(crate) cancelled: bool,
+    pub(crate) connection: u64,
     pub(crate) max_size: usize,
 }
 
@@ -108,6 +109,7 @@ impl MemMessage {
             hook: WitHook::Request,
             failure_status: 0,
             cancelled: false,
+            connection: 0,
             max_size: DEFAULT_MAX_SIZE,
         })
     }
@@ -376,6 +378,10 @@ impl MemMessage {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled
+    }
+
+    pub(crate) fn connection_id(&self) -> u64 {
+        self.connection
     }
 
     fn lines<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Line> + 's {

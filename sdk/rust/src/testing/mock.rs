@@ -19,6 +19,12 @@ pub(crate) struct State {
     pub(crate) now_ms: u64,
     pub(crate) mono_ns: u64,
     pub(crate) kv_error: Option<KvError>,
+    pub(crate) load: crate::system::Load,
+    /// Subscriber store: (username, domain) -> credentials.
+    pub(crate) subscribers: HashMap<(String, String), crate::subscribers::Credentials>,
+    pub(crate) subscribers_error: Option<KvError>,
+    /// Connection id -> bound identity.
+    pub(crate) connections: HashMap<u64, String>,
 }
 
 pub(crate) struct Entry {
@@ -34,6 +40,10 @@ impl State {
             now_ms: START_MS,
             mono_ns: START_NS,
             kv_error: None,
+            load: crate::system::Load::default(),
+            subscribers: HashMap::new(),
+            subscribers_error: None,
+            connections: HashMap::new(),
         }
     }
 }
@@ -158,5 +168,70 @@ pub(crate) mod clock {
 
     pub(crate) fn monotonic_ns() -> u64 {
         with(|s| s.mono_ns)
+    }
+}
+
+/// Same signatures as the generated `weir:sip/system` imports.
+pub(crate) mod system {
+    use super::with;
+    use crate::__private::bindings::weir::sip::system::Load as WitLoad;
+
+    pub(crate) fn get_load() -> WitLoad {
+        with(|s| WitLoad {
+            cpu: s.load.cpu,
+            rx_queue_bytes: s.load.rx_queue_bytes,
+        })
+    }
+}
+
+/// Same signatures as the generated `weir:sip/subscribers` imports.
+pub(crate) mod subscribers {
+    use super::with;
+    use crate::__private::bindings::weir::sip::kv::KvError as WitKvError;
+    use crate::__private::bindings::weir::sip::subscribers::Credentials as WitCredentials;
+    use crate::KvError;
+
+    /// As the host: longest username or domain passed to the store.
+    const MAX_FIELD: usize = 512;
+
+    pub(crate) fn lookup(
+        username: &str,
+        domain: &str,
+    ) -> Result<Option<WitCredentials>, WitKvError> {
+        with(|s| {
+            match &s.subscribers_error {
+                None => {}
+                Some(KvError::Limit(why)) => return Err(WitKvError::Limit(why.clone())),
+                Some(KvError::NotANumber) => return Err(WitKvError::NotANumber),
+                Some(KvError::Backend(why)) => return Err(WitKvError::Backend(why.clone())),
+            }
+            if username.len() > MAX_FIELD || domain.len() > MAX_FIELD {
+                return Err(WitKvError::Limit(format!(
+                    "username or domain longer than {MAX_FIELD}"
+                )));
+            }
+            Ok(s.subscribers
+                .get(&(username.to_string(), domain.to_string()))
+                .cloned()
+                .map(WitCredentials::from))
+        })
+    }
+}
+
+/// Same signatures as the generated `weir:sip/connections` imports.
+pub(crate) mod connections {
+    use super::with;
+    use crate::connections::MAX_IDENTITY;
+
+    pub(crate) fn identity(id: u64) -> Option<String> {
+        with(|s| s.connections.get(&id).cloned())
+    }
+
+    pub(crate) fn bind(id: u64, identity: &str) -> bool {
+        if id == 0 || identity.is_empty() || identity.len() > MAX_IDENTITY {
+            return false;
+        }
+        with(|s| s.connections.insert(id, identity.to_string()));
+        true
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Off wasm, [`Message`] is backed by an in-memory message built from SIP text, which
 //! follows the host's rules (case-insensitive names, compact forms, protected headers,
-//! a size limit), and [`log`](crate::log), [`kv`](crate::kv) and
-//! [`clock`](crate::clock) are thread-local mocks. Each test runs on its own thread, so
-//! each starts clean; call [`reset`] to start over within a test.
+//! a size limit), and [`log`](crate::log), [`kv`](crate::kv), [`clock`](crate::clock),
+//! [`system`](crate::system), [`subscribers`](crate::subscribers) and
+//! [`connections`](crate::connections) are thread-local mocks. Each test runs on its own
+//! thread, so each starts clean; call [`reset`] to start over within a test.
 //!
 //! ```
 //! use weir_sdk::{testing, Message, Module, NoConfig, Error, Verdict};
@@ -133,9 +134,22 @@ pub fn set_failure(msg: &mut Message<'_>, status: u16) {
     m.failure_status = status;
 }
 
+/// Make the request look as a branch-failure chain sees it: hook
+/// [`Hook::BranchFailure`](crate::Hook) with `status` as the failed branch's final status.
+pub fn set_branch_failure(msg: &mut Message<'_>, status: u16) {
+    let m = msg.mem_mut();
+    m.hook = crate::__private::bindings::weir::sip::types::Hook::BranchFailure;
+    m.failure_status = status;
+}
+
 /// Mark the request's transaction as cancelled upstream.
 pub fn set_cancelled(msg: &mut Message<'_>, cancelled: bool) {
     msg.mem_mut().cancelled = cancelled;
+}
+
+/// Set the stream connection the message arrived on (0, the default, means UDP).
+pub fn set_connection(msg: &mut Message<'_>, id: u64) {
+    msg.mem_mut().connection = id;
 }
 
 /// Set the name of the listener the message arrived on.
@@ -268,6 +282,14 @@ pub fn advance(by: Duration) {
     });
 }
 
+// === system ===
+
+/// Set what [`system::load`](crate::system::load) returns on this thread (both figures
+/// are 0 until then).
+pub fn set_load(load: crate::system::Load) {
+    mock::with(|s| s.load = load);
+}
+
 // === kv ===
 
 /// Make every kv call fail with `error` (or work again with `None`), to test a module's
@@ -276,7 +298,44 @@ pub fn fail_kv(error: Option<KvError>) {
     mock::with(|s| s.kv_error = error);
 }
 
-/// Clear this thread's logs and kv store, and put the clocks back to their start.
+// === subscribers and connections ===
+
+/// Put a subscriber into this thread's subscriber store (replacing one with the same
+/// username and domain), for [`subscribers::lookup`](crate::subscribers::lookup).
+pub fn add_subscriber(credentials: crate::subscribers::Credentials) {
+    mock::with(|s| {
+        s.subscribers.insert(
+            (credentials.username.clone(), credentials.domain.clone()),
+            credentials,
+        )
+    });
+}
+
+/// Remove a subscriber; true if it existed.
+pub fn remove_subscriber(username: &str, domain: &str) -> bool {
+    mock::with(|s| {
+        s.subscribers
+            .remove(&(username.to_string(), domain.to_string()))
+            .is_some()
+    })
+}
+
+/// Make every subscriber lookup fail with `error` (or work again with `None`).
+pub fn fail_subscribers(error: Option<KvError>) {
+    mock::with(|s| s.subscribers_error = error);
+}
+
+/// Every connection binding on this thread (as made through
+/// [`connections::bind`](crate::connections::bind)), sorted by connection id.
+pub fn connection_identities() -> Vec<(u64, String)> {
+    let mut all: Vec<(u64, String)> =
+        mock::with(|s| s.connections.iter().map(|(k, v)| (*k, v.clone())).collect());
+    all.sort();
+    all
+}
+
+/// Clear this thread's logs, kv store, subscribers and connection bindings, and put the
+/// clocks and the load figures back to their start.
 pub fn reset() {
     mock::reset();
 }

@@ -300,6 +300,20 @@ fn clocks_move_only_when_told() {
     assert_eq!(crate::clock::now(), std::time::SystemTime::UNIX_EPOCH);
 }
 
+#[test]
+fn load_is_zero_until_set() {
+    use crate::system::{self, Load};
+    assert_eq!(system::load(), Load::default());
+    let busy = Load {
+        cpu: 0.75,
+        rx_queue_bytes: 4096,
+    };
+    set_load(busy);
+    assert_eq!(system::load(), busy);
+    reset();
+    assert_eq!(system::load(), Load::default());
+}
+
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Cfg {
@@ -385,4 +399,50 @@ fn hook_failure_status_and_cancelled_follow_the_harness() {
     assert!(msg.is_cancelled());
     let r = reply("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\r\n");
     assert_eq!(r.hook(), crate::Hook::Reply);
+}
+
+#[test]
+fn subscribers_and_connections_follow_the_harness() {
+    use crate::subscribers::{self, Credentials};
+    use crate::{connections, KvError};
+
+    assert_eq!(subscribers::lookup("alice", "example.com"), Ok(None));
+    add_subscriber(Credentials::with_password("alice", "example.com", "pw"));
+    let found = subscribers::lookup("alice", "example.com")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.password.as_deref(), Some("pw"));
+    assert_eq!(subscribers::lookup("alice", "example.org"), Ok(None));
+    assert!(matches!(
+        subscribers::lookup(&"a".repeat(513), "example.com"),
+        Err(KvError::Limit(_))
+    ));
+    fail_subscribers(Some(KvError::Backend("down".into())));
+    assert_eq!(
+        subscribers::lookup("alice", "example.com"),
+        Err(KvError::Backend("down".into()))
+    );
+    fail_subscribers(None);
+    assert!(remove_subscriber("alice", "example.com"));
+    assert!(!remove_subscriber("alice", "example.com"));
+
+    let mut msg = request(INVITE);
+    assert_eq!(msg.connection_id(), 0);
+    set_connection(&mut msg, 9);
+    assert_eq!(msg.connection_id(), 9);
+    assert!(!connections::bind(0, "alice@example.com"));
+    assert!(!connections::bind(9, ""));
+    assert!(connections::bind(9, "alice@example.com"));
+    assert_eq!(
+        connections::identity(9).as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        connection_identities(),
+        vec![(9, "alice@example.com".into())]
+    );
+    add_subscriber(Credentials::with_password("bob", "example.com", "pw"));
+    reset();
+    assert_eq!(connections::identity(9), None);
+    assert_eq!(subscribers::lookup("bob", "example.com"), Ok(None));
 }

@@ -7,7 +7,8 @@
 //! next one on the same module works.
 //!
 //! Modes: `ok`, `trap`, `loop`, `alloc`, `error`, `reply`, `edit-via`, `kv`, `panic`,
-//! `wasi`, `fs`, `big-header`, `edit-error`, `inspect`, `forward`, `bad-reply`.
+//! `wasi`, `fs`, `big-header`, `edit-error`, `inspect`, `forward`, `bad-reply`,
+//! `note` (logs the hook, failure status, cancel flag and request URI; continues).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -40,6 +41,7 @@ enum Mode {
     Inspect,
     Forward,
     BadReply,
+    Note,
 }
 
 impl Mode {
@@ -53,6 +55,7 @@ impl Mode {
             "reply" => Mode::Reply,
             "edit-via" => Mode::EditVia,
             "kv" => Mode::Kv,
+            "note" => Mode::Note,
             "panic" => Mode::Panic,
             "wasi" => Mode::Wasi,
             "fs" => Mode::Fs,
@@ -118,6 +121,19 @@ fn handle(msg: &Message) -> Result<Verdict, String> {
             Ok(n) => Err(format!("removed {n} Via lines")),
             Err(e) => Err(edit_error_text(&e)),
         },
+        Mode::Note => {
+            weir::sip::log::log(
+                weir::sip::types::Level::Info,
+                &format!(
+                    "note hook={:?} failure={} cancelled={} uri={}",
+                    msg.hook(),
+                    msg.failure_status(),
+                    msg.is_cancelled(),
+                    msg.request_uri()
+                ),
+            );
+            Ok(Verdict::Continue)
+        }
         Mode::Kv => {
             let n = kv::incr("counter", 1, None).map_err(|e| format!("{e:?}"))?;
             msg.set_header("X-Count", &n.to_string())
