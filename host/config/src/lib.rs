@@ -86,6 +86,11 @@ pub struct Config {
     pub modules: BTreeMap<String, ModuleDef>,
     /// Routes in file order; the first that matches a request handles it.
     pub routes: Vec<Route>,
+    /// The registrar and location service (`[registrar]`), if enabled.
+    pub registrar: Option<weir_registrar::Config>,
+    /// The state stores (`[store]`; default: embedded, in memory only), with paths
+    /// resolved against `base_dir`.
+    pub store: weir_store::Config,
 }
 
 /// Proxy-wide settings (`[proxy]`).
@@ -238,6 +243,15 @@ pub struct Route {
     /// Modules run (stateful routes) when every branch failed: they may reply, forward
     /// to new targets (serial forking, failover) or `continue` to relay the best reply.
     pub failure: Vec<ChainEntry>,
+    /// Modules run (stateful routes) for each branch that ended without success, on
+    /// the request as sent on that branch (Kamailio's `tm:branch-failure`).
+    pub branch_failure: Vec<ChainEntry>,
+    /// REGISTER requests the request chain lets through are saved by the registrar
+    /// and answered here (Kamailio `save("location")`).
+    pub registrar: bool,
+    /// Initial requests the request chain lets through go to the request URI's
+    /// registered contacts (Kamailio `lookup("location")`); 404/480 when there are none.
+    pub lookup: bool,
     /// Per-route `fr_timer` override (stateful routes).
     pub fr_timer: Option<Duration>,
     /// Per-route `fr_inv_timer` override (stateful routes).

@@ -35,6 +35,8 @@ struct RawConfig {
     modules: BTreeMap<String, Spanned<RawModule>>,
     #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
+    registrar: Option<Spanned<weir_registrar::Config>>,
+    store: Option<Spanned<weir_store::Config>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -121,6 +123,10 @@ struct RawRoute {
     reply: Vec<Spanned<RawChainEntry>>,
     #[serde(default)]
     failure: Vec<Spanned<RawChainEntry>>,
+    #[serde(default)]
+    branch_failure: Vec<Spanned<RawChainEntry>>,
+    registrar: Option<Spanned<bool>>,
+    lookup: Option<Spanned<bool>>,
     fr_timer_ms: Option<Spanned<i64>>,
     fr_inv_timer_ms: Option<Spanned<i64>>,
 }
@@ -296,6 +302,27 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
         udp_mtu: usize_of(ctx.opt_int(&raw.proxy.udp_mtu, "proxy.udp_mtu", 1_300, 0, 65_000)?),
     };
 
+    let registrar = match &raw.registrar {
+        Some(r) => {
+            r.get_ref()
+                .validate()
+                .map_err(|e| ctx.err(&r.span(), "registrar", e.0))?;
+            Some(r.get_ref().clone())
+        }
+        None => None,
+    };
+    let mut store = raw
+        .store
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_default();
+    if let Some(p) = &store.path {
+        store.path = Some(resolve(base_dir, &p.to_string_lossy()));
+    }
+    if let Some(p) = &store.subscribers.file {
+        store.subscribers.file = Some(resolve(base_dir, &p.to_string_lossy()));
+    }
+
     let runtime = RuntimeSettings {
         cache_dir: match (raw.runtime.cache, &raw.runtime.cache_dir) {
             (Some(false), _) => None,
@@ -346,6 +373,22 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
     let listeners = listeners(&ctx, &raw.listen)?;
     let modules = modules(&ctx, base_dir, &raw.modules)?;
     let routes = routes(&ctx, &raw.route, &listeners, &modules)?;
+    for (i, r) in raw.route.iter().enumerate() {
+        for (name, flag) in [
+            ("registrar", &r.get_ref().registrar),
+            ("lookup", &r.get_ref().lookup),
+        ] {
+            if let Some(f) = flag.as_ref().filter(|f| *f.get_ref()) {
+                if registrar.is_none() {
+                    return Err(ctx.err(
+                        &f.span(),
+                        format!("route[{i}].{name}"),
+                        "needs a [registrar] section",
+                    ));
+                }
+            }
+        }
+    }
 
     Ok(Config {
         base_dir: base_dir.to_path_buf(),
@@ -356,6 +399,8 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
         listeners,
         modules,
         routes,
+        registrar,
+        store,
     })
 }
 
@@ -695,13 +740,25 @@ fn routes(
         let request = chain(ctx, &format!("{key}.request"), &r.request, &tenant, modules)?;
         let reply = chain(ctx, &format!("{key}.reply"), &r.reply, &tenant, modules)?;
         let failure = chain(ctx, &format!("{key}.failure"), &r.failure, &tenant, modules)?;
+        let branch_failure = chain(
+            ctx,
+            &format!("{key}.branch_failure"),
+            &r.branch_failure,
+            &tenant,
+            modules,
+        )?;
         if mode == Mode::Stateless {
-            if let Some(f) = r.failure.first() {
-                return Err(ctx.err(
-                    &f.span(),
-                    format!("{key}.failure"),
-                    "a failure chain needs mode = \"stateful\"",
-                ));
+            for (name, entries) in [
+                ("failure", &r.failure),
+                ("branch_failure", &r.branch_failure),
+            ] {
+                if let Some(f) = entries.first() {
+                    return Err(ctx.err(
+                        &f.span(),
+                        format!("{key}.{name}"),
+                        format!("a {name} chain needs mode = \"stateful\""),
+                    ));
+                }
             }
         }
         let route_timer = |v: &Option<Spanned<i64>>, k: &str| -> Result<Option<Duration>> {
@@ -723,6 +780,9 @@ fn routes(
             request,
             reply,
             failure,
+            branch_failure,
+            registrar: r.registrar.as_ref().is_some_and(|f| *f.get_ref()),
+            lookup: r.lookup.as_ref().is_some_and(|f| *f.get_ref()),
             fr_timer,
             fr_inv_timer,
         });

@@ -55,6 +55,7 @@ impl Core {
             .map_or("", |l| l.name.as_str());
         let mut ctx = CallContext::new(rx.src, wasm_transport(rx.transport), listener);
         ctx.hook = hook;
+        ctx.connection = rx.conn;
         (ctx.failure_status, ctx.cancelled) = failure;
         if hook == Hook::Reply {
             module.on_reply(msg, &ctx)

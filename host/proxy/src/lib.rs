@@ -14,6 +14,7 @@
 
 mod chain;
 mod ident;
+mod location;
 mod request;
 mod resolve;
 mod response;
@@ -33,6 +34,7 @@ use weir_transport::{Destination, Handler, Inbound, ListenerId, Transport, Trans
 use weir_wasm::ModuleRegistry;
 
 pub use ident::Identity;
+pub use location::now_ms;
 pub use stats::{Stats, StatsSnapshot};
 
 // === Core ===
@@ -51,6 +53,10 @@ pub struct Core {
     tx_ctx: Mutex<HashMap<TxId, Arc<stateful::TxCtx>>>,
     /// Makes stateful branches unique.
     branch_seq: AtomicU64,
+    /// The registrar and location service, when configured.
+    registrar: Option<Arc<weir_registrar::Registrar>>,
+    /// Lookup targets of live transactions, for `unregister_on`.
+    lookup_branches: Mutex<HashMap<TxId, location::LookupBranches>>,
     registry: Arc<ModuleRegistry>,
     transports: Arc<Transports>,
     ident: Identity,
@@ -75,6 +81,8 @@ pub(crate) struct Rx {
     pub src: SocketAddr,
     pub listener: ListenerId,
     pub transport: Transport,
+    /// The stream connection it arrived on (0: UDP, or not known).
+    pub conn: u64,
 }
 
 impl Core {
@@ -85,6 +93,7 @@ impl Core {
         config: &Config,
         transports: Arc<Transports>,
         registry: Arc<ModuleRegistry>,
+        registrar: Option<Arc<weir_registrar::Registrar>>,
     ) -> Arc<Core> {
         let ident = Identity::new(transports.listeners(), &config.proxy.aliases);
         let core = Arc::new_cyclic(|me| Core {
@@ -107,6 +116,8 @@ impl Core {
                 .any(|r| r.mode == weir_config::Mode::Stateful),
             tx_ctx: Mutex::new(HashMap::new()),
             branch_seq: AtomicU64::new(1),
+            registrar,
+            lookup_branches: Mutex::new(HashMap::new()),
             registry,
             transports,
             ident,
@@ -177,6 +188,7 @@ impl Handler for Core {
             src: msg.src,
             listener: msg.listener,
             transport: msg.transport,
+            conn: msg.conn,
         };
         match Message::parse_bytes(&msg.data, &self.limits) {
             Ok(m) if m.is_request() => self.on_request(m, rx),

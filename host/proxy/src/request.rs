@@ -177,6 +177,12 @@ impl Core {
         // `Message::parse` already ran the §16.3 sanity checks (Via, From, To, Call-ID,
         // CSeq, Max-Forwards); failures arrive through `on_parse_error`.
         inc(&self.stats.requests);
+        if req.method() == Some(&Method::Ack) && self.acks_own_reply(&req) {
+            // The ACK of a non-2xx we answered statelessly (483, 404 from a lookup...):
+            // it ends here, as Kamailio's sl module absorbs it.
+            inc(&self.stats.acks_absorbed);
+            return;
+        }
         self.stamp_via(&mut req, rx);
         let is_options = req.method() == Some(&Method::Options);
         let ruri = req.request_uri().and_then(|u| Uri::parse(u).ok());
@@ -248,7 +254,24 @@ impl Core {
             return;
         };
         match self.request_chain(route, &mut req, rx) {
-            Outcome::Continue => self.forward(req, rx, route_idx, None, max_forwards, lh),
+            Outcome::Continue => {
+                if let Some(r) = self.save_if_registrar(&req, rx, route_idx) {
+                    return self.reply(&req, rx, r.status, &r.reason, &r.headers);
+                }
+                match self.lookup_if_location(&req, route_idx) {
+                    None => self.forward(req, rx, route_idx, None, max_forwards, lh),
+                    // Stateless: the first contact only (forking needs a transaction).
+                    Some(Ok((mut branches, _))) => {
+                        if branches.is_empty() {
+                            return self.reply(&req, rx, 480, "Temporarily Unavailable", &[]);
+                        }
+                        let first = branches.swap_remove(0);
+                        first.edit(&mut req);
+                        self.forward(req, rx, route_idx, Some(first.hop), max_forwards, lh)
+                    }
+                    Some(Err((code, reason))) => self.reply(&req, rx, code, reason, &[]),
+                }
+            }
             Outcome::Forward(targets) => {
                 let target = targets.first().and_then(|t| Uri::parse(t).ok());
                 match target {
@@ -266,6 +289,15 @@ impl Core {
                 headers,
             } => self.reply(&req, rx, code, &reason, &headers),
             Outcome::Drop => inc(&self.stats.module_dropped),
+        }
+    }
+
+    /// Whether `ack` acknowledges a reply we sent statelessly: same Via branch as the
+    /// request (RFC 3261 §17.1.1.3), so the same [`to_tag`], which it echoes.
+    fn acks_own_reply(&self, ack: &Message) -> bool {
+        match ack.to_tag() {
+            Some(t) if t.starts_with('w') => t == to_tag(ack),
+            _ => false,
         }
     }
 

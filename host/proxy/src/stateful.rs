@@ -50,6 +50,43 @@ impl TxCtx {
     }
 }
 
+/// One branch of a leg: where it goes, and what differs in its copy of the request.
+#[derive(Debug, Clone)]
+pub(crate) struct BranchTarget {
+    /// The next hop (Kamailio's destination URI).
+    pub(crate) hop: Uri,
+    /// The branch's own request URI (a registered contact); `None` keeps the request's.
+    pub(crate) ruri: Option<String>,
+    /// Route header values put first in the branch's request (a binding's Path).
+    pub(crate) route: Vec<String>,
+}
+
+impl BranchTarget {
+    /// A branch to `hop` with the request as it is.
+    pub(crate) fn to(hop: Uri) -> BranchTarget {
+        BranchTarget {
+            hop,
+            ruri: None,
+            route: Vec::new(),
+        }
+    }
+
+    /// Apply the branch's edits to its copy of the request.
+    pub(crate) fn edit(&self, req: &mut Message) {
+        if let Some(u) = &self.ruri {
+            req.set_request_uri(u.clone());
+        }
+        for (i, r) in self.route.iter().enumerate() {
+            let at = req
+                .headers
+                .iter()
+                .position(|h| weir_message::names_equal(&h.name, "Route"))
+                .map_or(req.headers.len(), |first| first + i);
+            req.headers.insert(at, "Route", r.clone());
+        }
+    }
+}
+
 /// The transaction table's settings from the config.
 pub(crate) fn table_config(cfg: &Config) -> TableConfig {
     let t = &cfg.transaction;
@@ -108,6 +145,7 @@ impl Core {
                         src: to.addr,
                         listener: to.listener,
                         transport: net_transport(to.transport),
+                        conn: 0,
                     };
                     self.send_response(response, rx);
                 }
@@ -131,17 +169,19 @@ impl Core {
                 } => {
                     inc(&self.stats.branch_failures);
                     tracing::debug!(?tx, branch, code, timeout, "branch failed");
+                    self.branch_failed(tx, branch, code, timeout);
                 }
                 Output::Failure { tx, code } => self.on_failure(tx, code),
                 Output::Terminated { tx } => {
                     self.contexts().remove(&tx);
+                    self.forget_lookup(tx);
                 }
             }
         }
     }
 
     /// Send a branch's request. If it cannot leave (no route, queue full, or its TCP
-    /// connection refused, which is known only later), the branch ends as a 503 at once
+    /// connection refused, which is known only later), the branch ends at once as a local 477 (Kamailio's send error)
     /// instead of waiting for its timer (§16.9). Our ACKs and CANCELs have no
     /// transaction of their own to fail.
     fn send_branch(
@@ -163,18 +203,65 @@ impl Core {
                 core.branch_unsent(tx, branch);
             }
         });
-        if let Err(e) = self
-            .transports
-            .send_notify(dest, listener, data, on_fail)
-        {
+        if let Err(e) = self.transports.send_notify(dest, listener, data, on_fail) {
             inc(&self.stats.send_failed);
             tracing::debug!(dest = %dest.addr, error = %e, "send failed");
             self.branch_unsent(tx, branch);
         }
     }
 
+    /// A branch ended without success: the registrar may drop its binding, then the
+    /// route's branch-failure chain, if it has one, runs on a copy of the request as
+    /// sent on the failed branch. Only `drop` (end the chain) means anything there.
+    fn branch_failed(&self, tx: TxId, branch: usize, code: u16, timeout: bool) {
+        let chains = self.routes.iter().any(|r| !r.branch_failure.is_empty());
+        let lookups = self
+            .registrar
+            .as_ref()
+            .is_some_and(|r| !r.config().unregister_on.is_empty());
+        if !chains && !lookups {
+            return;
+        }
+        let Some((mut req, from)) = self.tsx.branch_request(tx, branch) else {
+            return;
+        };
+        if lookups {
+            if let Some(ruri) = req.request_uri() {
+                let ruri = ruri.to_string();
+                self.lookup_branch_failed(tx, &ruri, code, timeout);
+            }
+        }
+        let route = req
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().and_then(crate::ident::parse_branch))
+            .and_then(|(r, _)| self.routes.get(r));
+        let Some(route) = route.filter(|r| !r.branch_failure.is_empty()) else {
+            return;
+        };
+        let cancelled = self.tsx.is_cancelled(tx).unwrap_or(false);
+        let rx = Rx {
+            src: from.addr,
+            listener: from.listener,
+            transport: net_transport(from.transport),
+            conn: 0,
+        };
+        for entry in &route.branch_failure {
+            match self.call_entry(entry, &mut req, rx, Hook::BranchFailure, (code, cancelled)) {
+                Ok(Verdict::Drop) => break,
+                Ok(_) => {}
+                Err(failure) => {
+                    self.failed(&route.name, entry, &failure);
+                    if entry.on_error != OnError::Skip {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     fn branch_unsent(&self, tx: TxId, branch: usize) {
-        tracing::debug!(?tx, branch, "branch request not sent: 503");
+        tracing::debug!(?tx, branch, "branch request not sent: 477");
         if let Ok(out) = self.tsx.transport_error(tx, branch, Instant::now()) {
             self.execute(out);
         }
@@ -231,9 +318,29 @@ impl Core {
             let _ = self.tsx.set_timers(tx, timers);
         }
         let explicit = match self.request_chain(route, &mut req, rx) {
-            Outcome::Continue => None,
+            Outcome::Continue => {
+                if let Some(r) = self.save_if_registrar(&req, rx, route_idx) {
+                    self.tx_reply(tx, r.status, &r.reason, &r.headers);
+                    return;
+                }
+                match self.lookup_if_location(&req, route_idx) {
+                    None => None,
+                    Some(Ok((branches, targets))) => {
+                        self.remember_lookup(tx, targets);
+                        Some(branches)
+                    }
+                    Some(Err((code, reason))) => {
+                        self.tx_reply(tx, code, reason, &[]);
+                        return;
+                    }
+                }
+            }
             Outcome::Forward(targets) => {
-                let uris: Vec<Uri> = targets.iter().filter_map(|t| Uri::parse(t).ok()).collect();
+                let uris: Vec<BranchTarget> = targets
+                    .iter()
+                    .filter_map(|t| Uri::parse(t).ok())
+                    .map(BranchTarget::to)
+                    .collect();
                 if uris.is_empty() {
                     inc(&self.stats.module_failures);
                     tracing::warn!(route = %route.name, ?targets, "module gave no usable forward target");
@@ -281,20 +388,25 @@ impl Core {
 
     /// Start a leg: resolve the destinations, build one branch per destination, arm the
     /// failure hook when something could follow, and hand the branches to the table.
-    fn fork(&self, tx: TxId, mut ctx: TxCtx, explicit: Option<Vec<Uri>>) {
+    pub(crate) fn fork(&self, tx: TxId, mut ctx: TxCtx, explicit: Option<Vec<BranchTarget>>) {
         let mut req = ctx.req.clone();
-        let (uris, keep_transport) =
-            self.destinations(&mut req, ctx.route_idx, explicit, ctx.group);
+        let (branches, keep_transport) = match explicit {
+            Some(b) => (b, false),
+            None => {
+                let (uris, keep) = self.destinations(&mut req, ctx.route_idx, None, ctx.group);
+                (uris.into_iter().map(BranchTarget::to).collect(), keep)
+            }
+        };
         ctx.from_next_hops &= self
             .next_hops
             .get(ctx.route_idx)
             .is_some_and(|g| !g.is_empty());
-        let mut targets = Vec::with_capacity(uris.len());
-        for u in &uris {
-            match resolve::of_uri(u) {
-                Ok(t) if keep_transport => targets.push(t.with_transport(ctx.rx.transport)),
-                Ok(t) => targets.push(t),
-                Err(e) => tracing::debug!(uri = %u, reason = e.reason, "target skipped"),
+        let mut targets = Vec::with_capacity(branches.len());
+        for b in branches {
+            match resolve::of_uri(&b.hop) {
+                Ok(t) if keep_transport => targets.push((t.with_transport(ctx.rx.transport), b)),
+                Ok(t) => targets.push((t, b)),
+                Err(e) => tracing::debug!(uri = %b.hop, reason = e.reason, "target skipped"),
             }
         }
         if targets.is_empty() {
@@ -302,11 +414,11 @@ impl Core {
             return;
         }
         let record_route = self.prepare_forward(&mut req, ctx.route_idx, ctx.max_forwards);
-        if targets.iter().all(|t| matches!(t, Dest::Ready(_))) {
+        if targets.iter().all(|(t, _)| matches!(t, Dest::Ready(_))) {
             let dests = targets
                 .into_iter()
-                .filter_map(|t| match t {
-                    Dest::Ready(d) => Some(d),
+                .filter_map(|(t, b)| match t {
+                    Dest::Ready(d) => Some((d, b)),
                     Dest::Lookup { .. } => None,
                 })
                 .collect();
@@ -319,9 +431,9 @@ impl Core {
         };
         self.runtime.spawn(async move {
             let mut dests = Vec::new();
-            for t in targets {
+            for (t, b) in targets {
                 match t {
-                    Dest::Ready(d) => dests.push(d),
+                    Dest::Ready(d) => dests.push((d, b)),
                     Dest::Lookup {
                         host,
                         port,
@@ -333,7 +445,7 @@ impl Core {
                         )
                         .await;
                         match found.ok().and_then(Result::ok).and_then(|mut a| a.next()) {
-                            Some(addr) => dests.push(Destination { transport, addr }),
+                            Some(addr) => dests.push((Destination { transport, addr }, b)),
                             None => inc(&core.stats.unresolvable),
                         }
                     }
@@ -352,12 +464,12 @@ impl Core {
         tx: TxId,
         ctx: TxCtx,
         req: &Message,
-        dests: Vec<Destination>,
+        dests: Vec<(Destination, BranchTarget)>,
         record_route: bool,
     ) {
         let mut targets = Vec::with_capacity(dests.len());
         let mut looped = false;
-        for dest in dests {
+        for (dest, branch) in dests {
             if self.is_own_listener(dest) {
                 looped = true;
                 continue;
@@ -370,8 +482,10 @@ impl Core {
                 continue;
             };
             let n = self.branch_seq.fetch_add(1, Ordering::Relaxed);
+            let mut copy = req.clone();
+            branch.edit(&mut copy);
             let Some(request) = self.outgoing(
-                req.clone(),
+                copy,
                 ctx.rx,
                 out,
                 ctx.route_idx,
@@ -461,8 +575,11 @@ impl Core {
                     headers,
                 } => return self.tx_reply(tx, code, &reason, &headers),
                 Verdict::Forward(targets) => {
-                    let uris: Vec<Uri> =
-                        targets.iter().filter_map(|t| Uri::parse(t).ok()).collect();
+                    let uris: Vec<BranchTarget> = targets
+                        .iter()
+                        .filter_map(|t| Uri::parse(t).ok())
+                        .map(BranchTarget::to)
+                        .collect();
                     if uris.is_empty() {
                         return self.relay_best(tx);
                     }

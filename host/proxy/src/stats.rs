@@ -68,4 +68,16 @@ counters! {
     branch_failures,
     /// New legs started after a failure (serial forking, failover).
     failovers,
+    /// REGISTERs handled by the registrar (all outcomes).
+    registrations,
+    /// REGISTERs the registrar refused (>= 300).
+    registrations_refused,
+    /// Location lookups.
+    lookups,
+    /// Lookups that found no usable contact (404/480).
+    lookups_not_found,
+    /// Bindings removed after a branch failure (`unregister_on`).
+    unregistered,
+    /// ACKs of replies Weir sent statelessly, absorbed.
+    acks_absorbed,
 }

@@ -56,6 +56,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
         484 => "Address Incomplete",
         485 => "Ambiguous",
         486 => "Busy Here",
+        477 => "Unfortunately error on sending to next hop occurred",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
         489 => "Bad Event",

@@ -394,6 +394,13 @@ impl Cell {
         Ok(())
     }
 
+    /// The request as sent on branch `b`, and the peer the transaction's request came
+    /// from.
+    pub fn branch_request(&self, b: usize) -> Option<(Message, Peer)> {
+        let br = self.branches.get(b)?;
+        Some((br.client.request().clone(), self.peer))
+    }
+
     /// Turn a client machine's actions into outputs; returns what it delivered.
     fn client_actions(
         &mut self,
@@ -434,14 +441,14 @@ impl Cell {
     }
 
     /// Branch `b`'s request could not be sent: its client transaction ends (nothing to
-    /// retransmit, nothing to CANCEL) and the branch counts as a local 503.
+    /// retransmit, nothing to CANCEL) and the branch counts as a local 477.
     pub fn on_transport_error(&mut self, b: usize, now: Instant, fx: &mut Fx) {
         let mut acts = Vec::new();
         match self.branches.get_mut(b) {
             Some(br) => br.client.on_event(ClientEvent::Expire, now, &mut acts),
             None => return,
         }
-        // Not a timeout: the context hears of it as a 503 below.
+        // Not a timeout: the context hears of it as a 477 below.
         acts.retain(|a| !matches!(a, Action::Timeout(_)));
         self.client_actions(b, Role::Main, acts, now, fx);
         let acts = self.ctx.on_transport_error(b);

@@ -146,7 +146,7 @@ impl ClientInvite {
                             self.timers.cancel(Timer::B, out);
                             self.timers.cancel(Timer::C, out);
                             self.state = S::Accepted;
-                            self.timers.start(Timer::M, self.cfg.t1x64(), now, out);
+                            self.timers.start(Timer::M, self.cfg.linger(), now, out);
                         }
                         out.push(Action::Deliver(resp));
                     }
@@ -162,7 +162,7 @@ impl ClientInvite {
                         if self.reliable {
                             self.terminate(out);
                         } else {
-                            self.timers.start(Timer::D, self.cfg.t1x64(), now, out);
+                            self.timers.start(Timer::D, self.cfg.linger(), now, out);
                         }
                     }
                     (S::Completed, 300..=699) => {

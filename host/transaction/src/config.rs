@@ -12,12 +12,20 @@ use std::time::Duration;
 /// | B, F | client gives up without a provisional (B) / without a final (F) | `fr_timer` |
 /// | C | INVITE client gives up after a provisional (restarted on each 1xx) | `fr_inv_timer` |
 /// | D | client INVITE absorbs final retransmissions | `64*t1` (UDP), 0 (reliable) |
-/// | H, L, M | server waits for ACK (H); 2xx retransmission windows (RFC 6026) | `64*t1` |
+/// | H | server waits for the ACK of a non-2xx final | `64*t1` |
+/// | L, M | 2xx retransmission windows (RFC 6026) | `wt_timer` |
+/// | D | client INVITE absorbs non-2xx final retransmissions | `wt_timer` (UDP), 0 (reliable) |
 /// | I, K | absorb ACK / response retransmissions | `t4` (UDP), 0 (reliable) |
-/// | J | server non-INVITE absorbs request retransmissions | `64*t1` (UDP), 0 (reliable) |
+/// | J | server non-INVITE absorbs request retransmissions | `wt_timer` (UDP), 0 (reliable) |
+///
+/// RFC 3261/6026 give D, J, L and M `64*T1` (32 s); like Kamailio, Weir keeps a
+/// completed transaction for `wt_timer` (5 s) instead: a proxy at 1,000 calls/s would
+/// otherwise hold 64,000 finished transactions. Retransmissions arriving later are
+/// rare (the peer's own timers stopped when it got the final) and are then handled
+/// statelessly, as Kamailio does.
 ///
 /// `max_inv_lifetime` / `max_noninv_lifetime` cap a whole proxy transaction (all branches
-/// together); `wt_timer` is how long an unmatched CANCEL is remembered (see the crate docs).
+/// together); `wt_timer` is also how long an unmatched CANCEL is remembered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimerConfig {
     /// RTT estimate; first retransmission interval. Kamailio `retr_timer1`, 500 ms.
@@ -36,8 +44,9 @@ pub struct TimerConfig {
     pub max_inv_lifetime: Duration,
     /// Cap on a whole non-INVITE transaction. Kamailio `max_noninv_lifetime`, 32 s.
     pub max_noninv_lifetime: Duration,
-    /// How long late messages are absorbed after completion; Weir uses it for the
-    /// memory of unmatched CANCELs. Kamailio `wt_timer`, 5 s.
+    /// How long a completed transaction lingers to absorb late retransmissions
+    /// (timers D, J, L, M), and how long an unmatched CANCEL is remembered. Kamailio
+    /// `wt_timer`, 5 s.
     pub wt_timer: Duration,
 }
 
@@ -57,9 +66,14 @@ impl Default for TimerConfig {
 }
 
 impl TimerConfig {
-    /// `64*T1`: timers D (UDP), H, J (UDP), L and M.
+    /// `64*T1`: timers C and H.
     pub fn t1x64(&self) -> Duration {
         self.t1.saturating_mul(64)
+    }
+
+    /// How long a completed transaction lingers: timers D (UDP), J (UDP), L and M.
+    pub fn linger(&self) -> Duration {
+        self.wt_timer
     }
 
     /// The next retransmission interval after `current`: doubled, capped at T2.

@@ -7,6 +7,9 @@ use weir_message::{names_equal, reason_phrase, Message};
 use crate::build::cancel_reason;
 use crate::error::{Error, Result};
 
+/// Local status of a branch whose request could not be sent (Kamailio `E_SEND`).
+pub const SEND_FAILED: u16 = 477;
+
 /// What a branch ended with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
@@ -321,8 +324,10 @@ impl ResponseContext {
         acts
     }
 
-    /// Branch `b`'s request could not be sent: it ends with a local 503 (§16.9), and
-    /// nothing is CANCELled since nothing reached the next hop.
+    /// Branch `b`'s request could not be sent: it ends at once (§16.9) with a local 477,
+    /// Kamailio's status for "error on sending to next hop" (`E_SEND`), which
+    /// `unregister_on` and failure chains can tell from a 503 the next hop sent.
+    /// Nothing is CANCELled since nothing reached the next hop.
     pub fn on_transport_error(&mut self, b: usize) -> Vec<CtxAction> {
         let mut acts = Vec::new();
         let Some(slot) = self.branches.get_mut(b) else {
@@ -331,10 +336,10 @@ impl ResponseContext {
         if slot.reply.is_some() {
             return acts;
         }
-        slot.reply = Some(Reply::Local(503));
+        slot.reply = Some(Reply::Local(SEND_FAILED));
         acts.push(CtxAction::BranchFailure {
             branch: b,
-            code: 503,
+            code: SEND_FAILED,
             timeout: false,
         });
         self.check_complete(&mut acts);

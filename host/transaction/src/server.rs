@@ -122,7 +122,7 @@ impl ServerInvite {
                 self.last = Some(resp);
                 if (200..300).contains(&code) {
                     self.state = S::Accepted;
-                    self.timers.start(Timer::L, self.cfg.t1x64(), now, out);
+                    self.timers.start(Timer::L, self.cfg.linger(), now, out);
                 } else if is_final(code) {
                     self.state = S::Completed;
                     if !self.reliable {
@@ -241,7 +241,7 @@ impl ServerNonInvite {
                     if self.reliable {
                         self.terminate(out);
                     } else {
-                        self.timers.start(Timer::J, self.cfg.t1x64(), now, out);
+                        self.timers.start(Timer::J, self.cfg.linger(), now, out);
                     }
                 } else {
                     self.state = S::Proceeding;

@@ -568,7 +568,8 @@ impl TransactionTable {
     }
 
     /// The request of branch `branch` could not be sent (e.g. its TCP connection was
-    /// refused): the branch ends as if it had answered 503 (RFC 3261 §16.9, §18.4),
+    /// refused): the branch ends at once with a local 477 (RFC 3261 §16.9, §18.4;
+    /// Kamailio's status for a send error),
     /// with [`Output::BranchFailure`] and, if it was the last, the usual completion.
     /// A branch that already ended is left alone.
     pub fn transport_error(&self, tx: TxId, branch: usize, now: Instant) -> Result<Vec<Output>> {
@@ -618,6 +619,15 @@ impl TransactionTable {
             Ok(())
         })
         .map(|_| ())
+    }
+
+    /// A copy of the request as sent on `branch` of `tx` (for a branch-failure hook),
+    /// with the peer the transaction's request came from; `None` if either is gone.
+    pub fn branch_request(&self, tx: TxId, branch: usize) -> Option<(Message, Peer)> {
+        self.lock(tx.shard())
+            .cells
+            .get(&tx)
+            .and_then(|c| c.branch_request(branch))
     }
 
     /// Whether `tx` was cancelled upstream (`t_is_canceled`); `None` if it is gone.

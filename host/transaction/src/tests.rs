@@ -455,11 +455,11 @@ async fn ack_to_a_non_2xx_is_absorbed_and_we_ack_downstream_timer_d() {
     assert_eq!(a.outcome, RequestOutcome::AckAbsorbed(tx));
     assert!(a.outputs.is_empty());
     assert!(h.request(&upstream_ack("z9hG4bK1", &up)).outputs.is_empty());
-    // Server side ends after I (5 s), the branch after D (32 s).
-    let log = h.advance(31_000).await;
+    // Server side ends after I (5 s = T4), the branch after D (wt_timer, 5 s).
+    let log = h.advance(4_900).await;
     assert!(!terminated(&only(log), tx));
-    let log = h.advance(1_000).await;
-    assert_eq!(log, [(32_000, Output::Terminated { tx })]);
+    let log = h.advance(100).await;
+    assert_eq!(log, [(5_000, Output::Terminated { tx })]);
     assert_eq!(
         h.respond(r).0,
         ResponseOutcome::Unmatched(s.reply(486, "", Some("callee")))
@@ -511,10 +511,13 @@ async fn two_xx_passes_end_to_end_until_timers_l_and_m() {
     let mut ack = req("ACK", "z9hG4bK2", "");
     ack.headers.set("To", ok.headers.get("To").unwrap());
     assert_eq!(h.request(&ack).outcome, RequestOutcome::Stateless);
-    let log = h.advance(31_400).await;
+    let log = h.advance(4_400).await;
     assert!(log.is_empty());
     let log = h.advance(200).await;
-    assert!(terminated(&only(log), tx), "L and M end it at 64*T1");
+    assert!(
+        terminated(&only(log), tx),
+        "L and M end it at wt_timer (5 s)"
+    );
     assert!(h.table.is_empty());
     assert!(matches!(h.respond(ok).0, ResponseOutcome::Unmatched(_)));
 }
@@ -534,10 +537,10 @@ async fn timers_e_and_f_then_j() {
     );
     assert_eq!(response_times(&log, 408), [30_000]);
     assert_eq!(h.table.len(), 1);
-    // The server transaction absorbs retransmissions for timer J (64*T1 on UDP).
+    // The server transaction absorbs retransmissions for timer J (wt_timer on UDP).
     assert_eq!(statuses(&h.request(&opt).outputs), [408]);
-    let log = h.advance(32_000).await;
-    assert_eq!(log, [(62_000, Output::Terminated { tx })]);
+    let log = h.advance(5_000).await;
+    assert_eq!(log, [(35_000, Output::Terminated { tx })]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -556,10 +559,10 @@ async fn timer_e_runs_at_t2_once_proceeding_and_k_absorbs_finals() {
     let (_, out) = h.respond(ok.clone());
     assert_eq!(statuses(&out), [200]);
     assert_eq!(h.respond(ok).0, ResponseOutcome::Absorbed, "timer K");
-    let log = h.advance(5_000).await;
-    assert!(log.is_empty(), "K (5 s) is over, but J (32 s) is not");
-    let log = h.advance(27_000).await;
-    assert!(terminated(&only(log), tx));
+    let log = h.advance(4_900).await;
+    assert!(log.is_empty(), "K and J (5 s) are not over");
+    let log = h.advance(100).await;
+    assert!(terminated(&only(log), tx), "K (T4) and J (wt_timer) end it");
     assert!(h.table.is_empty());
 }
 
@@ -1212,7 +1215,7 @@ async fn per_transaction_lifetime_both_ways() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_transport_error_ends_the_branch_as_503_at_once() {
+async fn a_transport_error_ends_the_branch_as_477_at_once() {
     let h = H::new();
     let inv = req("INVITE", "z9hG4bK1", "");
     let tx = h.new_tx(&inv);
@@ -1232,15 +1235,19 @@ async fn a_transport_error_ends_the_branch_as_503_at_once() {
         [Output::BranchFailure {
             tx,
             branch: 0,
-            code: 503,
+            code: 477,
             timeout: false
         }],
         "one branch left: nothing goes up, nothing is CANCELled"
     );
     // A second report for the same branch changes nothing.
-    assert!(h.table.transport_error(tx, 0, Instant::now()).unwrap().is_empty());
+    assert!(h
+        .table
+        .transport_error(tx, 0, Instant::now())
+        .unwrap()
+        .is_empty());
     let out = h.table.transport_error(tx, 1, Instant::now()).unwrap();
-    assert!(out.contains(&Output::Failure { tx, code: 503 }), "{out:?}");
+    assert!(out.contains(&Output::Failure { tx, code: 477 }), "{out:?}");
     // No retransmission of the dead branches afterwards.
     let log = h.advance(2_000).await;
     assert!(
@@ -1248,5 +1255,5 @@ async fn a_transport_error_ends_the_branch_as_503_at_once() {
         "{log:?}"
     );
     let out = h.table.relay_best(tx, Instant::now()).unwrap();
-    assert_eq!(statuses(&out), [500], "503 goes up as 500 (§16.7)");
+    assert_eq!(statuses(&out), [477], "as Kamailio answers a send error");
 }

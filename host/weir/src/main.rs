@@ -26,6 +26,8 @@ Logging follows RUST_LOG (default: info), e.g. RUST_LOG=weir=debug,info.
 
 /// How often counters are written to the log while running.
 const STATS_EVERY: Duration = Duration::from_secs(60);
+/// How often expired registrar bindings are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -98,7 +100,10 @@ fn init_logging() {
 }
 
 /// Load every module of the config into a fresh registry.
-fn load_modules(cfg: &Config) -> Result<(Runtime, Arc<ModuleRegistry>)> {
+fn load_modules(
+    cfg: &Config,
+    kv: Arc<dyn weir_wasm::KvStore>,
+) -> Result<(Runtime, Arc<ModuleRegistry>)> {
     if let Some(dir) = &cfg.runtime.cache_dir {
         // A cache that cannot be created only costs compile time.
         if let Err(e) = std::fs::create_dir_all(dir) {
@@ -110,7 +115,7 @@ fn load_modules(cfg: &Config) -> Result<(Runtime, Arc<ModuleRegistry>)> {
             cache_dir: cfg.runtime.cache_dir.clone().filter(|d| d.is_dir()),
             epoch_tick: cfg.runtime.epoch_tick,
         },
-        MemoryKv::new(KvLimits::default()),
+        kv,
     )
     .context("cannot start the wasm runtime")?;
     let registry = Arc::new(ModuleRegistry::new());
@@ -157,7 +162,8 @@ fn param_value(v: &weir_config::ParamValue) -> weir_wasm::ParamValue {
 fn check(path: &Path) -> Result<()> {
     init_logging();
     let cfg = Config::load(path)?;
-    let (_runtime, registry) = load_modules(&cfg)?;
+    // The stores are not opened: a running Weir may hold them.
+    let (_runtime, registry) = load_modules(&cfg, MemoryKv::new(KvLimits::default()))?;
     println!(
         "{}: ok ({} listeners, {} modules loaded, {} routes)",
         path.display(),
@@ -186,9 +192,27 @@ async fn serve(cfg: Config) -> Result<()> {
     // clean stop with final stats, not the default disposition.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let (_runtime, registry) = load_modules(&cfg)?;
+    let stores = weir_store::open(&cfg.store).context("cannot open the state store")?;
+    let (runtime, registry) = load_modules(&cfg, stores.kv.clone())?;
+    runtime.set_subscribers(stores.subscribers.clone());
+    let registrar = match &cfg.registrar {
+        Some(rc) => Some(Arc::new(
+            weir_registrar::Registrar::new(rc.clone(), stores.location.clone())
+                .context("registrar")?
+                .with_subscribers(stores.subscribers.clone()),
+        )),
+        None => None,
+    };
     let transports = Transports::bind(&cfg.listeners, &cfg.limits, cfg.proxy.max_message_size)?;
-    let core = Core::new(&cfg, transports.clone(), registry.clone());
+    let core = Core::new(
+        &cfg,
+        transports.clone(),
+        registry.clone(),
+        registrar.clone(),
+    );
+    if let Some(r) = registrar {
+        tokio::spawn(purge_bindings(r));
+    }
     transports.start(core.clone(), cfg.proxy.udp_workers);
     for l in transports.listeners() {
         tracing::info!(name = %l.name, transport = %l.transport, address = %l.local, "listening");
@@ -208,6 +232,26 @@ async fn serve(cfg: Config) -> Result<()> {
     transports.stop();
     log_stats(&core, &registry);
     Ok(())
+}
+
+/// Expired bindings leave the location store (lookups never return them meanwhile).
+async fn purge_bindings(registrar: Arc<weir_registrar::Registrar>) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    loop {
+        every.tick().await;
+        let r = registrar.clone();
+        let now = weir_proxy::now_ms();
+        // The store may be remote (Redis): off the async workers.
+        match tokio::task::spawn_blocking(move || r.purge(now)).await {
+            Ok(Ok(events)) => {
+                for e in events {
+                    tracing::debug!(aor = %e.aor, contact = %e.binding.contact, "binding expired");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot purge expired bindings"),
+            Err(_) => {}
+        }
+    }
 }
 
 fn log_stats(core: &Core, registry: &ModuleRegistry) {

@@ -1,0 +1,189 @@
+//! The registrar and location service on a route: `registrar = true` saves REGISTERs
+//! (Kamailio `save("location")`), `lookup = true` turns an initial request's URI into
+//! its registered contacts (`lookup("location")`), and a lookup branch that fails with
+//! one of the registrar's `unregister_on` statuses can remove its binding.
+//!
+//! The registrar itself (weir-registrar) is sans-IO; this module feeds it what the
+//! transport saw and maps its answers onto replies and branches.
+
+use std::collections::HashMap;
+use std::sync::MutexGuard;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use weir_message::{Message, Method, Uri};
+use weir_registrar::{Lookup, Registered, RequestContext, Target};
+use weir_transaction::TxId;
+use weir_transport::Transport;
+
+use crate::stateful::BranchTarget;
+use crate::stats::inc;
+use crate::{Core, Rx};
+
+/// What a lookup forked to, kept while the transaction lives when branch failures may
+/// unregister contacts.
+#[derive(Debug)]
+pub(crate) struct LookupBranches {
+    targets: Vec<Target>,
+}
+
+/// A lookup's branches, and the bindings they came from.
+pub(crate) type Found = (Vec<BranchTarget>, Vec<Target>);
+
+/// Wall clock in ms since the Unix epoch (bindings expire in wall time, so every node
+/// and every restart agree).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    }
+}
+
+/// Whether an initial request of this method is looked up (not REGISTER, not the
+/// hop-by-hop or transaction-bound ones).
+fn looked_up(req: &Message) -> bool {
+    req.to_tag().is_none()
+        && !matches!(
+            req.method(),
+            Some(Method::Register | Method::Ack | Method::Cancel) | None
+        )
+}
+
+impl Core {
+    fn lookups(&self) -> MutexGuard<'_, HashMap<TxId, LookupBranches>> {
+        // Every critical section is one insert, get or remove: a poisoned map is whole.
+        self.lookup_branches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Save a REGISTER if `route_idx` is a registrar route; the reply to send.
+    pub(crate) fn save_if_registrar(
+        &self,
+        req: &Message,
+        rx: Rx,
+        route_idx: usize,
+    ) -> Option<Registered> {
+        let registrar = self.registrar.as_ref()?;
+        let route = self.routes.get(route_idx)?;
+        if !route.registrar || req.method() != Some(&Method::Register) {
+            return None;
+        }
+        let listener = self
+            .transports
+            .listeners()
+            .get(rx.listener)
+            .map(|l| l.name.clone());
+        let ctx = RequestContext {
+            source: rx.src,
+            transport: transport_name(rx.transport),
+            listener: listener.as_deref(),
+            now_ms: now_ms(),
+        };
+        let r = registrar.register(req, &ctx, &mut rand::thread_rng());
+        inc(&self.stats.registrations);
+        if r.status >= 300 {
+            inc(&self.stats.registrations_refused);
+        }
+        for e in &r.events {
+            tracing::debug!(kind = ?e.kind, aor = %e.aor, contact = %e.binding.contact, "binding");
+        }
+        Some(r)
+    }
+
+    /// Look the request URI up if `route_idx` is a lookup route and the request is an
+    /// initial one: `None` when not applicable, else the branches or the reply.
+    pub(crate) fn lookup_if_location(
+        &self,
+        req: &Message,
+        route_idx: usize,
+    ) -> Option<Result<Found, (u16, &'static str)>> {
+        let registrar = self.registrar.as_ref()?;
+        let route = self.routes.get(route_idx)?;
+        if !route.lookup || !looked_up(req) {
+            return None;
+        }
+        let ruri = req.request_uri().unwrap_or_default();
+        let found = registrar.lookup(ruri, now_ms());
+        inc(&self.stats.lookups);
+        let targets = match found {
+            Lookup::Found(t) => t,
+            other => {
+                inc(&self.stats.lookups_not_found);
+                let reply = registrar
+                    .lookup_reply(&other)
+                    .unwrap_or((500, "Server Internal Error"));
+                return Some(Err(reply));
+            }
+        };
+        let branches: Vec<BranchTarget> = targets
+            .iter()
+            .filter_map(|t| {
+                let hop = t.destination.as_deref().unwrap_or(&t.uri);
+                match Uri::parse(hop) {
+                    Ok(hop) => Some(BranchTarget {
+                        hop,
+                        ruri: Some(t.uri.clone()),
+                        // Path elements as registered, brackets included.
+                        route: t.route.clone(),
+                    }),
+                    Err(_) => {
+                        tracing::debug!(contact = %t.uri, "registered contact does not parse");
+                        None
+                    }
+                }
+            })
+            .collect();
+        if branches.is_empty() {
+            inc(&self.stats.lookups_not_found);
+            return Some(Err((480, "Temporarily Unavailable")));
+        }
+        Some(Ok((branches, targets)))
+    }
+
+    /// Remember a lookup's targets for `unregister_on`, if the registrar has any.
+    pub(crate) fn remember_lookup(&self, tx: TxId, targets: Vec<Target>) {
+        if self
+            .registrar
+            .as_ref()
+            .is_some_and(|r| !r.config().unregister_on.is_empty())
+        {
+            self.lookups().insert(tx, LookupBranches { targets });
+        }
+    }
+
+    /// The transaction is gone.
+    pub(crate) fn forget_lookup(&self, tx: TxId) {
+        if self.registrar.is_some() {
+            self.lookups().remove(&tx);
+        }
+    }
+
+    /// A branch of a looked-up request failed: the registrar may remove its binding
+    /// (`unregister_on`, e.g. 477 or a timeout without any reply).
+    pub(crate) fn lookup_branch_failed(&self, tx: TxId, ruri: &str, code: u16, timeout: bool) {
+        let Some(registrar) = self.registrar.as_ref() else {
+            return;
+        };
+        let target = self
+            .lookups()
+            .get(&tx)
+            .and_then(|l| l.targets.iter().find(|t| t.uri == ruri).cloned());
+        let Some(target) = target else {
+            return;
+        };
+        match registrar.branch_failed(&target, code, !timeout, now_ms()) {
+            Ok(Some(e)) => {
+                inc(&self.stats.unregistered);
+                tracing::info!(aor = %e.aor, contact = %e.binding.contact, code, "binding removed after branch failure");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot remove binding"),
+        }
+    }
+}
