@@ -53,6 +53,16 @@ pub fn header_ops_wasm() -> PathBuf {
     must_exist(p, "header_ops.wasm", "WEIR_HEADER_OPS_WASM")
 }
 
+/// A module from `plugins/` by crate name (`auth-xkeys`, `sdpops`, ...):
+/// `WEIR_<NAME>_WASM` (upper case, `-` as `_`), else the release wasm32-wasip2 build.
+pub fn plugin_wasm(crate_name: &str) -> PathBuf {
+    let file = crate_name.replace('-', "_");
+    let env = format!("WEIR_{}_WASM", file.to_ascii_uppercase());
+    let p = from_env(&env)
+        .unwrap_or_else(|| target_dir().join(format!("wasm32-wasip2/release/{file}.wasm")));
+    must_exist(p, &format!("{file}.wasm"), &env)
+}
+
 /// The misbehave test module: `WEIR_MISBEHAVE_WASM`, else the newest of the workspace
 /// target and the guest's own target directory (`scripts/setup` builds it with
 /// `--manifest-path`, which uses the guest's own `target/`).

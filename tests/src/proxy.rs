@@ -377,6 +377,15 @@ impl Proxy {
         self.stop_at_once()
     }
 
+    /// Kill with SIGKILL (a crash: no shutdown, no final counters) and wait until the
+    /// process is gone.
+    pub fn kill9(self) {
+        let mut child = lock(&self.child);
+        // `Child::kill` is SIGKILL on Unix, sent to this child's PID only.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Like [`stop`](Self::stop), without first waiting for the SIGTERM handler.
     pub fn stop_at_once(self) -> ProxyStats {
         let pid = lock(&self.child).id();

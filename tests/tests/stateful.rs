@@ -62,7 +62,9 @@ fn config(port: u16, transaction: &str, routes: &str) -> String {
          [modules.deny]\ncomponent = \"{MISBEHAVE}\"\ntimeout_ms = 1000\n\
          [modules.deny.params]\nmode = \"reply\"\n\n\
          [modules.pass]\ncomponent = \"{MISBEHAVE}\"\ntimeout_ms = 1000\n\
-         [modules.pass.params]\nmode = \"ok\"\n\n"
+         [modules.pass.params]\nmode = \"ok\"\n\n\
+         [modules.note]\ncomponent = \"{MISBEHAVE}\"\ntimeout_ms = 1000\n\
+         [modules.note.params]\nmode = \"note\"\n\n"
     );
     c + routes
 }
@@ -674,9 +676,9 @@ fn a_full_table_answers_503_and_still_absorbs_retransmissions() {
 
 #[test]
 
-fn a_branch_whose_transport_fails_counts_as_503_and_the_next_group_is_tried_at_once() {
-    // RFC 3261 §16.9: a transport error on a forwarded request is taken as a 503
-    // from that branch. The first group is a TCP next hop where nothing listens
+fn a_branch_whose_transport_fails_ends_at_once_and_the_next_group_is_tried() {
+    // RFC 3261 §16.9: a transport error on a forwarded request ends the branch at
+    // once (as a local 477, Kamailio's send error). The first group is a TCP next hop where nothing listens
     // (connection refused): the second group must get the INVITE long before
     // fr_timer (30 s by default) would end the first branch.
     let dead = ports::free_port();
@@ -725,6 +727,53 @@ fn serial_forking_relays_the_best_reply_of_the_last_group_only() {
     expect_hop_ack(&b, &fwd_b, "b");
     let (_, fin, _) = until_final(&ua, Duration::from_secs(5), "the INVITE");
     assert_eq!(fin.status(), Some(500), "{}", fin.text());
+}
+
+#[test]
+fn the_branch_failure_chain_sees_each_failed_branch_with_its_target_and_status() {
+    // [[A, B], [C]]: A is busy (486), B's TCP connection is refused (477 at once),
+    // C answers 200. The branch-failure chain (misbehave, mode note) logs each failed
+    // branch with its status and request URI (next hops keep the caller's), and
+    // nothing for the winner.
+    let (a, c) = (UdpPeer::bind(), UdpPeer::bind());
+    let dead = ports::free_port();
+    let b_uri = format!("sip:127.0.0.1:{dead};transport=tcp");
+    let hops = format!("[[{}, {}], [{}]]", q(&a.uri()), q(&b_uri), q(&c.uri()));
+    let routes = conf::stateful_route(
+        "fork",
+        &hops,
+        "methods = [\"INVITE\"]\nbranch_failure = [{ module = \"note\" }]",
+    ) + &conf::stateful_route("dialog", "", "");
+    let proxy = start("", &routes);
+    let ua = UdpPeer::bind();
+    let invite = ua.request("INVITE", "sip:bob@example.com");
+    ua.send(&invite, proxy.addr());
+    let fwd_a = invites_at(&[&a]).remove(0);
+    answer(&a, &fwd_a, 486, "Busy Here", "a");
+    expect_hop_ack(&a, &fwd_a, "a");
+    let fwd_c = invites_at(&[&c]).remove(0);
+    answer(&c, &fwd_c, 200, "OK", "c");
+    let (_, fin, _) = until_final(&ua, Duration::from_secs(5), "the INVITE");
+    assert_eq!(fin.status(), Some(200), "{}", fin.text());
+    let a_line =
+        "note hook=Hook::BranchFailure failure=486 cancelled=false uri=sip:bob@example.com";
+    let b_line =
+        "note hook=Hook::BranchFailure failure=477 cancelled=false uri=sip:bob@example.com";
+    assert!(
+        proxy.wait_for_log(a_line, Duration::from_secs(5)),
+        "{}",
+        proxy.log()
+    );
+    assert!(
+        proxy.wait_for_log(b_line, Duration::from_secs(5)),
+        "{}",
+        proxy.log()
+    );
+    let log = proxy.log();
+    assert_eq!(log.matches("note hook=").count(), 2, "{log}");
+    let stats = proxy.stop();
+    assert_eq!(stats.get("branch_failures"), 2, "{stats:?}");
+    assert_eq!(stats.get("module_failures"), 0, "{stats:?}");
 }
 
 #[test]
