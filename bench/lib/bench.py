@@ -19,6 +19,13 @@ library only. For each proxy it:
 Both proxies run side by side (each idle while the other is measured) behind one SIPp
 UAS, so that the measurements can alternate and a change in background load hits both.
 
+With --mode stateful both proxies run transaction-stateful configs (Weir
+bench/weir/stateful.toml, Kamailio bench/kamailio/stateful.cfg with tm), SIPp runs
+bench/sipp/uac-stateful.xml / uas-stateful.xml (in-dialog requests along the route set),
+and the report adds CPU time per call and response times: SIPp's (-trace_rtt, whole
+milliseconds, every call) and a probe's (bench/lib/probe.py, microseconds, a few calls a
+second during the fixed-rate slices).
+
 Then it prints a table and writes bench/results/<date>.md.
 """
 
@@ -339,6 +346,10 @@ BUCKETS = [
          r"finish_task_switch|_raw_spin_unlock_irqrestore|schedule|switch_to|wake|futex|"
          r"hrtimer|nanosleep|ttwu|enqueue_task|dequeue_task|pick_next|update_curr", s)),
     ("kernel: UDP send/receive and syscalls", lambda c, d, s: d.startswith("[kernel")),
+    ("Weir async workers: transaction timers (weir-worker threads, user space)",
+     lambda c, d, s: c.startswith("weir-worker")),
+    ("Weir transaction layer on the UDP threads (weir_transaction, timer heap)",
+     lambda c, d, s: re.search(r"weir_transaction|binary_heap", s)),
     ("wasm guest code (header-ops, JIT)", lambda c, d, s: d.startswith("[JIT") or "memfd" in d
      or d.startswith("[unknown")),
     ("wasmtime runtime (calls, component ABI, host glue)",
@@ -449,8 +460,37 @@ def header_lines(msg: str) -> list[str]:
     return head.split("\r\n")[1:]
 
 
-def check_edits(proxy_port, uas_port) -> dict:
-    """Send one INVITE with X-Debug-* headers; capture what reaches the next hop."""
+def reply_to(req: str, code: int, reason: str) -> bytes:
+    """A final response to a request as received by a UAS (Vias, From, To + tag, Call-ID,
+    CSeq copied)."""
+    keep = []
+    for h in header_lines(req):
+        n = h.split(":", 1)[0].strip().lower()
+        if n in ("via", "v", "from", "f", "call-id", "i", "cseq"):
+            keep.append(h)
+        elif n in ("to", "t"):
+            keep.append(h + ";tag=bench-uas")
+    return "\r\n".join([f"SIP/2.0 {code} {reason}", *keep, "Content-Length: 0", "", ""]).encode()
+
+
+def ack_for(invite: bytes, resp: str) -> bytes:
+    """The hop-by-hop ACK of a non-2xx final response to `invite` (RFC 3261 17.1.1.3)."""
+    inv = invite.decode(errors="replace")
+    ruri = inv.split("\r\n", 1)[0].split()[1]
+    lines = [f"ACK {ruri} SIP/2.0"]
+    for h in header_lines(inv):
+        n = h.split(":", 1)[0].strip().lower()
+        if n in ("via", "from", "call-id"):
+            lines.append(h)
+    to = next((h for h in header_lines(resp) if h.split(":", 1)[0].strip().lower() in ("to", "t")), "")
+    lines += [to, "CSeq: 1 ACK", "Max-Forwards: 70", "Content-Length: 0", "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def check_edits(proxy_port, uas_port, appended="X-Weir: stateless", stateful=False) -> dict:
+    """Send one INVITE with X-Debug-* headers; capture what reaches the next hop.
+    Stateful: the next hop answers 486 and both ends ACK it, so that no transaction is
+    left retransmitting towards the UAS port when SIPp takes it over."""
     uas = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     uas.bind((HOST, uas_port))
     uas.settimeout(2.0)
@@ -461,30 +501,55 @@ def check_edits(proxy_port, uas_port) -> dict:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((HOST, 0))
         p = s.getsockname()[1]
-        s.sendto(
-            sip_request(
-                "INVITE",
-                f"sip:service@{HOST}:{proxy_port}",
-                p,
-                extra + ["Content-Type: application/sdp"],
-                body=sdp,
-            ),
-            (HOST, proxy_port),
+        invite = sip_request(
+            "INVITE",
+            f"sip:service@{HOST}:{proxy_port}",
+            p,
+            extra + ["Content-Type: application/sdp"],
+            body=sdp,
         )
+        s.sendto(invite, (HOST, proxy_port))
+        call_id = re.search(rb"Call-ID: (\S+)", invite).group(1).decode()
+
+        def recv_ours(method):
+            """The next message at the next hop of this check's call (leftovers of an
+            earlier check are skipped)."""
+            while True:
+                m = uas.recv(65535).decode(errors="replace")
+                if m.startswith(method + " ") and call_id in m:
+                    return m
         try:
-            fwd = uas.recv(65535).decode(errors="replace")
+            fwd = recv_ours("INVITE")
         except socket.timeout:
             result["problems"].append("INVITE not forwarded to the next hop within 2 s")
-            return result
-        finally:
             s.close()
+            return result
+        if stateful:
+            uas.sendto(reply_to(fwd, 486, "Busy Here"), (HOST, proxy_port))
+            s.settimeout(2.0)
+            try:
+                while True:
+                    r = s.recv(65535).decode(errors="replace")
+                    code = int(r.split()[1])
+                    if code >= 200:
+                        result["final"] = r.split("\r\n", 1)[0]
+                        s.sendto(ack_for(invite, r), (HOST, proxy_port))
+                        break
+            except (socket.timeout, ValueError, IndexError):
+                result["problems"].append("the next hop's 486 was not relayed back within 2 s")
+            try:  # the proxy's hop-by-hop ACK of the 486
+                a = recv_ours("ACK")
+                result["uas_ack"] = a.split("\r\n", 1)[0]
+            except socket.timeout:
+                result["problems"].append("the proxy did not ACK the next hop's 486 within 2 s")
+        s.close()
         result["forwarded"] = fwd
         hl = header_lines(fwd)
         names = [h.split(":", 1)[0].strip().lower() for h in hl]
         if any(n.startswith("x-debug-") for n in names):
             result["problems"].append("X-Debug-* header still present")
-        if "X-Weir: stateless" not in hl:
-            result["problems"].append("X-Weir: stateless not appended")
+        if appended not in hl:
+            result["problems"].append(f"{appended} not appended")
         if not any(re.fullmatch(r"max-forwards:\s*69", h, re.I) for h in hl):
             result["problems"].append("Max-Forwards not decremented to 69")
         if names.count("via") + names.count("v") < 2:
@@ -492,10 +557,36 @@ def check_edits(proxy_port, uas_port) -> dict:
         if "record-route" not in names:
             result["problems"].append("no Record-Route on the initial INVITE")
         # Max-Forwards: 0 -> 483
-        r = exchange(
-            proxy_port,
-            lambda p: sip_request("INVITE", f"sip:service@{HOST}:{proxy_port}", p, max_forwards="0"),
-        )
+        mf0 = {}
+
+        def mf0_invite(p):
+            mf0["req"] = sip_request("INVITE", f"sip:service@{HOST}:{proxy_port}", p,
+                                     max_forwards="0")
+            return mf0["req"]
+        if stateful:  # ACK the 483, as a UA would (a stateful 483 is retransmitted until then)
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.bind((HOST, 0))
+            c.settimeout(1.0)
+            try:
+                c.sendto(mf0_invite(c.getsockname()[1]), (HOST, proxy_port))
+                r = c.recv(65535).decode(errors="replace")
+                c.sendto(ack_for(mf0["req"], r), (HOST, proxy_port))
+            except socket.timeout:
+                r = None
+            finally:
+                c.close()
+            # the ACK of the proxy's own 483 ends there (Kamailio: sl absorbs it)
+            uas.settimeout(0.5)
+            try:
+                leak = uas.recv(65535).decode(errors="replace")
+                result["acked_483_forwarded"] = leak.split("\r\n\r\n")[0]
+                result["problems"].append(
+                    "the ACK of the proxy's own 483 was forwarded to the next hop: "
+                    + leak.split("\r\n", 1)[0])
+            except socket.timeout:
+                pass
+        else:
+            r = exchange(proxy_port, mf0_invite)
         result["mf0"] = r.split("\r\n", 1)[0] if r else None
         if not (r and r.startswith("SIP/2.0 483")):
             result["problems"].append(f"Max-Forwards: 0 answered {result['mf0']!r}, not 483")
@@ -536,6 +627,59 @@ def ival(row, key) -> int:
         return int(float(row.get(key, "0")))
     except ValueError:
         return 0
+
+
+def read_rtt(path: Path) -> dict:
+    """SIPp -trace_rtt file (Date_ms;response_time_ms;rtd_no) -> {rtd: {ms: count}}."""
+    out: dict = {}
+    if not path.exists():
+        return out
+    for line in path.read_text(errors="replace").splitlines()[1:]:
+        f = line.strip().rstrip(";").split(";")
+        if len(f) < 3:
+            continue
+        try:
+            ms = int(round(float(f[1])))
+        except ValueError:
+            continue
+        h = out.setdefault(f[2], {})
+        h[ms] = h.get(ms, 0) + 1
+    return out
+
+
+def hist_pct(hist: dict, q: float) -> float:
+    """The q-quantile (nearest rank) of a {value: count} histogram (keys may be str)."""
+    items = sorted((float(k), v) for k, v in hist.items())
+    n = sum(v for _, v in items)
+    if not n:
+        return float("nan")
+    rank, seen = max(1, -(-int(q * n * 1000) // 1000)), 0
+    for k, v in items:
+        seen += v
+        if seen >= rank:
+            return k
+    return items[-1][0]
+
+
+def list_pct(vals: list, q: float) -> float:
+    """The q-quantile (nearest rank) of a list."""
+    if not vals:
+        return float("nan")
+    v = sorted(vals)
+    return v[min(len(v) - 1, max(0, -(-int(q * len(v) * 1000) // 1000) - 1))]
+
+
+def rtd_text(ld) -> str:
+    """' | setup p50/p90/p99 ... ms' for a console line."""
+    out = ""
+    for name, h in ld.rtd.items():
+        out += (f" | SIPp {name} p50/p90/p99 {hist_pct(h, .5):.0f}/{hist_pct(h, .9):.0f}/"
+                f"{hist_pct(h, .99):.0f} ms")
+    for name, v in ld.probe.items():
+        if v:
+            out += (f" | probe {name} p50/p90/p99 {list_pct(v, .5):.0f}/{list_pct(v, .9):.0f}/"
+                    f"{list_pct(v, .99):.0f} us")
+    return out
 
 
 def short(first_line: str) -> str:
@@ -603,6 +747,13 @@ class Load:
     slices_us: list = field(default_factory=list)  # fixed: CPU per message of each slice
     faults_per_msg: float = 0.0  # minor page faults of the proxy per relayed message
     switches_per_msg: float = 0.0  # context switches of the proxy per relayed message
+    us_per_call: float = 0.0  # proxy CPU per completed call
+    # stateful: SIPp response times (-trace_rtt), per rtd name a histogram {ms: count}
+    rtd: dict = field(default_factory=dict)
+    # stateful, fixed rates: the probe's response times, per name a list of µs
+    probe: dict = field(default_factory=dict)
+    probe_calls: int = 0
+    probe_failed: int = 0
 
 
 @dataclass
@@ -623,6 +774,7 @@ class Result:
     proxy_threads: int = 0
     failed: str = ""  # why the run of this proxy stopped early
     instructions_per_msg: float = 0.0  # callgrind, user space
+    instructions_per_call: float = 0.0  # stateful
     profile: str = ""
     profile_buckets: str = ""
     profile_us_per_msg: float = 0.0
@@ -655,6 +807,17 @@ def aggregate(parts: list[Load], rate: int) -> Load:
     mid = len(us) // 2
     out.us_per_msg = us[mid] if len(us) % 2 else (us[mid - 1] + us[mid]) / 2
     out.slices_us = [round(p.us_per_msg, 2) for p in parts]
+    uc = sorted(p.us_per_call for p in parts)
+    out.us_per_call = uc[mid] if len(uc) % 2 else (uc[mid - 1] + uc[mid]) / 2
+    for p in parts:
+        for name, hist in p.rtd.items():
+            h = out.rtd.setdefault(name, {})
+            for k, v in hist.items():
+                h[k] = h.get(k, 0) + v
+        for name, vals in p.probe.items():
+            out.probe.setdefault(name, []).extend(vals)
+        out.probe_calls += p.probe_calls
+        out.probe_failed += p.probe_failed
     msgs = sum(p.mps * p.window_s for p in parts) or 1.0
     out.faults_per_msg = sum(p.faults_per_msg * p.mps * p.window_s for p in parts) / msgs
     out.switches_per_msg = sum(p.switches_per_msg * p.mps * p.window_s for p in parts) / msgs
@@ -673,7 +836,10 @@ class Bench:
         self.run_dir = Path(args.work_dir or f"/tmp/weir-bench-{self.stamp}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.sipp = shutil.which("sipp") or "sipp"
-        self.uac_xml = BENCH / "sipp" / "uac.xml"
+        self.stateful = args.mode == "stateful"
+        self.uac_xml = BENCH / "sipp" / ("uac-stateful.xml" if self.stateful else "uac.xml")
+        # stateful: a UAS that copies Record-Route (the built-in uas does not)
+        self.uas_xml = BENCH / "sipp" / "uas-stateful.xml" if self.stateful else None
         # --pin: the proxy on the last CPU, SIPp on the others
         n = os.cpu_count() or 1
         self.proxy_cpus = str(n - 1) if n > 1 else ""
@@ -691,7 +857,7 @@ class Bench:
     def pin(self, argv: list[str], cpus: str) -> list[str]:
         return (["taskset", "-c", cpus] + argv) if (self.a.pin and cpus) else argv
 
-    def uac_argv(self, proxy_port, extra, csv=None, trace=None):
+    def uac_argv(self, proxy_port, extra, csv=None, trace=None, rtt=False):
         argv = [
             self.sipp, "-sf", str(self.uac_xml), f"{HOST}:{proxy_port}",
             "-s", "service", "-i", HOST, "-p", str(self.a.uac_port),
@@ -702,11 +868,18 @@ class Bench:
             argv += ["-trace_stat", "-stf", str(csv), "-fd", "1"]
         if trace:
             argv += ["-trace_msg", "-message_file", str(trace)]
+        if rtt:
+            # every response time, in <cwd>/<scenario>_<pid>_rtt.csv (cwd: the run dir)
+            argv += ["-trace_rtt", "-rtt_freq", "100"]
         return self.pin(argv + extra, self.sipp_cpus)
 
+    def rtt_file(self, pid: int) -> Path:
+        return self.run_dir / f"{self.uac_xml.stem}_{pid}_rtt.csv"
+
     def uas_argv(self):
+        scen = ["-sf", str(self.uas_xml)] if self.uas_xml else ["-sn", "uas"]
         return self.pin([
-            self.sipp, "-sn", "uas", "-i", HOST, "-p", str(self.a.uas_port), "-nostdin",
+            self.sipp, *scen, "-i", HOST, "-p", str(self.a.uas_port), "-nostdin",
             "-buff_size", str(SIPP_BUFFER),
         ], self.sipp_cpus)
 
@@ -725,7 +898,10 @@ class Bench:
         shutil.copy2(built, weir)
         shutil.copy2(built_wasm, wasm)
         self.weir_binary = weir_binary_info(weir, built)
-        text = (BENCH / "weir" / "stateless.toml").read_text()
+        text = (BENCH / "weir" / f"{self.a.mode}.toml").read_text()
+        if self.stateful:
+            # one UDP worker per core, as Kamailio's children (-A CHILDREN=<nproc>)
+            text = re.sub(r"(?m)^udp_workers = \d+", f"udp_workers = {os.cpu_count() or 1}", text)
         text = text.replace(f'"{HOST}:5160"', f'"{HOST}:{self.a.weir_port}"')
         text = text.replace(f'"sip:{HOST}:5170"', f'"sip:{HOST}:{self.a.uas_port}"')
         text = text.replace('"../../target/wasm32-wasip2/release/header_ops.wasm"',
@@ -747,20 +923,27 @@ class Bench:
             sys.exit("bench: kamailio not found (bench/run installs it with apt-get)")
         rundir = self.run_dir / "kamailio-run"
         rundir.mkdir(exist_ok=True)
-        cfg = BENCH / "kamailio" / "stateless.cfg"
+        cfg = BENCH / "kamailio" / f"{self.a.mode}.cfg"
         defs = ["-A", f"PROXY_PORT={self.a.kamailio_port}", "-A", f"UAS_PORT={self.a.uas_port}"]
+        if self.stateful:
+            defs += ["-A", f"CHILDREN={os.cpu_count() or 1}"]
         chk = subprocess.run([kam, "-c", "-f", str(cfg), "-Y", str(rundir), *defs],
                              capture_output=True, text=True)
         if chk.returncode != 0:
             sys.exit(f"bench: kamailio -c failed:\n{chk.stdout}{chk.stderr}")
         ver = subprocess.run([kam, "-v"], capture_output=True, text=True).stdout.splitlines()
         ver = ver[0].replace("version: ", "") if ver else "kamailio ?"
-        argv = self.pin([kam, "-DD", "-E", "-f", str(cfg), "-Y", str(rundir), "-m", "64", "-M", "8",
+        # stateful: tm keeps every transaction (a copy of its request, its last reply) in
+        # shared memory until wt_timer (5 s) after it ends; 64 MiB ran out at 1,500
+        # calls/s and 512 MiB at 3,500 (new_t(): out of mem, failed calls)
+        shm = "2048" if self.stateful else "64"
+        argv = self.pin([kam, "-DD", "-E", "-f", str(cfg), "-Y", str(rundir), "-m", shm, "-M", "8",
                          *shlex.split(self.a.kamailio_args), *defs], self.proxy_cpus)
         return Proxy("kamailio", self.a.kamailio_port, argv, ver, self.run_dir / "kamailio.log")
 
     def start_proxy(self, px: Proxy):
-        for port in (px.port, self.a.uas_port, self.a.uac_port):
+        for port in (px.port, self.a.uas_port, self.a.uac_port) + (
+                (self.a.probe_port,) if self.stateful and self.a.probe_rate > 0 else ()):
             if not udp_port_free(port):
                 sys.exit(f"bench: UDP {HOST}:{port} is in use (ss -ulpn | grep :{port}); "
                          "stop what holds it or choose other ports (see --help)")
@@ -806,6 +989,7 @@ class Bench:
         ld.uas_cpu_pct = 100.0 * uas.total / wall
         ld.mps = ld.cps * res.msgs_per_call
         ld.us_per_msg = 1e6 * d.total / max(1.0, ld.mps * wall)
+        ld.us_per_call = 1e6 * d.total / max(1.0, ld.cps * wall)
         if pc0 and pc1:
             msgs = max(1.0, ld.mps * wall)
             ld.faults_per_msg = (pc1[0] - pc0[0]) / msgs
@@ -814,10 +998,12 @@ class Bench:
     def max_rate_step(self, px: Proxy, res: Result, uas: subprocess.Popen, limit: int) -> Load:
         """Closed loop: at most `limit` calls in progress, new ones as fast as SIPp can."""
         csv = self.run_dir / f"{px.name}-max-l{limit}.csv"
-        argv = self.uac_argv(px.port, ["-r", str(self.a.max_offered), "-l", str(limit)], csv=csv)
+        argv = self.uac_argv(px.port, ["-r", str(self.a.max_offered), "-l", str(limit)], csv=csv,
+                             rtt=self.stateful)
         res.commands[f"max rate, -l {limit}"] = shlex.join(argv)
         drops0 = udp_drops()
-        p = PROCS.start(f"{px.name}-uac-max", argv, self.run_dir / f"{px.name}-uac-max-l{limit}.out")
+        p = PROCS.start(f"{px.name}-uac-max", argv, self.run_dir / f"{px.name}-uac-max-l{limit}.out",
+                        cwd=str(self.run_dir))
         time.sleep(self.a.warmup)
         th0, pc0 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
         c0, u0, s0, t0 = cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid), cpu_of_tree(uas.pid), time.time()
@@ -836,10 +1022,13 @@ class Bench:
         else:
             res.warnings.append(f"max rate -l {limit}: SIPp wrote too few stats rows ({len(rows)})")
         self._finish(ld, res, rows, c1 - c0, t1 - t0, u1 - u0, s1 - s0, drops0, th0, th1, pc0, pc1)
+        ld.rtd = read_rtt(self.rtt_file(p.pid)) if self.stateful else {}
         print(f"    {px.name:<8} max rate -l {limit:<4}: {ld.cps:7.0f} calls/s {ld.mps:8.0f} msg/s | fail "
               f"{ld.calls_failed}/{ld.calls_ok + ld.calls_failed} retrans {ld.retrans} drops "
               f"proxy {ld.drops_proxy} sipp {ld.drops_sipp} | CPU proxy {ld.proxy_cpu_pct:.0f}% "
-              f"uac {ld.uac_cpu_pct:.0f}% uas {ld.uas_cpu_pct:.0f}%", flush=True)
+              f"uac {ld.uac_cpu_pct:.0f}% uas {ld.uas_cpu_pct:.0f}%"
+              + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else ""),
+              flush=True)
         return ld
 
     def max_rate(self, pxs: list[Proxy], res: dict, uas):
@@ -885,7 +1074,8 @@ class Bench:
         calls = int(rate * seconds)
         tag = f"profile-r{rate}" if profile else f"fixed-r{rate}-{n}"
         csv = self.run_dir / f"{px.name}-{tag}.csv"
-        argv = self.uac_argv(px.port, ["-r", str(rate), "-m", str(calls)], csv=csv)
+        argv = self.uac_argv(px.port, ["-r", str(rate), "-m", str(calls)], csv=csv,
+                             rtt=self.stateful and not profile)
         perf = None
         if profile:
             data = self.run_dir / f"{px.name}.perf.data"
@@ -900,7 +1090,18 @@ class Bench:
         drops0 = udp_drops()
         th0, pc0 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
         c0, s0, t0 = cpu_of_tree(px.proc.pid), cpu_of_tree(uas.pid), time.time()
-        p = PROCS.start(f"{px.name}-uac-{tag}", argv, self.run_dir / f"{px.name}-uac-{tag}.out")
+        p = PROCS.start(f"{px.name}-uac-{tag}", argv, self.run_dir / f"{px.name}-uac-{tag}.out",
+                        cwd=str(self.run_dir))
+        probe = probe_out = None
+        if self.stateful and not profile and self.a.probe_rate > 0:
+            # a few timed calls (µs) next to SIPp's load, ending before it does
+            probe_out = self.run_dir / f"{px.name}-probe-{tag}.json"
+            probe_argv = [sys.executable, str(BENCH / "lib" / "probe.py"), str(px.port),
+                          str(self.a.probe_port), str(self.a.probe_rate),
+                          str(max(1.0, seconds - 1.0)), str(probe_out)]
+            res.commands["response-time probe"] = shlex.join(probe_argv)
+            probe = PROCS.start(f"{px.name}-probe", probe_argv,
+                                self.run_dir / f"{px.name}-probe-{tag}.out")
         uac = Cpu()
         # Reap the UAC here: wait4 gives its exact CPU time.
         while True:
@@ -918,12 +1119,32 @@ class Bench:
                 PROCS.stop(p, signal.SIGUSR1, timeout=10)
                 break
         PROCS.live = [(n, q) for (n, q) in PROCS.live if q is not p]
+        if probe is not None:
+            try:
+                probe.wait(10)
+            except subprocess.TimeoutExpired:
+                res.warnings.append(f"fixed rate {rate}/s: the response-time probe did not finish")
+            PROCS.stop(probe)
         c1, s1, t1 = cpu_of_tree(px.proc.pid), cpu_of_tree(uas.pid), time.time()
         th1, pc1 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
         ld = Load("fixed", rate=rate, window_s=t1 - t0)
         rows = sipp_stats(csv)
         ld.cps = ival(rows[-1], "SuccessfulCall(C)") / ld.window_s if rows else 0.0
+        if probe_out is not None:
+            try:
+                pr = json.loads(probe_out.read_text())
+            except (OSError, ValueError):
+                pr = {}
+                res.warnings.append(f"fixed rate {rate}/s: no probe results in {probe_out}")
+            ld.probe = {"setup": pr.get("setup_us", []), "bye": pr.get("bye_us", [])}
+            ld.probe_calls, ld.probe_failed = pr.get("ok", 0), pr.get("failed", 0)
+            for e in pr.get("errors", [])[:3]:
+                res.warnings.append(f"fixed rate {rate}/s probe: {e}")
+            # the probe's calls went through the proxy too: count them in CPU per call
+            ld.cps += ld.probe_calls / ld.window_s
         self._finish(ld, res, rows, c1 - c0, t1 - t0, uac, s1 - s0, drops0, th0, th1, pc0, pc1)
+        if self.stateful and not profile:
+            ld.rtd = read_rtt(self.rtt_file(p.pid))
         if perf:
             PROCS.stop(perf, signal.SIGINT, timeout=30)
             res.profile_buckets, res.profile = profile_buckets(
@@ -943,7 +1164,9 @@ class Bench:
               f"user + {ld.proxy_sys_s:.2f} s sys = {ld.us_per_msg:.2f} us/message "
               f"({ld.proxy_cpu_pct:.0f}% of a core), {ld.switches_per_msg:.2f} switches and "
               f"{ld.faults_per_msg:.3f} faults/message | uac {ld.uac_cpu_pct:.0f}% uas "
-              f"{ld.uas_cpu_pct:.0f}%", flush=True)
+              f"{ld.uas_cpu_pct:.0f}%"
+              + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else ""),
+              flush=True)
         return ld
 
     def trace_one_call(self, px: Proxy, res: Result):
@@ -966,7 +1189,10 @@ class Bench:
         """User-space instructions per relayed message, counted by callgrind: two runs of
         the proxy under valgrind, N1 and N2 calls at 100 calls/s; the difference over the
         extra calls cancels start-up and shutdown. Noise-free, unlike CPU time."""
-        n1, n2 = 200, 1200
+        # stateful: Weir's transaction timers run on another thread, and valgrind runs one
+        # thread at a time: at 100 calls/s under callgrind it fell behind and SIPp's
+        # retransmissions and timeouts failed 46% of the calls; 20 calls/s keeps up
+        n1, n2, rate = (100, 600, 20) if self.stateful else (200, 1200, 100)
         totals = []
         vg = ["valgrind", "--tool=callgrind", "--smc-check=all-non-file"]
         cg_dir = self.run_dir / f"callgrind-{px.name}"
@@ -988,12 +1214,19 @@ class Bench:
                 return
             uas = PROCS.start(f"{px.name}-uas-cg", self.uas_argv(), run / "uas.out")
             time.sleep(0.5)
-            uac = self.uac_argv(px.port, ["-r", "100", "-m", str(n)])
+            uac = self.uac_argv(px.port, ["-r", str(rate), "-m", str(n)])
             p = PROCS.start(f"{px.name}-uac-cg", uac, run / "uac.out")
             try:
-                p.wait(n / 100 * 3 + 60)
+                rc = p.wait(n / rate * 3 + 60)
             except subprocess.TimeoutExpired:
-                pass
+                rc = -1
+            if rc != 0:
+                res.warnings.append(f"callgrind: SIPp exit status {rc} with {n} calls (failed "
+                                    f"calls: see {run}/uac.out); no instruction count")
+                PROCS.stop(p)
+                PROCS.stop(uas)
+                PROCS.stop(proc, signal.SIGTERM, timeout=60)
+                return
             PROCS.stop(p)
             PROCS.stop(uas)
             PROCS.stop(proc, signal.SIGTERM, timeout=60)
@@ -1007,6 +1240,8 @@ class Bench:
             res.instructions_per_msg = (totals[1] - totals[0]) / ((n2 - n1) * res.msgs_per_call)
             print(f"    callgrind: {res.instructions_per_msg:,.0f} user-space instructions per "
                   "message", flush=True)
+            if self.stateful:
+                res.instructions_per_call = res.instructions_per_msg * res.msgs_per_call
 
     def bench_all(self, pxs: list[Proxy]) -> list[Result]:
         """Both proxies up side by side (each idle while the other is measured), one
@@ -1021,10 +1256,14 @@ class Bench:
                 self.start_proxy(px)
             for px in pxs:
                 r = res[px.name]
-                r.edits = check_edits(px.port, self.a.uas_port)
+                r.edits = check_edits(px.port, self.a.uas_port,
+                                      "X-Weir: " + ("stateful" if self.stateful else "stateless"),
+                                      self.stateful)
                 if r.edits["ok"]:
                     print(f"    {px.name:<8} edits ok: X-Debug-* removed, X-Weir appended, "
-                          "Max-Forwards 69, Record-Route added; Max-Forwards 0 answered 483",
+                          "Max-Forwards 69, Record-Route added; Max-Forwards 0 answered 483"
+                          + (f"; next hop's 486 relayed ({r.edits.get('final')}) and ACKed "
+                             f"hop by hop ({r.edits.get('uas_ack')})" if self.stateful else ""),
                           flush=True)
                 else:
                     r.warnings.append("edit check: " + "; ".join(r.edits["problems"]))
@@ -1135,7 +1374,7 @@ def machine_info(b, results) -> dict:
     }
 
 
-def table(results: list[Result], rates: list[int]) -> str:
+def table(results: list[Result], rates: list[int], stateful=False) -> str:
     by = {r.proxy: r for r in results}
     cols = [r.proxy for r in results]
     both = "weir" in by and "kamailio" in by
@@ -1157,7 +1396,44 @@ def table(results: list[Result], rates: list[int]) -> str:
          lambda r: best(r).uac_cpu_pct + best(r).uas_cpu_pct, "{:.0f}%", False),
         ("max rate: proxy CPU per message (µs)", lambda r: best(r).us_per_msg, "{:.2f}", True),
     ]
+
+    def rtd3(h):
+        return (hist_pct(h, .5), hist_pct(h, .9), hist_pct(h, .99)) if h else (float("nan"),) * 3
+
+    def pr3(v):
+        return (list_pct(v, .5), list_pct(v, .9), list_pct(v, .99)) if v else (float("nan"),) * 3
+
+    if stateful:
+        rows[1] = ("**max rate: calls/s**", lambda r: best(r).cps, "**{:,.0f}**", True)
+        rows[2] = ("max rate: messages/s", lambda r: best(r).mps, "{:,.0f}", True)
+        rows += [
+            ("max rate: proxy CPU per call (µs)", lambda r: best(r).us_per_call, "{:.1f}", True),
+            ("max rate: SIPp INVITE→200 p50 / p90 / p99 (ms)",
+             lambda r: rtd3(best(r).rtd.get("setup")), "{:.0f} / {:.0f} / {:.0f}", False),
+            ("max rate: SIPp BYE→200 p50 / p90 / p99 (ms)",
+             lambda r: rtd3(best(r).rtd.get("bye")), "{:.0f} / {:.0f} / {:.0f}", False),
+        ]
     for rate in rates:
+        if stateful:
+            rows += [
+                (f"**{rate} calls/s: proxy CPU per call (µs)**",
+                 lambda r, rate=rate: fx(r, rate).us_per_call, "**{:.1f}**", True),
+                (f"{rate} calls/s: probe INVITE→200 p50 / p90 / p99 (µs)",
+                 lambda r, rate=rate: pr3(fx(r, rate).probe.get("setup")),
+                 "{:,.0f} / {:,.0f} / {:,.0f}", False),
+                (f"{rate} calls/s: probe BYE→200 p50 / p90 / p99 (µs)",
+                 lambda r, rate=rate: pr3(fx(r, rate).probe.get("bye")),
+                 "{:,.0f} / {:,.0f} / {:,.0f}", False),
+                (f"{rate} calls/s: probe INVITE→200 p50 (µs)",
+                 lambda r, rate=rate: pr3(fx(r, rate).probe.get("setup"))[0], "{:,.0f}", True),
+                (f"{rate} calls/s: probe calls ok / failed",
+                 lambda r, rate=rate: (fx(r, rate).probe_calls, fx(r, rate).probe_failed),
+                 "{:,} / {}", False),
+                (f"{rate} calls/s: SIPp INVITE→200 p50 / p90 / p99 (ms)",
+                 lambda r, rate=rate: rtd3(fx(r, rate).rtd.get("setup")), "{:.0f} / {:.0f} / {:.0f}", False),
+                (f"{rate} calls/s: SIPp BYE→200 p50 / p90 / p99 (ms)",
+                 lambda r, rate=rate: rtd3(fx(r, rate).rtd.get("bye")), "{:.0f} / {:.0f} / {:.0f}", False),
+            ]
         rows += [
             (f"**{rate} calls/s: proxy CPU per message (µs)**",
              lambda r, rate=rate: fx(r, rate).us_per_msg, "**{:.2f}**", True),
@@ -1177,6 +1453,9 @@ def table(results: list[Result], rates: list[int]) -> str:
     if any(r.instructions_per_msg for r in results):
         rows.append(("**user-space instructions per message (callgrind)**",
                      lambda r: r.instructions_per_msg, "**{:,.0f}**", True))
+    if any(r.instructions_per_call for r in results):
+        rows.append(("**user-space instructions per call (callgrind)**",
+                     lambda r: r.instructions_per_call, "**{:,.0f}**", True))
     rows += [
         ("idle proxy CPU, % of one core", lambda r: r.idle_cpu_pct, "{:.2f}%", False),
         ("proxy processes / threads", lambda r: (r.proxy_procs, r.proxy_threads), "{} / {}", False),
@@ -1208,11 +1487,12 @@ def write_report(b: Bench, results: list[Result], info: dict, argv) -> Path:
     out = BENCH / "results" / f"{b.stamp}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     a = b.a
-    L = [f"# Weir vs Kamailio, stateless relay, {info['date']}\n",
+    L = [f"# Weir vs Kamailio, {'stateful proxy (tm)' if b.stateful else 'stateless relay'}, "
+         f"{info['date']}\n",
          f"`bench/run {' '.join(shlex.quote(x) for x in argv)}`. What is measured and why: "
          "docs/performance.md.\n",
          "## Figures\n",
-         table(results, a.rates) + "\n",
+         table(results, a.rates, b.stateful) + "\n",
          "Ratios: Weir / Kamailio. Above 1 for rates is better for Weir; below 1 for CPU is "
          "better for Weir.\n",
          "## Machine and versions\n",
@@ -1250,6 +1530,14 @@ def write_report(b: Bench, results: list[Result], info: dict, argv) -> Path:
         for x in r.fixed:
             L.append(f"\nFixed {x.rate}/s, CPU per message of each slice (µs): "
                      + ", ".join(f"{v:.2f}" for v in x.slices_us))
+        if b.stateful:
+            L.append("\nCPU per call and response times (SIPp: whole ms, every call; probe: µs, "
+                     f"{a.probe_rate:g} calls/s during the fixed-rate slices):\n")
+            for x in r.max_steps + r.fixed:
+                name = f"closed loop -l {x.limit}" if x.kind == "max" else f"fixed {x.rate}/s"
+                L.append(f"- {name}: {x.us_per_call:.1f} µs CPU per call" + rtd_text(x)
+                         + (f" (probe calls {x.probe_calls} ok, {x.probe_failed} failed)"
+                            if x.probe_calls or x.probe_failed else ""))
         L.append("\nCPU by thread (Weir) or process (Kamailio), % of one core:\n")
         for x in r.max_steps + r.fixed:
             name = f"closed loop -l {x.limit}" if x.kind == "max" else f"fixed {x.rate}/s"
@@ -1290,8 +1578,10 @@ def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     env = os.environ.get
-    ap.add_argument("--rates", type=int_list, default=int_list(env("BENCH_RATES", "1000,3000")),
-                    help="calls/s of the fixed-rate CPU tests (default 1000,3000)")
+    ap.add_argument("--rates", type=int_list,
+                    default=int_list(env("BENCH_RATES")) if env("BENCH_RATES") else None,
+                    help="calls/s of the fixed-rate CPU tests (default 1000,3000; "
+                         "1000,2000 with --mode stateful)")
     ap.add_argument("--slice", type=float, default=float(env("BENCH_SLICE", 5)),
                     help="seconds of each fixed-rate slice (default 5)")
     ap.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", 4)),
@@ -1306,6 +1596,16 @@ def main():
                     help="seconds of load before each max-rate step is measured (default 1)")
     ap.add_argument("--max-offered", type=int, default=int(env("BENCH_MAX_OFFERED", 100000)),
                     help="SIPp -r of the max-rate steps, far above what is reachable (default 100000)")
+    ap.add_argument("--mode", choices=["stateless", "stateful"],
+                    default=env("BENCH_MODE", "stateless"),
+                    help="stateless (default): bench/weir/stateless.toml against "
+                         "bench/kamailio/stateless.cfg; stateful: bench/weir/stateful.toml "
+                         "against bench/kamailio/stateful.cfg (tm), with calls along the "
+                         "route set, CPU per call and response times")
+    ap.add_argument("--probe-rate", type=float, default=float(env("BENCH_PROBE_RATE", 20)),
+                    help="stateful: calls/s of the response-time probe during each fixed-rate "
+                         "slice (default 20; 0: none)")
+    ap.add_argument("--probe-port", type=int, default=int(env("BENCH_PROBE_PORT", 5182)))
     ap.add_argument("--proxies", default=env("BENCH_PROXIES", "weir,kamailio"),
                     help="comma-separated, in this order (default weir,kamailio)")
     ap.add_argument("--profile", action="store_true", default=bool(env("BENCH_PROFILE")),
@@ -1333,6 +1633,8 @@ def main():
     ap.add_argument("--no-setup", action="store_true",
                     help="skip scripts/setup (handled by bench/run)")
     args = ap.parse_args()
+    if args.rates is None:
+        args.rates = [1000, 2000] if args.mode == "stateful" else [1000, 3000]
     if args.instructions and not shutil.which("valgrind"):
         sys.exit("bench: --instructions needs valgrind (Debian: valgrind)")
     if args.profile and not shutil.which("perf"):
@@ -1371,7 +1673,7 @@ def main():
     info = machine_info(b, results)
     path = write_report(b, results, info, sys.argv[1:])
     print()
-    print(table(results, args.rates))
+    print(table(results, args.rates, b.stateful))
     print()
     for r in results:
         for w in r.warnings:
