@@ -33,6 +33,7 @@ pub mod proxy;
 pub mod sip;
 pub mod sipp;
 pub mod wait;
+pub mod zlib;
 
 pub use proxy::{Proxy, ProxyStats};
 pub use sip::SipMsg;

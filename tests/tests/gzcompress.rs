@@ -4,14 +4,13 @@
 //! with 400/413 instead of crashing anything.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
 
 use weir_system_tests::conf;
 use weir_system_tests::paths;
 use weir_system_tests::peer::UdpPeer;
 use weir_system_tests::sipp::{Transport, Uac, Uas};
+use weir_system_tests::zlib::python_inflate;
 use weir_system_tests::{Proxy, SipMsg};
 
 /// An offer of 258 bytes (above the default `min_size` of 256).
@@ -40,23 +39,6 @@ fn unhex(hex: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect()
-}
-
-/// Inflate with CPython's zlib.decompress.
-fn python_inflate(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read()))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 (for the real zlib) is needed by this test");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "zlib.decompress refused the body");
-    out.stdout
 }
 
 /// `[modules.NAME]` running gzcompress with `params` (TOML lines).

@@ -5,15 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use weir_system_tests::paths::{repo_root, target_dir};
 use weir_system_tests::peer::UdpPeer;
 use weir_system_tests::sip::via_sent_by;
 use weir_system_tests::sipp::{self, Transport, Uac, Uas, UasOptions};
+use weir_system_tests::zlib::python_inflate;
 use weir_system_tests::{Proxy, SipMsg};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -57,28 +56,6 @@ a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n\
 a=rtpmap:97 VP8/90000\r\n\
 a=rtcp-fb:96 nack pli\r\n\
 a=sendrecv\r\n";
-
-/// zlib-inflate `data` with python3's zlib (an independent implementation).
-fn python_inflate(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read()))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed to check zlib bodies");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(data)
-        .expect("write to python3");
-    let out = child.wait_with_output().expect("python3");
-    assert!(out.status.success(), "python3 zlib.decompress failed");
-    out.stdout
-}
 
 fn reply_to(req: &SipMsg, code: u16, reason: &str, extra: &str, body: &str) -> String {
     let mut s = format!("SIP/2.0 {code} {reason}\r\n");
