@@ -10,7 +10,9 @@
 
 use regex_lite::{Regex, RegexBuilder};
 use serde::Deserialize;
-use weir_sdk::{export_module, log, names, EditError, Error, Header, Message, Module, Verdict};
+use weir_sdk::{
+    export_module, log, names, ApplyTo, EditError, Error, Header, Message, Module, Verdict,
+};
 
 /// Headers `keep` never removes (textopsx `keep_hf`), compact forms included.
 pub const ALWAYS_KEPT: &[&str] = &[
@@ -51,22 +53,9 @@ pub struct Config {
     /// Rewrite every header that has a compact form to it.
     #[serde(default)]
     pub compact: bool,
-    /// Which messages to edit.
-    #[serde(default)]
+    /// Which messages to edit (default `requests`).
+    #[serde(default = "requests")]
     pub apply_to: ApplyTo,
-}
-
-/// Which messages the module edits.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApplyTo {
-    /// Requests only (the default).
-    #[default]
-    Requests,
-    /// Replies only.
-    Replies,
-    /// Requests and replies.
-    Both,
 }
 
 // === HeaderOps ===
@@ -133,14 +122,14 @@ impl Module for HeaderOps {
     }
 
     fn on_request(&self, msg: &mut Message) -> Result<Verdict, Error> {
-        if self.apply_to != ApplyTo::Replies {
+        if self.apply_to.requests() {
             self.apply(msg)?;
         }
         Ok(Verdict::Continue)
     }
 
     fn on_reply(&self, msg: &mut Message) -> Result<Verdict, Error> {
-        if self.apply_to != ApplyTo::Requests {
+        if self.apply_to.replies() {
             self.apply(msg)?;
         }
         Ok(Verdict::Continue)
@@ -351,3 +340,7 @@ fn refused(step: &str, name: &str, err: EditError) -> Error {
 #[cfg(test)]
 #[cfg(not(target_arch = "wasm32"))]
 mod tests;
+
+fn requests() -> ApplyTo {
+    ApplyTo::Requests
+}

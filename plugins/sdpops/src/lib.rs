@@ -11,7 +11,7 @@
 //! See README.md for the params, an example and the differences from Kamailio.
 
 use serde::Deserialize;
-use weir_sdk::{export_module, log, Context, Error, Message, Module, Verdict};
+use weir_sdk::{export_module, log, ApplyTo, Context, Error, Message, Module, Verdict};
 
 pub mod mime;
 pub mod sdp;
@@ -50,26 +50,12 @@ pub struct Config {
     /// Remove the lines that start with these prefixes (`sdp_remove_line_by_prefix`).
     #[serde(default)]
     pub remove_line_prefix: Vec<String>,
-    /// Which messages to edit.
-    #[serde(default)]
+    /// Which messages to edit (default `both`: offers and answers travel both ways, and the route's `request` and `reply` chains decide which hooks run at all).
+    #[serde(default = "both")]
     pub apply_to: ApplyTo,
     /// Also edit the `application/sdp` parts of multipart bodies.
     #[serde(default)]
     pub multipart: bool,
-}
-
-/// Which messages the module edits.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApplyTo {
-    /// Requests only.
-    Requests,
-    /// Replies only.
-    Replies,
-    /// Requests and replies (the default: offers and answers travel both ways, and the
-    /// route's `request` and `reply` chains decide which hooks run at all).
-    #[default]
-    Both,
 }
 
 // === SdpOps ===
@@ -120,14 +106,14 @@ impl Module for SdpOps {
     }
 
     fn on_request(&self, msg: &mut Message) -> Result<Verdict, Error> {
-        if self.apply_to != ApplyTo::Replies {
+        if self.apply_to.requests() {
             self.apply(msg)?;
         }
         Ok(Verdict::Continue)
     }
 
     fn on_reply(&self, msg: &mut Message) -> Result<Verdict, Error> {
-        if self.apply_to != ApplyTo::Requests {
+        if self.apply_to.replies() {
             self.apply(msg)?;
         }
         Ok(Verdict::Continue)
@@ -289,3 +275,7 @@ fn line_prefix(prefix: String) -> Result<String, Error> {
 #[cfg(test)]
 #[cfg(not(target_arch = "wasm32"))]
 mod tests;
+
+fn both() -> ApplyTo {
+    ApplyTo::Both
+}

@@ -93,7 +93,7 @@ mod verdict;
 
 pub use error::{Context, EditError, Error, KvError};
 pub use message::Message;
-pub use params::NoConfig;
+pub use params::{ApplyTo, NoConfig};
 pub use types::{Address, Header, Hook, Transport};
 pub use verdict::{Reply, Status, Verdict};
 

@@ -318,3 +318,32 @@ mod tests {
         assert!(err.contains("unknown param `x`"), "{err}");
     }
 }
+
+/// A common module param: which messages a module edits. Put it in a config struct
+/// as `apply_to: ApplyTo` with the module's own default (`#[serde(default =
+/// "...")]`), and ask [`ApplyTo::requests`] / [`ApplyTo::replies`] in the hooks. TOML:
+/// `apply_to = "requests" | "replies" | "both"`.
+/// `Default` is `Both`; a module picks its own default in its config.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyTo {
+    /// Requests only.
+    Requests,
+    /// Replies only.
+    Replies,
+    /// Requests and replies.
+    #[default]
+    Both,
+}
+
+impl ApplyTo {
+    /// Whether requests are edited.
+    pub fn requests(self) -> bool {
+        self != ApplyTo::Replies
+    }
+
+    /// Whether replies are edited.
+    pub fn replies(self) -> bool {
+        self != ApplyTo::Requests
+    }
+}
