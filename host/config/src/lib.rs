@@ -91,6 +91,16 @@ pub struct Config {
     /// The state stores (`[store]`; default: embedded, in memory only), with paths
     /// resolved against `base_dir`.
     pub store: weir_store::Config,
+    /// Modules that hear of events (`[events]`).
+    pub events: Events,
+}
+
+/// Modules that hear of events (`[events]`).
+#[derive(Debug, Clone, Default)]
+pub struct Events {
+    /// Called (`on-binding`) for each registrar binding added, refreshed, removed or
+    /// expired. Modules of the default tenant only.
+    pub binding: Vec<ChainEntry>,
 }
 
 /// Proxy-wide settings (`[proxy]`).

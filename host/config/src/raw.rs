@@ -11,8 +11,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    ChainEntry, Config, Error, Limits, Listener, Mode, ModuleDef, OnError, ProxySettings, Result,
-    Route, RuntimeSettings, TransactionSettings, Transport,
+    ChainEntry, Config, Error, Events, Limits, Listener, Mode, ModuleDef, OnError, ProxySettings,
+    Result, Route, RuntimeSettings, TransactionSettings, Transport,
 };
 
 // === Raw schema ===
@@ -36,7 +36,11 @@ struct RawConfig {
     #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
     registrar: Option<Spanned<weir_registrar::Config>>,
-    store: Option<Spanned<weir_store::Config>>,
+    #[serde(default)]
+    events: RawEvents,
+    // Not Spanned: `[store.subscribers]` alone makes `[store]` an implicit table,
+    // which has no span to give.
+    store: Option<weir_store::Config>,
 }
 
 #[derive(Deserialize, Default)]
@@ -129,6 +133,13 @@ struct RawRoute {
     lookup: Option<Spanned<bool>>,
     fr_timer_ms: Option<Spanned<i64>>,
     fr_inv_timer_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    #[serde(default)]
+    binding: Vec<Spanned<RawChainEntry>>,
 }
 
 #[derive(Deserialize)]
@@ -311,11 +322,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
         }
         None => None,
     };
-    let mut store = raw
-        .store
-        .as_ref()
-        .map(|s| s.get_ref().clone())
-        .unwrap_or_default();
+    let mut store = raw.store.clone().unwrap_or_default();
     if let Some(p) = &store.path {
         store.path = Some(resolve(base_dir, &p.to_string_lossy()));
     }
@@ -373,6 +380,25 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
     let listeners = listeners(&ctx, &raw.listen)?;
     let modules = modules(&ctx, base_dir, &raw.modules)?;
     let routes = routes(&ctx, &raw.route, &listeners, &modules)?;
+    // Bindings of every tenant's users: only the operator's (default tenant) modules.
+    let events = Events {
+        binding: chain(
+            &ctx,
+            "events.binding",
+            &raw.events.binding,
+            DEFAULT_TENANT,
+            &modules,
+        )?,
+    };
+    if let Some(first) = raw.events.binding.first() {
+        if registrar.is_none() {
+            return Err(ctx.err(
+                &first.span(),
+                "events.binding",
+                "needs a [registrar] section",
+            ));
+        }
+    }
     for (i, r) in raw.route.iter().enumerate() {
         for (name, flag) in [
             ("registrar", &r.get_ref().registrar),
@@ -401,6 +427,7 @@ pub(crate) fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Config> {
         routes,
         registrar,
         store,
+        events,
     })
 }
 

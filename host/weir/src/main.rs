@@ -162,7 +162,13 @@ fn param_value(v: &weir_config::ParamValue) -> weir_wasm::ParamValue {
 fn check(path: &Path) -> Result<()> {
     init_logging();
     let cfg = Config::load(path)?;
-    // The stores are not opened: a running Weir may hold them.
+    // The stores are not opened: a running Weir may hold them. The credentials file
+    // is only read, so it is checked.
+    if let Some(file) = &cfg.store.subscribers.file {
+        let users = weir_store::subscribers::load_subscribers(file)
+            .with_context(|| format!("store.subscribers.file {}", file.display()))?;
+        tracing::info!(file = %file.display(), users = users.len(), "subscribers file ok");
+    }
     let (_runtime, registry) = load_modules(&cfg, MemoryKv::new(KvLimits::default()))?;
     println!(
         "{}: ok ({} listeners, {} modules loaded, {} routes)",
@@ -210,8 +216,8 @@ async fn serve(cfg: Config) -> Result<()> {
         registry.clone(),
         registrar.clone(),
     );
-    if let Some(r) = registrar {
-        tokio::spawn(purge_bindings(r));
+    if registrar.is_some() {
+        tokio::spawn(purge_bindings(Arc::downgrade(&core)));
     }
     transports.start(core.clone(), cfg.proxy.udp_workers);
     for l in transports.listeners() {
@@ -234,23 +240,17 @@ async fn serve(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-/// Expired bindings leave the location store (lookups never return them meanwhile).
-async fn purge_bindings(registrar: Arc<weir_registrar::Registrar>) {
+/// Expired bindings leave the location store (lookups never return them meanwhile),
+/// and the `[events] binding` modules hear of them.
+async fn purge_bindings(core: std::sync::Weak<Core>) {
     let mut every = tokio::time::interval(PURGE_EVERY);
     loop {
         every.tick().await;
-        let r = registrar.clone();
-        let now = weir_proxy::now_ms();
+        let Some(c) = core.upgrade() else {
+            return;
+        };
         // The store may be remote (Redis): off the async workers.
-        match tokio::task::spawn_blocking(move || r.purge(now)).await {
-            Ok(Ok(events)) => {
-                for e in events {
-                    tracing::debug!(aor = %e.aor, contact = %e.binding.contact, "binding expired");
-                }
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot purge expired bindings"),
-            Err(_) => {}
-        }
+        let _ = tokio::task::spawn_blocking(move || c.purge_bindings()).await;
     }
 }
 
