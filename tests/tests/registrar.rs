@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use weir_system_tests::paths::TempDir;
 use weir_system_tests::peer::UdpPeer;
-use weir_system_tests::proxy::HEADER_OPS;
+use weir_system_tests::proxy::{HEADER_OPS, MISBEHAVE};
 use weir_system_tests::sip::{param, uri_of};
 use weir_system_tests::sipp::{self, Transport, Uac, UacResult, Uas, UasOptions};
 use weir_system_tests::{conf, ports, token, wait, Proxy, SipMsg};
@@ -680,4 +680,49 @@ fn a_contact_that_cannot_be_reached_is_unregistered_with_477() {
         vec![],
         "binding kept after its branch could not be sent (final {first}, {stats:?})"
     );
+}
+
+// === Binding events to modules ===
+
+#[test]
+fn binding_events_reach_the_event_modules() {
+    // `[events] binding` lists the misbehave module in mode `note`, which logs every
+    // event it gets: added, refreshed, removed (Expires 0) and expired (purge).
+    let proxy = Proxy::start_with(|port| {
+        let c = config(port, "min_expires = 1", "");
+        format!(
+            "{c}[modules.note]\ncomponent = \"{MISBEHAVE}\"\ntimeout_ms = 1000\n\
+             [modules.note.params]\nmode = \"note\"\n\n\
+             [events]\nbinding = [{{ module = \"note\" }}]\n"
+        )
+    });
+    let ua = UdpPeer::bind();
+    let contact = "sip:kim@127.0.0.1:5999";
+    let expect = |line: &str| {
+        assert!(
+            proxy.wait_for_log(line, Duration::from_secs(10)),
+            "no {line:?} in:\n{}",
+            proxy.log()
+        );
+    };
+    register(&ua, &proxy, "kim", contact, 60);
+    expect(&format!(
+        "note binding=BindingChange::Added aor=sip:kim@127.0.0.1 contact={contact}"
+    ));
+    register(&ua, &proxy, "kim", contact, 60);
+    expect(&format!(
+        "note binding=BindingChange::Refreshed aor=sip:kim@127.0.0.1 contact={contact}"
+    ));
+    register(&ua, &proxy, "kim", contact, 0);
+    expect(&format!(
+        "note binding=BindingChange::Removed aor=sip:kim@127.0.0.1 contact={contact}"
+    ));
+    // Expiry: purged within the 5 s purge interval after the 1 s expiry.
+    register(&ua, &proxy, "kim", contact, 1);
+    expect(&format!(
+        "note binding=BindingChange::Expired aor=sip:kim@127.0.0.1 contact={contact}"
+    ));
+    let stats = proxy.stop();
+    assert_eq!(stats.get("module_failures"), 0, "{stats:?}");
+    assert!(stats.get("binding_events") >= 5, "{stats:?}");
 }

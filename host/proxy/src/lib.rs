@@ -55,6 +55,8 @@ pub struct Core {
     branch_seq: AtomicU64,
     /// The registrar and location service, when configured.
     registrar: Option<Arc<weir_registrar::Registrar>>,
+    /// Modules told of registrar binding events (`[events] binding`).
+    binding_modules: Vec<weir_config::ChainEntry>,
     /// Lookup targets of live transactions, for `unregister_on`.
     lookup_branches: Mutex<HashMap<TxId, location::LookupBranches>>,
     registry: Arc<ModuleRegistry>,
@@ -117,6 +119,7 @@ impl Core {
             tx_ctx: Mutex::new(HashMap::new()),
             branch_seq: AtomicU64::new(1),
             registrar,
+            binding_modules: config.events.binding.clone(),
             lookup_branches: Mutex::new(HashMap::new()),
             registry,
             transports,

@@ -11,9 +11,10 @@ use std::sync::MutexGuard;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use weir_message::{Message, Method, Uri};
-use weir_registrar::{Lookup, Registered, RequestContext, Target};
+use weir_registrar::{Event, EventKind, Lookup, Registered, RequestContext, Target};
 use weir_transaction::TxId;
 use weir_transport::Transport;
+use weir_wasm::{BindingChange, BindingEvent};
 
 use crate::stateful::BranchTarget;
 use crate::stats::inc;
@@ -90,9 +91,7 @@ impl Core {
         if r.status >= 300 {
             inc(&self.stats.registrations_refused);
         }
-        for e in &r.events {
-            tracing::debug!(kind = ?e.kind, aor = %e.aor, contact = %e.binding.contact, "binding");
-        }
+        self.binding_events(&r.events);
         Some(r)
     }
 
@@ -181,9 +180,63 @@ impl Core {
             Ok(Some(e)) => {
                 inc(&self.stats.unregistered);
                 tracing::info!(aor = %e.aor, contact = %e.binding.contact, code, "binding removed after branch failure");
+                self.binding_events(std::slice::from_ref(&e));
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cannot remove binding"),
+        }
+    }
+}
+
+impl Core {
+    /// Purge expired bindings and tell the `[events] binding` modules. Blocking (the
+    /// store may be remote): call it off the async workers.
+    pub fn purge_bindings(&self) {
+        let Some(registrar) = self.registrar.as_ref() else {
+            return;
+        };
+        match registrar.purge(now_ms()) {
+            Ok(events) => self.binding_events(&events),
+            Err(e) => tracing::warn!(error = %e, "cannot purge expired bindings"),
+        }
+    }
+
+    /// Hand registrar events to the `[events] binding` modules, in order. A module
+    /// failure is logged and counted; it changes nothing else.
+    pub(crate) fn binding_events(&self, events: &[Event]) {
+        for e in events {
+            tracing::debug!(kind = ?e.kind, aor = %e.aor, contact = %e.binding.contact, "binding");
+            inc(&self.stats.binding_events);
+        }
+        if self.binding_modules.is_empty() {
+            return;
+        }
+        for e in events {
+            let ev = BindingEvent {
+                change: match e.kind {
+                    EventKind::Added => BindingChange::Added,
+                    EventKind::Refreshed => BindingChange::Refreshed,
+                    EventKind::Removed => BindingChange::Removed,
+                    EventKind::Expired => BindingChange::Expired,
+                },
+                aor: e.aor.clone(),
+                contact: e.binding.contact.clone(),
+                expires_at_ms: e.binding.expires_at_ms,
+                instance: e.binding.instance.clone(),
+                params: e.binding.params.clone(),
+            };
+            for entry in &self.binding_modules {
+                let outcome = match self.registry.get(&entry.module) {
+                    Some(m) => m.on_binding(&ev),
+                    None => Err(weir_wasm::ModuleFailure::Error(format!(
+                        "module {} is not loaded",
+                        entry.module
+                    ))),
+                };
+                if let Err(failure) = outcome {
+                    self.failed("events.binding", entry, &failure);
+                }
+            }
         }
     }
 }

@@ -80,4 +80,6 @@ counters! {
     unregistered,
     /// ACKs of replies Weir sent statelessly, absorbed.
     acks_absorbed,
+    /// Registrar binding events (added, refreshed, removed, expired).
+    binding_events,
 }

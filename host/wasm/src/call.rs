@@ -140,3 +140,34 @@ pub struct ModuleStats {
     /// Instances alive now (idle and in a call).
     pub live_instances: usize,
 }
+
+/// What happened to a registrar binding, as in the WIT `binding-change`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BindingChange {
+    /// A new contact was registered.
+    Added,
+    /// An existing binding was registered again.
+    Refreshed,
+    /// The binding was removed.
+    Removed,
+    /// The binding expired.
+    Expired,
+}
+
+/// A registrar binding event for a module's `on-binding`, as in the WIT
+/// `binding-event`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingEvent {
+    /// What happened.
+    pub change: BindingChange,
+    /// The AOR key (`sip:alice@example.com`).
+    pub aor: String,
+    /// The Contact URI.
+    pub contact: String,
+    /// Expiry, milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// `+sip.instance`, if any.
+    pub instance: Option<String>,
+    /// Other Contact params kept with the binding.
+    pub params: Vec<(String, String)>,
+}

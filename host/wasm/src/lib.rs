@@ -73,7 +73,9 @@ mod registry;
 mod runtime;
 mod spec;
 
-pub use call::{CallContext, Hook, ModuleFailure, ModuleStats, Transport, Verdict};
+pub use call::{
+    BindingChange, BindingEvent, CallContext, Hook, ModuleFailure, ModuleStats, Transport, Verdict,
+};
 pub use error::{Error, WasmError};
 pub use host::auth::{ConnectionIdentities, DEFAULT_CONNECTION_IDENTITIES, MAX_IDENTITY};
 pub use kv::{KvError, KvLimits, KvStore, MemoryKv};

@@ -214,6 +214,73 @@ impl LoadedModule {
         self.call(Hook::Reply, msg, ctx)
     }
 
+    /// Runs the module's `on-binding` with a registrar event. Bounded like
+    /// [`on_request`](Self::on_request); a module that ignores events returns at once.
+    pub fn on_binding(&self, event: &crate::call::BindingEvent) -> Result<(), ModuleFailure> {
+        use crate::bindings::weir::sip::types::{
+            BindingChange as WitChange, BindingEvent as WitEvent, Header as WitHeader,
+        };
+        use crate::call::BindingChange;
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let mut inst = match self.checkout() {
+            Ok(inst) => inst,
+            Err(failure) => {
+                self.count(&failure);
+                return Err(failure);
+            }
+        };
+        let wit = WitEvent {
+            change: match event.change {
+                BindingChange::Added => WitChange::Added,
+                BindingChange::Refreshed => WitChange::Refreshed,
+                BindingChange::Removed => WitChange::Removed,
+                BindingChange::Expired => WitChange::Expired,
+            },
+            aor: event.aor.clone(),
+            contact: event.contact.clone(),
+            expires_at_ms: event.expires_at_ms,
+            instance: event.instance.clone(),
+            params: event
+                .params
+                .iter()
+                .map(|(n, v)| WitHeader {
+                    name: n.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        };
+        inst.store.data_mut().begin_event();
+        inst.store.set_epoch_deadline(self.call_ticks);
+        let raw = inst
+            .bindings
+            .weir_sip_handler()
+            .call_on_binding(&mut inst.store, &wit);
+        inst.store.data_mut().end_event();
+        let outcome = match raw {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(ModuleFailure::Error(
+                cut(&message, MAX_ERROR_MESSAGE).to_owned(),
+            )),
+            Err(e) => Err(classify(&inst.store, &e)),
+        };
+        match &outcome {
+            Err(
+                failure @ (ModuleFailure::Trap(_)
+                | ModuleFailure::Timeout
+                | ModuleFailure::OutOfMemory),
+            ) => {
+                self.count(failure);
+                self.discard(inst, failure);
+            }
+            Err(failure) => {
+                self.count(failure);
+                self.checkin(inst);
+            }
+            Ok(()) => self.checkin(inst),
+        }
+        outcome
+    }
+
     /// Current counters.
     pub fn stats(&self) -> ModuleStats {
         let c = &self.counters;

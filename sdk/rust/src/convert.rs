@@ -133,6 +133,31 @@ pub(crate) fn verdict_to_wit(verdict: Verdict) -> Result<wit::Verdict, String> {
     })
 }
 
+/// A WIT binding event as the SDK type.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn binding_event(e: wit::BindingEvent) -> crate::BindingEvent {
+    crate::BindingEvent {
+        change: match e.change {
+            wit::BindingChange::Added => crate::BindingChange::Added,
+            wit::BindingChange::Refreshed => crate::BindingChange::Refreshed,
+            wit::BindingChange::Removed => crate::BindingChange::Removed,
+            wit::BindingChange::Expired => crate::BindingChange::Expired,
+        },
+        aor: e.aor,
+        contact: e.contact,
+        expires_at_ms: e.expires_at_ms,
+        instance: e.instance,
+        params: e
+            .params
+            .into_iter()
+            .map(|h| crate::Header {
+                name: h.name,
+                value: h.value,
+            })
+            .collect(),
+    }
+}
+
 /// The functions behind `export_module!`'s `Guest` impl.
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod glue {
@@ -140,13 +165,14 @@ pub(crate) mod glue {
     use std::rc::Rc;
 
     use super::verdict_to_wit;
-    use crate::__private::{WitMessage, WitParam, WitVerdict};
-    use crate::{Error, Message, Module, Verdict};
+    use crate::__private::{WitBindingEvent, WitMessage, WitParam, WitVerdict};
+    use crate::{BindingEvent, Error, Message, Module, Verdict};
 
     /// The object-safe part of [`Module`], so one slot can hold any module type.
     trait Handler {
         fn on_request(&self, msg: &mut Message<'_>) -> Result<Verdict, Error>;
         fn on_reply(&self, msg: &mut Message<'_>) -> Result<Verdict, Error>;
+        fn on_binding(&self, event: &BindingEvent) -> Result<(), Error>;
     }
 
     impl<M: Module> Handler for M {
@@ -155,6 +181,9 @@ pub(crate) mod glue {
         }
         fn on_reply(&self, msg: &mut Message<'_>) -> Result<Verdict, Error> {
             Module::on_reply(self, msg)
+        }
+        fn on_binding(&self, event: &BindingEvent) -> Result<(), Error> {
+            Module::on_binding(self, event)
         }
     }
 
@@ -178,6 +207,16 @@ pub(crate) mod glue {
     /// `on-reply` export.
     pub fn on_reply(msg: &WitMessage) -> Result<WitVerdict, String> {
         dispatch(msg, |h, m| h.on_reply(m))
+    }
+
+    /// `on-binding` export.
+    pub fn on_binding(event: WitBindingEvent) -> Result<(), String> {
+        let handler = INSTANCE
+            .with(|slot| slot.borrow().clone())
+            .ok_or_else(|| "module called before init".to_string())?;
+        handler
+            .on_binding(&super::binding_event(event))
+            .map_err(|e| e.to_string())
     }
 
     fn dispatch(

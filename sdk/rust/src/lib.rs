@@ -94,7 +94,7 @@ mod verdict;
 pub use error::{Context, EditError, Error, KvError};
 pub use message::Message;
 pub use params::{ApplyTo, NoConfig};
-pub use types::{Address, Header, Hook, Transport};
+pub use types::{Address, BindingChange, BindingEvent, Header, Hook, Transport};
 pub use verdict::{Reply, Status, Verdict};
 
 /// A Weir routing module: one instance per component instance, driven by the host.
@@ -126,6 +126,14 @@ pub trait Module: Sized + 'static {
     fn on_reply(&self, msg: &mut Message) -> Result<Verdict, Error> {
         let _ = msg;
         Ok(Verdict::Continue)
+    }
+
+    /// A registrar binding was added, refreshed, removed or expired. Called only for
+    /// modules listed in the config's `[events] binding`; the default ignores it. An
+    /// error is logged by the host and changes nothing else.
+    fn on_binding(&self, event: &BindingEvent) -> Result<(), Error> {
+        let _ = event;
+        Ok(())
     }
 }
 
@@ -179,6 +187,12 @@ macro_rules! export_module {
                 {
                     $crate::__private::on_reply(msg)
                 }
+
+                fn on_binding(
+                    event: $crate::__private::WitBindingEvent,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__private::on_binding(event)
+                }
             }
 
             $crate::__private::bindings::__export!(
@@ -212,10 +226,12 @@ pub mod __private {
 
     pub use bindings::exports::weir::sip::handler::Guest;
     pub use bindings::weir::sip::message::Message as WitMessage;
-    pub use bindings::weir::sip::types::{Param as WitParam, Verdict as WitVerdict};
+    pub use bindings::weir::sip::types::{
+        BindingEvent as WitBindingEvent, Param as WitParam, Verdict as WitVerdict,
+    };
 
     #[cfg(target_arch = "wasm32")]
-    pub use crate::convert::glue::{init, on_reply, on_request};
+    pub use crate::convert::glue::{init, on_binding, on_reply, on_request};
 
     /// Compile-time check used by `export_module!` off wasm.
     pub fn assert_module<M: crate::Module>() {}

@@ -161,3 +161,34 @@ mod tests {
         assert_eq!(h.to_string(), "m: <sip:a@b>");
     }
 }
+
+/// What happened to a registrar binding (see [`BindingEvent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BindingChange {
+    /// A new contact was registered.
+    Added,
+    /// An existing binding was registered again (new expiry).
+    Refreshed,
+    /// Removed: expires 0, `*`, replaced by a newer registration of the same device,
+    /// or dropped after a failed branch.
+    Removed,
+    /// Expired.
+    Expired,
+}
+
+/// A registrar binding event ([`Module::on_binding`](crate::Module::on_binding)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingEvent {
+    /// What happened.
+    pub change: BindingChange,
+    /// The address of record, as the registrar keys it (`sip:alice@example.com`).
+    pub aor: String,
+    /// The Contact URI.
+    pub contact: String,
+    /// Expiry, milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// `+sip.instance` of the device, if any.
+    pub instance: Option<String>,
+    /// Other Contact params kept with the binding (e.g. RFC 8599 `pn-*`).
+    pub params: Vec<Header>,
+}

@@ -114,6 +114,18 @@ impl Ctx {
 
     /// Takes the message back: as edited if `keep_edits`, else as it was before
     /// the call.
+    /// Prepare for a call without a message (`on-binding`): message accessors fail.
+    pub(crate) fn begin_event(&mut self) {
+        self.call.msg = None;
+        self.call.undo.clear();
+        self.call.log_budget = LOG_LINES_PER_CALL;
+    }
+
+    /// After a call without a message.
+    pub(crate) fn end_event(&mut self) {
+        self.wasi.flush_all(&self.ident);
+    }
+
     pub(crate) fn end_call(&mut self, keep_edits: bool) -> Option<Message> {
         self.wasi.flush_all(&self.ident);
         let mut msg = self.call.msg.take();

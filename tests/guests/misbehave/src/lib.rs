@@ -268,6 +268,27 @@ impl Guest for Misbehave {
     fn on_reply(msg: &Message) -> Result<Verdict, String> {
         handle(msg)
     }
+
+    /// Mode `note` logs each binding event; `error` fails it; the others ignore it.
+    fn on_binding(event: weir::sip::types::BindingEvent) -> Result<(), String> {
+        match MODE.with(|m| m.get()) {
+            Some(Mode::Note) => {
+                weir::sip::log::log(
+                    weir::sip::types::Level::Info,
+                    &format!(
+                        "note binding={:?} aor={} contact={} instance={}",
+                        event.change,
+                        event.aor,
+                        event.contact,
+                        event.instance.as_deref().unwrap_or("-")
+                    ),
+                );
+                Ok(())
+            }
+            Some(Mode::Error) => Err("asked to fail".to_string()),
+            _ => Ok(()),
+        }
+    }
 }
 
 export!(Misbehave);
