@@ -1596,12 +1596,32 @@ def main():
                     help="seconds of load before each max-rate step is measured (default 1)")
     ap.add_argument("--max-offered", type=int, default=int(env("BENCH_MAX_OFFERED", 100000)),
                     help="SIPp -r of the max-rate steps, far above what is reachable (default 100000)")
-    ap.add_argument("--mode", choices=["stateless", "stateful"],
+    ap.add_argument("--mode", choices=["stateless", "stateful", "register", "register-auth",
+                                       "register-memory"],
                     default=env("BENCH_MODE", "stateless"),
                     help="stateless (default): bench/weir/stateless.toml against "
                          "bench/kamailio/stateless.cfg; stateful: bench/weir/stateful.toml "
                          "against bench/kamailio/stateful.cfg (tm), with calls along the "
-                         "route set, CPU per call and response times")
+                         "route set, CPU per call and response times; register / "
+                         "register-auth: bench/weir/register[-auth].toml against "
+                         "bench/kamailio/register.cfg (registrar, usrloc in memory; digest "
+                         "auth), registrations/s and CPU per registration; register-memory: "
+                         "memory per binding (--bindings); see bench/lib/register.py")
+    ap.add_argument("--users", type=int, default=int(env("BENCH_USERS", 20000)),
+                    help="register modes: distinct users, registered once before the "
+                         "measurements (default 20000)")
+    ap.add_argument("--fill-rate", type=int, default=int(env("BENCH_FILL_RATE", 5000)),
+                    help="register modes: SIPp -r when registering every user once "
+                         "(default 5000, at most 200 in progress)")
+    ap.add_argument("--bindings", type=int_list, default=int_list(env("BENCH_BINDINGS", "100000")),
+                    help="register-memory: binding counts, each on a fresh proxy "
+                         "(default 100000)")
+    ap.add_argument("--weir-auth-module", default=env("BENCH_WEIR_AUTH_MODULE"),
+                    help="register-auth: auth_digest.wasm to load (default "
+                         "target/wasm32-wasip2/release/...)")
+    ap.add_argument("--kamailio-shm", type=int, default=int(env("BENCH_KAMAILIO_SHM", 1024)),
+                    help="register modes: kamailio -m, MiB of shared memory (default 1024; "
+                         "1M bindings need about 1.5 GiB)")
     ap.add_argument("--probe-rate", type=float, default=float(env("BENCH_PROBE_RATE", 20)),
                     help="stateful: calls/s of the response-time probe during each fixed-rate "
                          "slice (default 20; 0: none)")
@@ -1634,7 +1654,8 @@ def main():
                     help="skip scripts/setup (handled by bench/run)")
     args = ap.parse_args()
     if args.rates is None:
-        args.rates = [1000, 2000] if args.mode == "stateful" else [1000, 3000]
+        args.rates = {"stateful": [1000, 2000], "register": [2000, 4000],
+                      "register-auth": [1000, 2000]}.get(args.mode, [1000, 3000])
     if args.instructions and not shutil.which("valgrind"):
         sys.exit("bench: --instructions needs valgrind (Debian: valgrind)")
     if args.profile and not shutil.which("perf"):
@@ -1643,6 +1664,12 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+
+    if args.mode.startswith("register"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        sys.modules.setdefault("bench", sys.modules[__name__])  # one PROCS for both
+        import register  # bench/lib/register.py
+        return register.main(args)
 
     b = Bench(args)
     b.say(f"run directory {b.run_dir}")
