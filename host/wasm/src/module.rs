@@ -221,14 +221,7 @@ impl LoadedModule {
             BindingChange as WitChange, BindingEvent as WitEvent, Header as WitHeader,
         };
         use crate::call::BindingChange;
-        self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let mut inst = match self.checkout() {
-            Ok(inst) => inst,
-            Err(failure) => {
-                self.count(&failure);
-                return Err(failure);
-            }
-        };
+        let mut inst = self.begin()?;
         let wit = WitEvent {
             change: match event.change {
                 BindingChange::Added => WitChange::Added,
@@ -263,21 +256,7 @@ impl LoadedModule {
             )),
             Err(e) => Err(classify(&inst.store, &e)),
         };
-        match &outcome {
-            Err(
-                failure @ (ModuleFailure::Trap(_)
-                | ModuleFailure::Timeout
-                | ModuleFailure::OutOfMemory),
-            ) => {
-                self.count(failure);
-                self.discard(inst, failure);
-            }
-            Err(failure) => {
-                self.count(failure);
-                self.checkin(inst);
-            }
-            Ok(()) => self.checkin(inst),
-        }
+        self.settle(inst, outcome.as_ref().err());
         outcome
     }
 
@@ -310,14 +289,7 @@ impl LoadedModule {
         msg: &mut Message,
         cx: &CallContext<'_>,
     ) -> Result<Verdict, ModuleFailure> {
-        self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let mut inst = match self.checkout() {
-            Ok(inst) => inst,
-            Err(failure) => {
-                self.count(&failure);
-                return Err(failure);
-            }
-        };
+        let mut inst = self.begin()?;
 
         let original = std::mem::replace(msg, placeholder_message());
         inst.store.data_mut().begin_call(original, cx);
@@ -345,8 +317,21 @@ impl LoadedModule {
             ),
         }
 
-        match &outcome {
-            Err(
+        self.settle(inst, outcome.as_ref().err());
+        outcome
+    }
+
+    /// Before a call: count it and take an instance (a busy pool counts as a failure).
+    fn begin(&self) -> Result<Instance, ModuleFailure> {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        self.checkout().inspect_err(|failure| self.count(failure))
+    }
+
+    /// After a call: count a failure, and return the instance to the pool unless the
+    /// failure may have left it broken (trap, timeout, out of memory).
+    fn settle(&self, inst: Instance, failure: Option<&ModuleFailure>) {
+        match failure {
+            Some(
                 failure @ (ModuleFailure::Trap(_)
                 | ModuleFailure::Timeout
                 | ModuleFailure::OutOfMemory),
@@ -354,13 +339,12 @@ impl LoadedModule {
                 self.count(failure);
                 self.discard(inst, failure);
             }
-            Err(failure) => {
+            Some(failure) => {
                 self.count(failure);
                 self.checkin(inst);
             }
-            Ok(_) => self.checkin(inst),
+            None => self.checkin(inst),
         }
-        outcome
     }
 
     /// An idle instance, or a fresh one if the pool is empty and the module may have
