@@ -175,12 +175,19 @@ pub enum Transport {
     Tcp,
 }
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Transport {
+    /// The lowercase name, as in configs and Via parameters (`udp`, `tcp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -127,6 +127,12 @@ pub(crate) fn parse_branch(branch: &str) -> Option<(usize, u32)> {
     Some((route, lh))
 }
 
+/// The route index in the top Via's branch, when that Via is ours.
+pub(crate) fn route_of(msg: &Message) -> Option<usize> {
+    let top = msg.top_via().ok()?;
+    top.branch().and_then(parse_branch).map(|(r, _)| r)
+}
+
 /// A To tag for stateless replies: stable for retransmissions of the same request.
 pub(crate) fn to_tag(req: &Message) -> String {
     let mut h = DefaultHasher::new();

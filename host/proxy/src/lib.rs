@@ -34,7 +34,6 @@ use weir_transport::{Destination, Handler, Inbound, ListenerId, Transport, Trans
 use weir_wasm::ModuleRegistry;
 
 pub use ident::Identity;
-pub use location::now_ms;
 pub use stats::{Stats, StatsSnapshot};
 
 // === Core ===

@@ -8,12 +8,11 @@
 
 use std::collections::HashMap;
 use std::sync::MutexGuard;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use weir_message::{Message, Method, Uri};
 use weir_registrar::{Event, EventKind, Lookup, Registered, RequestContext, Target};
+use weir_store::now_ms;
 use weir_transaction::TxId;
-use weir_transport::Transport;
 use weir_wasm::{BindingChange, BindingEvent};
 
 use crate::stateful::BranchTarget;
@@ -29,21 +28,6 @@ pub(crate) struct LookupBranches {
 
 /// A lookup's branches, and the bindings they came from.
 pub(crate) type Found = (Vec<BranchTarget>, Vec<Target>);
-
-/// Wall clock in ms since the Unix epoch (bindings expire in wall time, so every node
-/// and every restart agree).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn transport_name(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    }
-}
 
 /// Whether an initial request of this method is looked up (not REGISTER, not the
 /// hop-by-hop or transaction-bound ones).
@@ -82,7 +66,7 @@ impl Core {
             .map(|l| l.name.clone());
         let ctx = RequestContext {
             source: rx.src,
-            transport: transport_name(rx.transport),
+            transport: rx.transport.as_str(),
             listener: listener.as_deref(),
             now_ms: now_ms(),
         };

@@ -231,11 +231,7 @@ impl Core {
                 self.lookup_branch_failed(tx, &ruri, code, timeout);
             }
         }
-        let route = req
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch().and_then(crate::ident::parse_branch))
-            .and_then(|(r, _)| self.routes.get(r));
+        let route = crate::ident::route_of(&req).and_then(|r| self.routes.get(r));
         let Some(route) = route.filter(|r| !r.branch_failure.is_empty()) else {
             return;
         };
@@ -609,11 +605,7 @@ impl Core {
     /// A response: its client transaction first. Returns it back when no transaction
     /// of ours matches, for the stateless path.
     pub(crate) fn stateful_response(&self, resp: Message, rx: Rx) -> Option<Message> {
-        let route = resp
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch().and_then(crate::ident::parse_branch))
-            .map(|(r, _)| r);
+        let route = crate::ident::route_of(&resp);
         let (outcome, out) = self.tsx.on_response(resp, Instant::now());
         self.execute(out);
         match outcome {
