@@ -221,6 +221,12 @@ pub struct ModuleDef {
     pub timeout: Duration,
     /// Most instances alive at once.
     pub max_instances: usize,
+    /// URL prefixes the module may reach with the `http` capability (`http_allow`);
+    /// empty: none.
+    pub http_allow: Vec<String>,
+    /// Files the module may read (`files = { name = "path" }`), paths resolved against
+    /// the config's directory.
+    pub files: Vec<(String, PathBuf)>,
 }
 
 /// How a route handles requests.

@@ -104,6 +104,10 @@ struct RawModule {
     timeout_ms: Option<Spanned<i64>>,
     max_instances: Option<Spanned<i64>>,
     #[serde(default)]
+    http_allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+    #[serde(default)]
     params: toml::Table,
 }
 
@@ -630,10 +634,38 @@ fn modules(
             1,
             4_096,
         )?;
+        let mut http_allow = Vec::with_capacity(m.http_allow.len());
+        for (i, p) in m.http_allow.iter().enumerate() {
+            let prefix = p.get_ref();
+            let ok = (prefix.starts_with("http://") || prefix.starts_with("https://"))
+                && prefix.len() > "https://".len()
+                && !prefix.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !ok {
+                return Err(ctx.err(
+                    &p.span(),
+                    format!("{key}.http_allow[{i}]"),
+                    "must be an http:// or https:// URL prefix (e.g. \"http://127.0.0.1:8080/push/\")",
+                ));
+            }
+            http_allow.push(prefix.clone());
+        }
+        let mut files = Vec::with_capacity(m.files.len());
+        for (grant, path) in &m.files {
+            if !valid_name(grant) || path.is_empty() {
+                return Err(ctx.err(
+                    &span,
+                    format!("{key}.files.{grant}"),
+                    "file grants are name = \"path\" with a name of letters, digits, '-' and '_'",
+                ));
+            }
+            files.push((grant.clone(), resolve(base_dir, path)));
+        }
         out.insert(
             name.clone(),
             ModuleDef {
                 name: name.clone(),
+                http_allow,
+                files,
                 tenant: m
                     .tenant
                     .clone()

@@ -22,6 +22,22 @@ pub(crate) enum Outcome {
     },
     /// Discard.
     Drop,
+    /// Keep the transaction pending (stateful routes only).
+    Wait {
+        branches: Vec<weir_wasm::BranchTarget>,
+        timeout: std::time::Duration,
+        code: u16,
+    },
+}
+
+/// What a chain call knows beyond the message: the failed leg's status and the
+/// cancelled flag (failure chains), the transaction, the processing's variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Extra<'a> {
+    pub failure_status: u16,
+    pub cancelled: bool,
+    pub tx: u64,
+    pub vars: Option<&'a std::cell::RefCell<weir_wasm::Vars>>,
 }
 
 fn wasm_transport(t: weir_transport::Transport) -> weir_wasm::Transport {
@@ -32,15 +48,14 @@ fn wasm_transport(t: weir_transport::Transport) -> weir_wasm::Transport {
 }
 
 impl Core {
-    /// Run one module, or report why it could not give a verdict. `failure` carries the
-    /// failed leg's best status and the cancelled flag for a failure chain.
+    /// Run one module, or report why it could not give a verdict.
     pub(crate) fn call_entry(
         &self,
         entry: &ChainEntry,
         msg: &mut Message,
         rx: Rx,
         hook: Hook,
-        failure: (u16, bool),
+        extra: Extra<'_>,
     ) -> Result<Verdict, ModuleFailure> {
         let Some(module) = self.registry.get(&entry.module) else {
             return Err(ModuleFailure::Error(format!(
@@ -56,7 +71,10 @@ impl Core {
         let mut ctx = CallContext::new(rx.src, wasm_transport(rx.transport), listener);
         ctx.hook = hook;
         ctx.connection = rx.conn;
-        (ctx.failure_status, ctx.cancelled) = failure;
+        ctx.failure_status = extra.failure_status;
+        ctx.cancelled = extra.cancelled;
+        ctx.transaction = extra.tx;
+        ctx.vars = extra.vars;
         if hook == Hook::Reply {
             module.on_reply(msg, &ctx)
         } else {
@@ -81,9 +99,10 @@ impl Core {
         route: &weir_config::Route,
         msg: &mut Message,
         rx: Rx,
+        extra: Extra<'_>,
     ) -> Outcome {
         for entry in &route.request {
-            match self.call_entry(entry, msg, rx, Hook::Request, (0, false)) {
+            match self.call_entry(entry, msg, rx, Hook::Request, extra) {
                 Ok(Verdict::Continue) => continue,
                 Ok(Verdict::Forward(targets)) => return Outcome::Forward(targets),
                 Ok(Verdict::Reply {
@@ -98,6 +117,17 @@ impl Core {
                     }
                 }
                 Ok(Verdict::Drop) => return Outcome::Drop,
+                Ok(Verdict::Wait {
+                    branches,
+                    timeout,
+                    code,
+                }) => {
+                    return Outcome::Wait {
+                        branches,
+                        timeout,
+                        code,
+                    }
+                }
                 Err(failure) => {
                     self.failed(&route.name, entry, &failure);
                     match entry.on_error {
@@ -125,7 +155,7 @@ impl Core {
         rx: Rx,
     ) -> bool {
         for entry in &route.reply {
-            match self.call_entry(entry, msg, rx, Hook::Reply, (0, false)) {
+            match self.call_entry(entry, msg, rx, Hook::Reply, Extra::default()) {
                 Ok(Verdict::Drop) => return false,
                 Ok(_) => continue,
                 Err(failure) => {

@@ -18,8 +18,10 @@ mod location;
 mod request;
 mod resolve;
 mod response;
+mod services;
 mod stateful;
 mod stats;
+mod uac;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,6 +36,7 @@ use weir_transport::{Destination, Handler, Inbound, ListenerId, Transport, Trans
 use weir_wasm::ModuleRegistry;
 
 pub use ident::Identity;
+pub use services::ModuleServices;
 pub use stats::{Stats, StatsSnapshot};
 
 // === Core ===
@@ -58,6 +61,12 @@ pub struct Core {
     binding_modules: Vec<weir_config::ChainEntry>,
     /// Lookup targets of live transactions, for `unregister_on`.
     lookup_branches: Mutex<HashMap<TxId, location::LookupBranches>>,
+    /// Transactions modules keep pending (verdict `wait`).
+    parked: Mutex<HashMap<TxId, stateful::Parked>>,
+    /// Module-originated requests in flight.
+    uac: uac::Uac,
+    /// The module services, once attached.
+    services: std::sync::OnceLock<Weak<ModuleServices>>,
     registry: Arc<ModuleRegistry>,
     transports: Arc<Transports>,
     ident: Identity,
@@ -120,6 +129,9 @@ impl Core {
             registrar,
             binding_modules: config.events.binding.clone(),
             lookup_branches: Mutex::new(HashMap::new()),
+            parked: Mutex::new(HashMap::new()),
+            uac: uac::Uac::default(),
+            services: std::sync::OnceLock::new(),
             registry,
             transports,
             ident,

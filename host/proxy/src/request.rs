@@ -253,7 +253,12 @@ impl Core {
         let Some(route) = self.routes.get(route_idx) else {
             return;
         };
-        match self.request_chain(route, &mut req, rx) {
+        let vars = std::cell::RefCell::new(weir_wasm::Vars::default());
+        let extra = crate::chain::Extra {
+            vars: Some(&vars),
+            ..crate::chain::Extra::default()
+        };
+        match self.request_chain(route, &mut req, rx, extra) {
             Outcome::Continue => {
                 if let Some(r) = self.save_if_registrar(&req, rx, route_idx) {
                     return self.reply(&req, rx, r.status, &r.reason, &r.headers);
@@ -289,6 +294,12 @@ impl Core {
                 headers,
             } => self.reply(&req, rx, code, &reason, &headers),
             Outcome::Drop => inc(&self.stats.module_dropped),
+            Outcome::Wait { .. } => {
+                // Nothing to keep pending without a transaction.
+                inc(&self.stats.module_failures);
+                tracing::warn!(route = %route.name, "module verdict `wait` on a stateless route");
+                self.reply(&req, rx, 500, "Wait Needs A Stateful Route", &[]);
+            }
         }
     }
 

@@ -13,6 +13,9 @@ impl Core {
     pub(crate) fn on_response(&self, mut resp: Message, rx: Rx) {
         // `Message::parse` already checked Via, From, To, Call-ID and CSeq.
         inc(&self.stats.responses);
+        if self.uac_response(&resp) {
+            return;
+        }
         if self.has_stateful {
             match self.stateful_response(resp, rx) {
                 Some(r) => resp = r,

@@ -13,15 +13,15 @@ use weir_transaction::{
     Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target, TimerConfig, TxId,
 };
 use weir_transport::{Destination, FailHook, Transport};
-use weir_wasm::{Hook, Verdict};
+use weir_wasm::{Hook, Vars, Verdict};
 
-use crate::chain::Outcome;
+use crate::chain::{Extra, Outcome};
 use crate::resolve::{self, Target as Dest};
 use crate::stats::inc;
 use crate::{Core, Rx};
 
 /// What a transaction with a failure hook needs to start another leg.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct TxCtx {
     /// The request after the request chain, before per-branch edits.
     req: Message,
@@ -33,11 +33,24 @@ pub(crate) struct TxCtx {
     group: usize,
     /// The current leg's targets came from the route's next hops.
     from_next_hops: bool,
+    /// The variables the chains set (`message.set-var`).
+    vars: Vars,
+}
+
+/// A transaction a module keeps pending (verdict `wait`) until its deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parked {
+    /// The reply at the deadline when no branch ever started.
+    code: u16,
+    /// Every branch so far failed: the best status, held until the deadline.
+    held: Option<u16>,
+    /// Some branch was started.
+    started: bool,
 }
 
 impl TxCtx {
     /// The context of the next leg: `req` as the failure chain left it.
-    fn next_leg(&self, req: Message, group: usize, from_next_hops: bool) -> TxCtx {
+    fn next_leg(&self, req: Message, group: usize, from_next_hops: bool, vars: Vars) -> TxCtx {
         TxCtx {
             req,
             rx: self.rx,
@@ -46,6 +59,7 @@ impl TxCtx {
             lh: self.lh,
             group,
             from_next_hops,
+            vars,
         }
     }
 }
@@ -69,6 +83,17 @@ impl BranchTarget {
             ruri: None,
             route: Vec::new(),
         }
+    }
+
+    /// A branch a module asked for: to `destination` (else the URI), with the URI as
+    /// the branch's request URI and `path` as its first Route values.
+    pub(crate) fn of_module(t: weir_wasm::BranchTarget) -> Option<BranchTarget> {
+        let hop = Uri::parse(t.destination.as_deref().unwrap_or(&t.uri)).ok()?;
+        Some(BranchTarget {
+            hop,
+            ruri: Some(t.uri),
+            route: t.path,
+        })
     }
 
     /// Apply the branch's edits to its copy of the request.
@@ -175,6 +200,10 @@ impl Core {
                 Output::Terminated { tx } => {
                     self.contexts().remove(&tx);
                     self.forget_lookup(tx);
+                    self.parked().remove(&tx);
+                    if let Some(s) = self.services.get().and_then(std::sync::Weak::upgrade) {
+                        s.transaction_ended(tx);
+                    }
                 }
             }
         }
@@ -243,7 +272,13 @@ impl Core {
             conn: 0,
         };
         for entry in &route.branch_failure {
-            match self.call_entry(entry, &mut req, rx, Hook::BranchFailure, (code, cancelled)) {
+            let extra = Extra {
+                failure_status: code,
+                cancelled,
+                tx: tx.as_u64(),
+                vars: None,
+            };
+            match self.call_entry(entry, &mut req, rx, Hook::BranchFailure, extra) {
                 Ok(Verdict::Drop) => break,
                 Ok(_) => {}
                 Err(failure) => {
@@ -313,7 +348,13 @@ impl Core {
             timers.fr_inv_timer = route.fr_inv_timer.unwrap_or(timers.fr_inv_timer);
             let _ = self.tsx.set_timers(tx, timers);
         }
-        let explicit = match self.request_chain(route, &mut req, rx) {
+        let vars = std::cell::RefCell::new(Vars::default());
+        let extra = Extra {
+            tx: tx.as_u64(),
+            vars: Some(&vars),
+            ..Extra::default()
+        };
+        let explicit = match self.request_chain(route, &mut req, rx, extra) {
             Outcome::Continue => {
                 if let Some(r) = self.save_if_registrar(&req, rx, route_idx) {
                     self.tx_reply(tx, r.status, &r.reason, &r.headers);
@@ -359,6 +400,23 @@ impl Core {
                 self.execute(out);
                 return;
             }
+            Outcome::Wait {
+                branches,
+                timeout,
+                code,
+            } => {
+                let ctx = TxCtx {
+                    req,
+                    rx,
+                    route_idx,
+                    max_forwards,
+                    lh,
+                    group: 0,
+                    from_next_hops: false,
+                    vars: vars.into_inner(),
+                };
+                return self.park(tx, ctx, branches, timeout, code);
+            }
         };
         let ctx = TxCtx {
             req,
@@ -368,8 +426,159 @@ impl Core {
             lh,
             group: 0,
             from_next_hops: explicit.is_none(),
+            vars: vars.into_inner(),
         };
         self.fork(tx, ctx, explicit);
+    }
+
+    fn parked(&self) -> MutexGuard<'_, std::collections::HashMap<TxId, Parked>> {
+        // Every critical section is one insert, get or remove: a poisoned map is whole.
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A module's `wait`: keep the INVITE transaction open until `timeout`, forking to
+    /// `branches` now; later branches come from `transactions.add-branch` /
+    /// `append-contacts`.
+    fn park(
+        &self,
+        tx: TxId,
+        ctx: TxCtx,
+        branches: Vec<weir_wasm::BranchTarget>,
+        timeout: std::time::Duration,
+        code: u16,
+    ) {
+        if ctx.req.method() != Some(&Method::Invite) {
+            inc(&self.stats.module_failures);
+            tracing::warn!("module verdict `wait` on a non-INVITE request");
+            return self.tx_reply(tx, 500, "Wait Needs An INVITE", &[]);
+        }
+        inc(&self.stats.parked);
+        let branches: Vec<BranchTarget> = branches
+            .into_iter()
+            .filter_map(BranchTarget::of_module)
+            .collect();
+        self.parked().insert(
+            tx,
+            Parked {
+                code,
+                held: None,
+                started: !branches.is_empty(),
+            },
+        );
+        let me = self.me.clone();
+        self.runtime.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(core) = me.upgrade() {
+                core.unpark(tx);
+            }
+        });
+        if branches.is_empty() {
+            if self.tsx.arm_failure(tx).is_ok() {
+                self.contexts().insert(tx, Arc::new(ctx));
+            }
+        } else {
+            self.fork(tx, ctx, Some(branches));
+        }
+    }
+
+    /// The deadline of a parked transaction: what every branch failed with goes
+    /// upstream (through the failure chain), or the `wait` code when none started.
+    fn unpark(&self, tx: TxId) {
+        let Some(p) = self.parked().remove(&tx) else {
+            return;
+        };
+        if self.tsx.is_answered(tx) != Some(false) {
+            return;
+        }
+        if let Some(code) = p.held {
+            self.on_failure(tx, code);
+        } else if !p.started {
+            inc(&self.stats.park_timeouts);
+            self.tx_reply(tx, p.code, "", &[]);
+        }
+        // Otherwise branches are pending: they end the transaction as usual.
+    }
+
+    /// Fork a pending transaction to more targets (`transactions.add-branch`).
+    pub(crate) fn add_branches(
+        &self,
+        tx: TxId,
+        targets: Vec<weir_wasm::BranchTarget>,
+    ) -> Result<(), String> {
+        let branches: Vec<BranchTarget> = targets
+            .into_iter()
+            .filter_map(BranchTarget::of_module)
+            .collect();
+        if branches.is_empty() {
+            return Err("no usable target".into());
+        }
+        self.append(tx, branches)
+    }
+
+    fn append(&self, tx: TxId, branches: Vec<BranchTarget>) -> Result<(), String> {
+        match (self.tsx.is_answered(tx), self.tsx.is_cancelled(tx)) {
+            (Some(false), Some(false)) => {}
+            (None, _) | (_, None) => return Err("no such transaction".into()),
+            (_, Some(true)) => return Err("the transaction was cancelled".into()),
+            (Some(true), _) => return Err("the transaction was answered".into()),
+        }
+        let Some(ctx) = self.contexts().get(&tx).cloned() else {
+            return Err(
+                "the transaction cannot take branches (not kept pending or watched)".into(),
+            );
+        };
+        if let Some(p) = self.parked().get_mut(&tx) {
+            p.held = None;
+            p.started = true;
+        }
+        inc(&self.stats.late_branches);
+        let req = ctx.req.clone();
+        let next = ctx.next_leg(req, ctx.group, false, ctx.vars.clone());
+        self.fork(tx, next, Some(branches));
+        Ok(())
+    }
+
+    /// Kamailio's `ts_append`: fork a pending transaction to the AOR's contacts that
+    /// are not one of its branches yet (only to `contact` when given).
+    pub(crate) fn append_contacts(
+        &self,
+        tx: TxId,
+        aor: &str,
+        contact: Option<&str>,
+    ) -> Result<u32, String> {
+        let registrar = self
+            .registrar
+            .as_ref()
+            .ok_or("no registrar in this proxy")?;
+        let targets = match registrar.lookup(aor, weir_store::now_ms()) {
+            weir_registrar::Lookup::Found(t) => t,
+            weir_registrar::Lookup::Error(e) => return Err(format!("location store: {e}")),
+            _ => return Ok(0),
+        };
+        let mut existing = Vec::new();
+        for b in 0.. {
+            match self.tsx.branch_request(tx, b) {
+                Some((req, _)) => existing.push(req.request_uri().unwrap_or_default().to_string()),
+                None => break,
+            }
+        }
+        let branches: Vec<BranchTarget> = targets
+            .into_iter()
+            .filter(|t| contact.is_none_or(|c| t.uri == c))
+            .filter(|t| !existing.contains(&t.uri))
+            .filter_map(|t| {
+                Some(BranchTarget {
+                    hop: Uri::parse(t.destination.as_deref().unwrap_or(&t.uri)).ok()?,
+                    ruri: Some(t.uri),
+                    route: t.route,
+                })
+            })
+            .collect();
+        let n = u32::try_from(branches.len()).unwrap_or(u32::MAX);
+        if n > 0 {
+            self.append(tx, branches)?;
+        }
+        Ok(n)
     }
 
     /// Answer a transaction locally (`t_reply`).
@@ -517,7 +726,13 @@ impl Core {
                 .get(ctx.route_idx)
                 .is_some_and(|g| ctx.group + 1 < g.len());
         let has_failure_chain = route.is_some_and(|r| !r.failure.is_empty());
-        if (more_groups || has_failure_chain) && self.tsx.arm_failure(tx).is_ok() {
+        let kept = self.parked().contains_key(&tx)
+            || self
+                .services
+                .get()
+                .and_then(std::sync::Weak::upgrade)
+                .is_some_and(|s| s.is_watched(tx));
+        if (more_groups || has_failure_chain || kept) && self.tsx.arm_failure(tx).is_ok() {
             self.contexts().insert(tx, Arc::new(ctx));
         }
         match self.tsx.forward(tx, targets, Instant::now()) {
@@ -535,6 +750,11 @@ impl Core {
     /// Every branch of the current leg failed and the hook was armed: the failure chain
     /// decides, then the route's next serial group, else the best reply goes upstream.
     fn on_failure(&self, tx: TxId, code: u16) {
+        if let Some(p) = self.parked().get_mut(&tx) {
+            // Kept pending: more branches may come before the deadline.
+            p.held = Some(code);
+            return;
+        }
         let Some(ctx) = self.contexts().get(&tx).cloned() else {
             self.relay_best(tx);
             return;
@@ -549,19 +769,25 @@ impl Core {
         }
         let mut req = ctx.req.clone();
         let cancelled = self.tsx.is_cancelled(tx).unwrap_or(false);
+        let vars = std::cell::RefCell::new(ctx.vars.clone());
         for entry in &route.failure {
-            let verdict =
-                match self.call_entry(entry, &mut req, ctx.rx, Hook::Failure, (code, cancelled)) {
-                    Ok(v) => v,
-                    Err(failure) => {
-                        self.failed(&route.name, entry, &failure);
-                        match entry.on_error {
-                            OnError::Skip => continue,
-                            OnError::Drop => return self.relay_best(tx),
-                            OnError::Reply(c) => return self.tx_reply(tx, c, "", &[]),
-                        }
+            let extra = Extra {
+                failure_status: code,
+                cancelled,
+                tx: tx.as_u64(),
+                vars: Some(&vars),
+            };
+            let verdict = match self.call_entry(entry, &mut req, ctx.rx, Hook::Failure, extra) {
+                Ok(v) => v,
+                Err(failure) => {
+                    self.failed(&route.name, entry, &failure);
+                    match entry.on_error {
+                        OnError::Skip => continue,
+                        OnError::Drop => return self.relay_best(tx),
+                        OnError::Reply(c) => return self.tx_reply(tx, c, "", &[]),
                     }
-                };
+                }
+            };
             match verdict {
                 Verdict::Continue => continue,
                 Verdict::Drop => return self.relay_best(tx),
@@ -580,7 +806,16 @@ impl Core {
                         return self.relay_best(tx);
                     }
                     inc(&self.stats.failovers);
-                    return self.fork(tx, ctx.next_leg(req, ctx.group, false), Some(uris));
+                    let next = ctx.next_leg(req, ctx.group, false, vars.into_inner());
+                    return self.fork(tx, next, Some(uris));
+                }
+                Verdict::Wait {
+                    branches,
+                    timeout,
+                    code,
+                } => {
+                    let next = ctx.next_leg(req, ctx.group, false, vars.into_inner());
+                    return self.park(tx, next, branches, timeout, code);
                 }
             }
         }
@@ -591,7 +826,8 @@ impl Core {
                 .is_some_and(|g| ctx.group + 1 < g.len());
         if more {
             inc(&self.stats.failovers);
-            self.fork(tx, ctx.next_leg(req, ctx.group + 1, true), None);
+            let next = ctx.next_leg(req, ctx.group + 1, true, vars.into_inner());
+            self.fork(tx, next, None);
         } else {
             self.relay_best(tx);
         }

@@ -82,4 +82,16 @@ counters! {
     acks_absorbed,
     /// Registrar binding events (added, refreshed, removed, expired).
     binding_events,
+    /// Transactions a module kept pending (verdict `wait`).
+    parked,
+    /// Parked transactions answered with the `wait` code (no branch ever started).
+    park_timeouts,
+    /// Branches added to pending transactions by modules (`add-branch`, `append-contacts`).
+    late_branches,
+    /// SIP requests originated by modules.
+    module_requests,
+    /// Module-originated requests that timed out (local 408).
+    module_request_timeouts,
+    /// HTTP requests made by modules.
+    module_http_requests,
 }

@@ -1138,6 +1138,7 @@ fn target_of(aor: &str, b: Binding) -> Target {
         reg_id: b.reg_id,
         listener: b.listener,
         params: b.params,
+        expires_at_ms: b.expires_at_ms,
         updated_ms: b.updated_ms,
     }
 }

@@ -145,6 +145,8 @@ pub struct Target {
     pub listener: Option<String>,
     /// Extra Contact params (e.g. RFC 8599 `pn-*`).
     pub params: Vec<(String, String)>,
+    /// When the binding expires, ms since the Unix epoch.
+    pub expires_at_ms: u64,
     /// Last write of the binding; [`Registrar::branch_failed`](crate::Registrar::branch_failed)
     /// removes the binding only if it is unchanged since.
     pub updated_ms: u64,

@@ -13,7 +13,7 @@ use crate::build::{cancel_for, local_reply, pop_top_via, CANCELED_REASON, TRYING
 use crate::client::{ClientEvent, ClientInvite, ClientNonInvite, ClientNonInviteState, ClientTx};
 use crate::config::{TableConfig, TimerConfig};
 use crate::context::{CtxAction, FinalOptions, ResponseContext};
-use crate::driver::{Slot, TimerId};
+use crate::driver::{Slot, TimerId, TimerOp};
 use crate::error::{Error, Result};
 use crate::key::{ClientKey, Peer, ServerKey, TxId};
 use crate::server::{ServerEvent, ServerTx};
@@ -40,7 +40,8 @@ pub(crate) struct ClientRef {
 #[derive(Debug, Default)]
 pub(crate) struct Fx {
     pub out: Vec<Output>,
-    pub timers: Vec<(TimerId, Instant)>,
+    /// Timers to queue (`Some(deadline)`) or forget (`None`, cancelled), in order.
+    pub timers: Vec<TimerOp>,
     pub new_keys: Vec<(ClientKey, ClientRef)>,
     pub dead_keys: Vec<(ClientKey, TxId)>,
     pub dead_timers: Vec<TimerId>,
@@ -100,6 +101,7 @@ fn slot_index(b: usize) -> u16 {
 
 impl Cell {
     /// A transaction for `request` received from `peer`; the lifetime timer is armed.
+    /// Its local To tag is left empty for the table to set.
     pub fn new(
         id: TxId,
         key: ServerKey,
@@ -122,7 +124,7 @@ impl Cell {
             server: ServerTx::new(&method, peer.transport.is_reliable(), timers),
             ctx: ResponseContext::new(invite, cfg.max_branches, cfg.relay_100),
             branches: Vec::new(),
-            to_tag: format!("w{:x}", id.0),
+            to_tag: String::new(),
             cfg,
             timers,
             final_to_tag: None,
@@ -140,7 +142,13 @@ impl Cell {
         if !self.slots.contains(&slot) {
             self.slots.push(slot);
         }
-        fx.timers.push((TimerId { tx: self.id, slot }, at));
+        fx.timers.push((TimerId { tx: self.id, slot }, Some(at)));
+    }
+
+    /// A machine stopped a timer: the queue forgets it rather than firing it for
+    /// nothing (a stale fire would be ignored anyway).
+    fn disarm(&self, slot: Slot, fx: &mut Fx) {
+        fx.timers.push((TimerId { tx: self.id, slot }, None));
     }
 
     /// Every timer this transaction ever queued.
@@ -150,6 +158,10 @@ impl Cell {
 
     pub fn is_invite(&self) -> bool {
         self.invite
+    }
+
+    pub fn is_answered(&self) -> bool {
+        self.server.final_sent()
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -256,7 +268,8 @@ impl Cell {
                 Action::Timeout(t) => {
                     tracing::debug!(tx = %self.id, timer = ?t, "no ACK for the final response");
                 }
-                Action::CancelTimer(_) | Action::Terminated => {}
+                Action::CancelTimer(timer) => self.disarm(Slot::Server(timer), fx),
+                Action::Terminated => {}
             }
         }
         delivered
@@ -430,7 +443,14 @@ impl Cell {
                 }
                 Action::Deliver(m) => delivered = Some(m),
                 Action::Timeout(_) => timed_out = true,
-                Action::CancelTimer(_) | Action::Terminated => {}
+                Action::CancelTimer(timer) => {
+                    let slot = match role {
+                        Role::Main => Slot::Branch(slot_index(b), timer),
+                        Role::Cancel => Slot::Cancel(slot_index(b), timer),
+                    };
+                    self.disarm(slot, fx);
+                }
+                Action::Terminated => {}
             }
         }
         if timed_out && role == Role::Main {

@@ -1,7 +1,7 @@
 //! Transaction keys (RFC 3261 §17.1.3, §17.2.3) and where messages come from.
 
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 
 use weir_message::{HeaderError, Message, Method, Via};
@@ -48,6 +48,56 @@ pub struct Peer {
     pub listener: usize,
 }
 
+/// A fast hash for ids Weir makes itself ([`TxId`], timer ids), never for anything a peer
+/// chooses (branches, Call-IDs: those keep the keyed default hash).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl IdHasher {
+    fn add(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // murmur3's finaliser: ids differ in their high bits (a shard's ids share their
+        // low 8), and the table's bucket index takes the low ones.
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.add(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.add(u64::from(v));
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.add(u64::from(v));
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.add(u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.add(v);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.add(v as u64);
+    }
+    fn write_isize(&mut self, v: isize) {
+        self.add(v as u64);
+    }
+}
+
+/// [`IdHasher`] for `HashMap`s keyed by our own ids.
+pub(crate) type IdHash = BuildHasherDefault<IdHasher>;
+
 /// Identifies one transaction in a [`TransactionTable`](crate::TransactionTable). Never
 /// reused, so a stale id simply finds nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,6 +114,17 @@ impl TxId {
 
     pub(crate) fn shard(self) -> usize {
         (self.0 & 0xff) as usize
+    }
+
+    /// The id as a number (for modules: `message.transaction-id`); never 0.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The id a number from [`as_u64`](Self::as_u64) stands for. A number that was
+    /// never an id simply finds no transaction.
+    pub fn from_u64(n: u64) -> TxId {
+        TxId(n)
     }
 }
 

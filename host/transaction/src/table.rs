@@ -13,7 +13,7 @@ use crate::cell::{AckMatch, Cell, ClientRef, Fx};
 use crate::config::{TableConfig, TimerConfig};
 use crate::driver::{TimerId, TimerQueue};
 use crate::error::{Error, Result};
-use crate::key::{ClientKey, Peer, ServerKey, TxId};
+use crate::key::{ClientKey, IdHash, Peer, ServerKey, TxId};
 
 // === Types ===
 
@@ -156,7 +156,7 @@ struct Shard {
     /// This shard's index (part of every id it hands out).
     index: usize,
     next_seq: u64,
-    cells: HashMap<TxId, Cell>,
+    cells: HashMap<TxId, Cell, IdHash>,
     server: HashMap<ServerKey, TxId>,
     client: HashMap<ClientKey, ClientRef>,
     tombstones: HashMap<ServerKey, Tombstone>,
@@ -292,7 +292,7 @@ impl TransactionTable {
                 .collect(),
             cfg: Arc::new(cfg),
             len: AtomicUsize::new(0),
-            timers: TimerQueue::default(),
+            timers: TimerQueue::new(n),
             tag_seed: random_u32(),
         }
     }
@@ -377,8 +377,8 @@ impl TransactionTable {
                 s.client.remove(&k);
             }
         }
-        for (id, at) in fx.timers {
-            self.timers.schedule(id, at);
+        if !fx.timers.is_empty() {
+            self.timers.apply(&fx.timers);
         }
         if !fx.dead_timers.is_empty() {
             self.timers.forget(&fx.dead_timers);
@@ -633,6 +633,11 @@ impl TransactionTable {
     /// Whether `tx` was cancelled upstream (`t_is_canceled`); `None` if it is gone.
     pub fn is_cancelled(&self, tx: TxId) -> Option<bool> {
         self.lock(tx.shard()).cells.get(&tx).map(Cell::is_cancelled)
+    }
+
+    /// Whether a final response went upstream for `tx`; `None` if it is gone.
+    pub fn is_answered(&self, tx: TxId) -> Option<bool> {
+        self.lock(tx.shard()).cells.get(&tx).map(Cell::is_answered)
     }
 
     /// Forget a new transaction the TU will not answer (a chain's `drop`). Its

@@ -6,8 +6,8 @@
 //! beyond framing and never decides where a message should go. Every buffer, queue and
 //! connection count is bounded, and what cannot be delivered is counted in [`Stats`].
 //!
-//! UDP listeners are served by dedicated OS threads doing blocking `recv_from` (the
-//! cheapest path per datagram); TCP runs on the tokio runtime given to [`Transports::start`].
+//! UDP listeners are served by dedicated OS threads doing blocking `recv_from` on the
+//! listener's one socket (the cheapest path per datagram); TCP runs on the tokio runtime given to [`Transports::start`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -220,25 +220,15 @@ impl Transports {
         }))
     }
 
-    /// Start receiving: `udp_workers` threads per UDP listener, each on its own
-    /// `SO_REUSEPORT` socket so that datagrams from one source keep their order, and
-    /// accept loops for TCP on the current tokio runtime.
+    /// Start receiving: `udp_workers` threads per UDP listener, all blocking in
+    /// `recv_from` on the listener's one socket (the kernel gives each datagram to one
+    /// of them, whatever its source), and accept loops for TCP on the current tokio
+    /// runtime.
     pub fn start(self: &Arc<Self>, handler: Arc<dyn Handler>, udp_workers: usize) {
         for (id, sock) in self.udp.iter().enumerate() {
             let Some(sock) = sock else { continue };
             for n in 0..udp_workers.max(1) {
-                let own = if n == 0 {
-                    sock.clone()
-                } else {
-                    match sock.local_addr().and_then(udp::bind) {
-                        Ok(s) => Arc::new(s),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "sharing one UDP socket between threads");
-                            sock.clone()
-                        }
-                    }
-                };
-                udp::spawn_worker(self.clone(), handler.clone(), id, own, n);
+                udp::spawn_worker(self.clone(), handler.clone(), id, sock.clone(), n);
             }
         }
         self.tcp.start(handler);

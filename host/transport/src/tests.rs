@@ -195,3 +195,86 @@ async fn tcp_outbound_connects_and_receives_replies() {
     assert_eq!(t.stats().tcp_connect_failures.load(Ordering::Relaxed), 1);
     t.stop();
 }
+
+/// Records which receive thread handled each message, holding it a while so that a
+/// second datagram arrives while the first thread is busy.
+struct Slow(Mutex<Vec<(String, Inbound)>>);
+
+impl Handler for Slow {
+    fn on_message(&self, msg: Inbound) {
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        std::thread::sleep(Duration::from_millis(20));
+        self.0.lock().unwrap().push((thread, msg));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_threads_share_the_listener_socket() {
+    let t = Transports::bind(
+        &[
+            listener("u4", Transport::Udp, "127.0.0.1:0"),
+            listener("u6", Transport::Udp, "[::1]:0"),
+        ],
+        &limits(),
+        2048,
+    )
+    .unwrap();
+    let c = Arc::new(Slow(Mutex::new(Vec::new())));
+    t.start(c.clone(), 3);
+    for (id, peer_addr) in [(0, "127.0.0.1:0"), (1, "[::1]:0")] {
+        let local = t.listeners()[id].local;
+        // One socket per listener: the port is not shared with anyone else.
+        assert_eq!(
+            std::net::UdpSocket::bind(local).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse
+        );
+        // One source: its datagrams still reach several threads of the listener.
+        let peer = std::net::UdpSocket::bind(peer_addr).unwrap();
+        for _ in 0..6 {
+            peer.send_to(MSG, local).unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..300 {
+            got = c.0.lock().unwrap().clone();
+            if got.iter().filter(|(_, m)| m.listener == id).count() >= 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mine: Vec<_> = got.iter().filter(|(_, m)| m.listener == id).collect();
+        assert_eq!(mine.len(), 6);
+        assert!(mine
+            .iter()
+            .all(|(_, m)| m.src == peer.local_addr().unwrap()));
+        let threads: std::collections::HashSet<_> = mine.iter().map(|(n, _)| n).collect();
+        assert!(
+            threads.len() > 1,
+            "one source served by one thread: {threads:?}"
+        );
+        assert!(threads
+            .iter()
+            .all(|n| n.starts_with(&format!("weir-udp-{id}-"))));
+        // Sends leave from the listener's address.
+        let dest = Destination {
+            transport: Transport::Udp,
+            addr: peer.local_addr().unwrap(),
+        };
+        assert_eq!(t.pick_listener(Transport::Udp, dest.addr, None), Some(id));
+        t.send(dest, id, Bytes::from_static(b"hello")).unwrap();
+        let mut buf = [0u8; 16];
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(from, local);
+    }
+    // A destination of the other family is refused, not sent from the wrong socket.
+    let v6 = Destination {
+        transport: Transport::Udp,
+        addr: "[::1]:9".parse().unwrap(),
+    };
+    assert!(matches!(
+        t.send(v6, 0, Bytes::from_static(b"x")),
+        Err(SendError::NoListener { .. })
+    ));
+    t.stop();
+}

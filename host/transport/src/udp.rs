@@ -1,4 +1,16 @@
 //! UDP: one blocking socket per listener, served by dedicated receive threads.
+//!
+//! Every receive thread of a listener blocks in `recv_from` on the listener's one
+//! socket, as Kamailio's receiver processes share theirs: the kernel hands each datagram
+//! to one waiting thread, so the load of even a single peer (a trunk, an SBC, a
+//! benchmark's one SIPp) spreads over all of them. The price is the one UDP always
+//! has: two datagrams from one source may be handled by two threads at once, and leave
+//! in the other order (the transaction layer absorbs that on stateful routes).
+//! (Each thread had its own `SO_REUSEPORT` socket before; the kernel then hashed a
+//! source to one socket, which capped a single peer at one thread.)
+//!
+//! Sends use the same socket, so replies and forwarded requests leave from the
+//! listener's address.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -30,9 +42,8 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     // Best effort: the kernel caps these at its configured maximum.
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-    // Each receive thread gets its own socket on the same address: the kernel then
-    // spreads datagrams by source, so one peer's messages stay in order on one thread.
-    s.set_reuse_port(true)?;
+    // No SO_REUSEPORT: the listener owns its port, and a second process binding it
+    // fails instead of silently taking a share of the traffic.
     s.bind(&addr.into())?;
     let s: UdpSocket = s.into();
     s.set_read_timeout(Some(POLL))?;

@@ -21,6 +21,62 @@ pub struct CallContext<'a> {
     /// numbers them (`weir_transport::Inbound::conn`; never reused); 0 for UDP. Modules
     /// read it as `message.connection-id` and key `connections` bindings by it.
     pub connection: u64,
+    /// The request's transaction on stateful routes (`message.transaction-id`); 0
+    /// otherwise.
+    pub transaction: u64,
+    /// The variables of the request's processing (`message.get-var` / `set-var`): the
+    /// call starts with a copy, and a successful call writes its changes back. `None`
+    /// gives the call an empty set whose changes are dropped.
+    pub vars: Option<&'a std::cell::RefCell<Vars>>,
+}
+
+/// Longest variable name.
+pub const MAX_VAR_NAME: usize = 64;
+/// Longest variable value.
+pub const MAX_VAR_VALUE: usize = 4096;
+/// Most variables.
+pub const MAX_VARS: usize = 32;
+
+/// Variables of one request's processing (Kamailio's AVPs): a small bounded map,
+/// kept with the transaction so a failure chain sees what the request chain set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vars(Vec<(String, String)>);
+
+impl Vars {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Set `name`; false (nothing changed) if the name or value is out of bounds or
+    /// the set is full.
+    pub fn set(&mut self, name: String, value: String) -> bool {
+        if name.is_empty() || name.len() > MAX_VAR_NAME || value.len() > MAX_VAR_VALUE {
+            return false;
+        }
+        if let Some(slot) = self.0.iter_mut().find(|(n, _)| *n == name) {
+            slot.1 = value;
+            return true;
+        }
+        if self.0.len() >= MAX_VARS {
+            return false;
+        }
+        self.0.push((name, value));
+        true
+    }
+
+    /// Remove every variable.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// True when none is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl<'a> CallContext<'a> {
@@ -34,6 +90,8 @@ impl<'a> CallContext<'a> {
             failure_status: 0,
             cancelled: false,
             connection: 0,
+            transaction: 0,
+            vars: None,
         }
     }
 }
@@ -86,6 +144,17 @@ pub enum Verdict {
     Forward(Vec<String>),
     /// Discard silently.
     Drop,
+    /// Keep the transaction pending (stateful routes, initial INVITE): fork to
+    /// `branches` now, wait up to `timeout` for more, then reply `code` if nothing
+    /// answered.
+    Wait {
+        /// Branches to start now.
+        branches: Vec<crate::services::BranchTarget>,
+        /// How long to keep the transaction open.
+        timeout: std::time::Duration,
+        /// Reply at the deadline when no branch answered (400..=699).
+        code: u16,
+    },
 }
 
 /// Why a call produced no verdict. On every failure the message is left exactly as

@@ -71,10 +71,12 @@ mod kv;
 mod module;
 mod registry;
 mod runtime;
+mod services;
 mod spec;
 
 pub use call::{
-    BindingChange, BindingEvent, CallContext, Hook, ModuleFailure, ModuleStats, Transport, Verdict,
+    BindingChange, BindingEvent, CallContext, Hook, ModuleFailure, ModuleStats, Transport, Vars,
+    Verdict, MAX_VARS, MAX_VAR_NAME, MAX_VAR_VALUE,
 };
 pub use error::{Error, WasmError};
 pub use host::auth::{ConnectionIdentities, DEFAULT_CONNECTION_IDENTITIES, MAX_IDENTITY};
@@ -82,6 +84,10 @@ pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
 pub use module::{CacheOutcome, LoadInfo, LoadedModule};
 pub use registry::ModuleRegistry;
 pub use runtime::Runtime;
+pub use services::{
+    BranchTarget, Event, HttpRequest, HttpResponse, LocationBinding, OutgoingRequest, Services,
+    TxState,
+};
 pub use spec::{ModuleLimits, ModuleSpec, Param, ParamValue, RuntimeConfig};
 
 /// Largest size, in bytes, a message may grow to through a module's edits.

@@ -17,6 +17,7 @@ use crate::error::chain;
 use crate::host::auth::AuthState;
 use crate::host::imports::cut;
 use crate::host::message::MESSAGE_REP;
+use crate::host::services::{check_branch, Grants, ServiceState};
 use crate::host::{placeholder_message, Ctx, ModuleIdent};
 use crate::kv::KvStore;
 use crate::runtime::EpochTicker;
@@ -31,6 +32,8 @@ const MAX_REASON: usize = 256;
 const MAX_TARGETS: usize = 16;
 /// Longest forward target.
 const MAX_TARGET_LEN: usize = 2048;
+/// Longest `wait` of a verdict.
+const MAX_WAIT_MS: u32 = 300_000;
 /// Longest module error message kept.
 const MAX_ERROR_MESSAGE: usize = 1024;
 
@@ -73,6 +76,8 @@ pub struct LoadedModule {
     start_ticks: u64,
     kv: Arc<dyn KvStore>,
     auth: Arc<AuthState>,
+    services: Arc<ServiceState>,
+    grants: Arc<Grants>,
     idle: Mutex<Vec<Instance>>,
     live: AtomicUsize,
     counters: Counters,
@@ -121,6 +126,8 @@ pub(crate) struct ModuleParts {
     pub(crate) epoch_tick: Duration,
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) auth: Arc<AuthState>,
+    pub(crate) services: Arc<ServiceState>,
+    pub(crate) grants: Arc<Grants>,
     pub(crate) info: LoadInfo,
     pub(crate) ticker: Arc<EpochTicker>,
 }
@@ -149,6 +156,8 @@ impl LoadedModule {
             start_ticks,
             kv: parts.kv,
             auth: parts.auth,
+            services: parts.services,
+            grants: parts.grants,
             idle: Mutex::new(Vec::new()),
             live: AtomicUsize::new(1),
             counters: Counters::default(),
@@ -260,6 +269,29 @@ impl LoadedModule {
         outcome
     }
 
+    /// Runs the module's `on-event` (a timer fired, a request it sent ended, a
+    /// watched transaction ended). Bounded like [`on_request`](Self::on_request).
+    pub fn on_event(&self, event: &crate::services::Event) -> Result<(), ModuleFailure> {
+        let wit = to_wit_event(event);
+        let mut inst = self.begin()?;
+        inst.store.data_mut().begin_event();
+        inst.store.set_epoch_deadline(self.call_ticks);
+        let raw = inst
+            .bindings
+            .weir_sip_handler()
+            .call_on_event(&mut inst.store, &wit);
+        inst.store.data_mut().end_event();
+        let outcome = match raw {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(ModuleFailure::Error(
+                cut(&message, MAX_ERROR_MESSAGE).to_owned(),
+            )),
+            Err(e) => Err(classify(&inst.store, &e)),
+        };
+        self.settle(inst, outcome.as_ref().err());
+        outcome
+    }
+
     /// Current counters.
     pub fn stats(&self) -> ModuleStats {
         let c = &self.counters;
@@ -307,6 +339,12 @@ impl LoadedModule {
             )),
             Err(e) => Err(classify(&inst.store, &e)),
         };
+        if let (Ok(_), Some(vars)) = (&outcome, cx.vars) {
+            let call = &inst.store.data().call;
+            if call.vars_dirty {
+                vars.borrow_mut().clone_from(&call.vars);
+            }
+        }
         match inst.store.data_mut().end_call(outcome.is_ok()) {
             Some(m) => *msg = m,
             // Only host code moves the message; this cannot happen.
@@ -431,6 +469,8 @@ impl LoadedModule {
             self.ident.clone(),
             self.kv.clone(),
             self.auth.clone(),
+            self.services.clone(),
+            self.grants.clone(),
             self.limits.memory_bytes,
         )
         .map_err(|e| StartFailure::Failed(ModuleFailure::Trap(chain(&e))))?;
@@ -492,11 +532,58 @@ fn check_verdict(hook: Hook, verdict: WitVerdict) -> Result<Verdict, ModuleFailu
         WitVerdict::Continue => Ok(Verdict::Continue),
         WitVerdict::Drop => Ok(Verdict::Drop),
         // The reply hook passes anything but `drop` on.
-        WitVerdict::Reply(_) | WitVerdict::Forward(_) if hook == Hook::Reply => {
+        WitVerdict::Reply(_) | WitVerdict::Forward(_) | WitVerdict::Wait(_)
+            if hook == Hook::Reply =>
+        {
             Ok(Verdict::Continue)
         }
         WitVerdict::Reply(reply) => check_reply(reply),
         WitVerdict::Forward(targets) => check_forward(targets),
+        WitVerdict::Wait(w) => check_wait(w),
+    }
+}
+
+fn to_wit_event(e: &crate::services::Event) -> crate::bindings::weir::sip::types::Event {
+    use crate::bindings::weir::sip::types::{
+        Event as W, Header as WitHeader, HttpOutcome, HttpResponse as WitHttpResponse, SipResponse,
+    };
+    use crate::services::Event;
+    let hs = |h: &[(String, String)]| -> Vec<WitHeader> {
+        h.iter()
+            .map(|(name, value)| WitHeader {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    };
+    match e {
+        Event::Timer(name) => W::Timer(name.clone()),
+        Event::Response {
+            id,
+            tag,
+            status,
+            reason,
+            headers,
+        } => W::Response(SipResponse {
+            id: *id,
+            tag: tag.clone(),
+            status: *status,
+            reason: reason.clone(),
+            headers: hs(headers),
+        }),
+        Event::Http { id, tag, response } => W::HttpResponse(HttpOutcome {
+            id: *id,
+            tag: tag.clone(),
+            response: match response {
+                Ok(r) => Ok(WitHttpResponse {
+                    status: r.status,
+                    headers: hs(&r.headers),
+                    body: r.body.clone(),
+                }),
+                Err(why) => Err(why.clone()),
+            },
+        }),
+        Event::TransactionDone(id) => W::TransactionDone(*id),
     }
 }
 
@@ -544,6 +631,27 @@ fn check_reply(reply: WitReply) -> Result<Verdict, ModuleFailure> {
         code: reply.code,
         reason: reply.reason,
         headers,
+    })
+}
+
+fn check_wait(w: crate::bindings::weir::sip::types::WaitSpec) -> Result<Verdict, ModuleFailure> {
+    if w.timeout_ms == 0 || w.timeout_ms > MAX_WAIT_MS {
+        return bad(format!("wait timeout-ms must be 1 to {MAX_WAIT_MS}"));
+    }
+    if !(400..=699).contains(&w.code) {
+        return bad(format!("wait code {} is outside 400..=699", w.code));
+    }
+    if w.branches.len() > MAX_TARGETS {
+        return bad(format!("wait has more than {MAX_TARGETS} branches"));
+    }
+    let mut branches = Vec::with_capacity(w.branches.len());
+    for b in w.branches {
+        branches.push(check_branch(b).map_err(ModuleFailure::BadVerdict)?);
+    }
+    Ok(Verdict::Wait {
+        branches,
+        timeout: Duration::from_millis(u64::from(w.timeout_ms)),
+        code: w.code,
     })
 }
 

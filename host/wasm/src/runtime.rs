@@ -16,9 +16,11 @@ use crate::bindings::ModulePre;
 use crate::cache::CodeCache;
 use crate::error::{Error, WasmError};
 use crate::host::auth::{AuthState, ConnectionIdentities};
+use crate::host::services::{GrantedFile, Grants, ServiceState};
 use crate::host::{self, Ctx, ModuleIdent};
 use crate::kv::KvStore;
 use crate::module::{CacheOutcome, LoadInfo, LoadedModule, ModuleParts, StartFailure};
+use crate::services::Services;
 use crate::spec::{ModuleSpec, ParamValue, RuntimeConfig};
 
 /// Largest component file accepted (interpreter-based guests are 12-18 MB).
@@ -33,6 +35,7 @@ pub struct Runtime {
     linker: Linker<Ctx>,
     kv: Arc<dyn KvStore>,
     auth: Arc<AuthState>,
+    services: Arc<ServiceState>,
     cache: Option<CodeCache>,
     ticker: Arc<EpochTicker>,
     epoch_tick: Duration,
@@ -71,6 +74,7 @@ impl Runtime {
             linker,
             kv,
             auth: Arc::new(AuthState::new()),
+            services: Arc::new(ServiceState::new()),
             cache,
             ticker,
             epoch_tick: cfg.epoch_tick,
@@ -83,6 +87,13 @@ impl Runtime {
     /// (a cache in front of a slow backend, see `weir_store::Cached`).
     pub fn set_subscribers(&self, store: Arc<dyn SubscriberStore>) {
         self.auth.set_subscribers(store);
+    }
+
+    /// Serve the modules' `timers`, `requests`, `transactions`, `location` and `http`
+    /// imports with `services` from now on (those already loaded included). Until
+    /// called, every such call fails with "not available".
+    pub fn set_services(&self, services: Arc<dyn Services>) {
+        self.services.set(services);
     }
 
     /// The identities modules bound to stream connections (`weir:sip/connections`),
@@ -149,6 +160,15 @@ impl Runtime {
             epoch_tick: self.epoch_tick,
             kv: self.kv.clone(),
             auth: self.auth.clone(),
+            services: self.services.clone(),
+            grants: Arc::new(Grants {
+                http_allow: spec.http_allow.clone(),
+                files: spec
+                    .files
+                    .iter()
+                    .map(|(n, p)| (n.clone(), GrantedFile::new(p.clone())))
+                    .collect(),
+            }),
             info: LoadInfo {
                 cache,
                 code_time,

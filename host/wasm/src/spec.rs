@@ -36,6 +36,10 @@ pub struct ModuleSpec {
     pub params: Vec<Param>,
     /// Resource limits of each instance and call.
     pub limits: ModuleLimits,
+    /// URL prefixes the module may reach with `weir:sip/http`; empty: none.
+    pub http_allow: Vec<String>,
+    /// Files the module may read with `weir:sip/files`, by grant name.
+    pub files: Vec<(String, PathBuf)>,
 }
 
 impl ModuleSpec {
@@ -51,6 +55,8 @@ impl ModuleSpec {
             component: component.into(),
             params: Vec::new(),
             limits: ModuleLimits::default(),
+            http_allow: Vec::new(),
+            files: Vec::new(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use weir_config::Config;
-use weir_proxy::Core;
+use weir_proxy::{Core, ModuleServices};
 use weir_transport::Transports;
 use weir_wasm::{KvLimits, MemoryKv, ModuleRegistry, Runtime, RuntimeConfig};
 
@@ -103,6 +103,7 @@ fn init_logging() {
 fn load_modules(
     cfg: &Config,
     kv: Arc<dyn weir_wasm::KvStore>,
+    services: Arc<ModuleServices>,
 ) -> Result<(Runtime, Arc<ModuleRegistry>)> {
     if let Some(dir) = &cfg.runtime.cache_dir {
         // A cache that cannot be created only costs compile time.
@@ -118,6 +119,8 @@ fn load_modules(
         kv,
     )
     .context("cannot start the wasm runtime")?;
+    // Before any module loads: `init` may start timers.
+    runtime.set_services(services);
     let registry = Arc::new(ModuleRegistry::new());
     for def in cfg.modules.values() {
         let spec = weir_wasm::ModuleSpec {
@@ -137,6 +140,8 @@ fn load_modules(
                 timeout: def.timeout,
                 max_instances: def.max_instances,
             },
+            http_allow: def.http_allow.clone(),
+            files: def.files.clone(),
         };
         let module = runtime
             .load(&spec)
@@ -169,7 +174,12 @@ fn check(path: &Path) -> Result<()> {
             .with_context(|| format!("store.subscribers.file {}", file.display()))?;
         tracing::info!(file = %file.display(), users = users.len(), "subscribers file ok");
     }
-    let (_runtime, registry) = load_modules(&cfg, MemoryKv::new(KvLimits::default()))?;
+    // Services never attached: timers are only recorded, nothing is sent.
+    let (_runtime, registry) = load_modules(
+        &cfg,
+        MemoryKv::new(KvLimits::default()),
+        ModuleServices::new(),
+    )?;
     println!(
         "{}: ok ({} listeners, {} modules loaded, {} routes)",
         path.display(),
@@ -199,7 +209,8 @@ async fn serve(cfg: Config) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let stores = weir_store::open(&cfg.store).context("cannot open the state store")?;
-    let (runtime, registry) = load_modules(&cfg, stores.kv.clone())?;
+    let services = ModuleServices::new();
+    let (runtime, registry) = load_modules(&cfg, stores.kv.clone(), services.clone())?;
     runtime.set_subscribers(stores.subscribers.clone());
     let registrar = match &cfg.registrar {
         Some(rc) => Some(Arc::new(
@@ -216,6 +227,7 @@ async fn serve(cfg: Config) -> Result<()> {
         registry.clone(),
         registrar.clone(),
     );
+    services.attach(&core);
     if registrar.is_some() {
         tokio::spawn(purge_bindings(Arc::downgrade(&core)));
     }

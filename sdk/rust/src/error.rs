@@ -150,6 +150,45 @@ impl fmt::Display for KvError {
 
 impl StdError for KvError {}
 
+// === HostError ===
+
+/// The host refused a service call ([`timers`](crate::timers), [`requests`](crate::requests),
+/// [`transactions`](crate::transactions), [`location`](crate::location),
+/// [`http`](crate::http), [`files`](crate::files)): the call that failed and the host's
+/// reason. Those functions return it inside an [`Error`]; inspect it with
+/// `err.downcast_ref::<HostError>()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostError {
+    /// The WIT function that failed, e.g. `"timers.every"` or `"http.send"`.
+    pub call: &'static str,
+    /// Why, as the host said it.
+    pub message: String,
+}
+
+impl HostError {
+    /// A refusal of `call` for `message`.
+    pub fn new(call: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            call,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} refused: {}", self.call, self.message)
+    }
+}
+
+impl StdError for HostError {}
+
+/// Map a host call's error string to an [`Error`] holding a [`HostError`].
+pub(crate) fn host<T>(call: &'static str, r: Result<T, String>) -> Result<T, Error> {
+    r.map_err(|message| Error::from(HostError { call, message }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +206,17 @@ mod tests {
             Error::new("inner").context("outer").to_string(),
             "outer: inner"
         );
+    }
+
+    #[test]
+    fn host_errors_name_the_call() {
+        let e = host::<()>("timers.every", Err("too many timers".into())).unwrap_err();
+        assert_eq!(e.to_string(), "timers.every refused: too many timers");
+        assert_eq!(
+            e.downcast_ref::<HostError>(),
+            Some(&HostError::new("timers.every", "too many timers"))
+        );
+        assert_eq!(host("x", Ok::<_, String>(3)).unwrap(), 3);
     }
 
     #[test]

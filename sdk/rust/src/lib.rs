@@ -5,8 +5,9 @@
 //! crate owns everything between the WIT contract (`weir:sip@0.1.0`, world `module`) and
 //! the module author: typed config, a typed [`Message`], [`Verdict`]s, the host
 //! capabilities ([`log`], [`kv`], [`clock`], [`system`], [`subscribers`],
-//! [`connections`]) and a native test harness
-//! ([`testing`]).
+//! [`connections`]), the proxy's services with their asynchronous [`Event`]s
+//! ([`timers`], [`requests`], [`transactions`], [`location`], [`http`], [`files`]) and a
+//! native test harness ([`testing`]).
 //! Plugin code never sees raw bindings, `unsafe` or the canonical ABI.
 //!
 //! What it must never do: edit behind the module's back, panic on host input, or depend
@@ -79,23 +80,32 @@ pub mod clock;
 pub mod connections;
 mod convert;
 mod error;
+pub mod files;
+pub mod http;
 pub mod kv;
+pub mod location;
 pub mod log;
 mod message;
 pub mod names;
 mod params;
+pub mod requests;
 pub mod subscribers;
 pub mod system;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod timers;
+pub mod transactions;
 mod types;
 mod verdict;
 
-pub use error::{Context, EditError, Error, KvError};
+pub use error::{Context, EditError, Error, HostError, KvError};
 pub use message::Message;
 pub use params::{ApplyTo, NoConfig};
-pub use types::{Address, BindingChange, BindingEvent, Header, Hook, Transport};
-pub use verdict::{Reply, Status, Verdict};
+pub use types::{
+    Address, BindingChange, BindingEvent, BranchTarget, Event, Header, Hook, HttpOutcome,
+    SipResponse, Transport,
+};
+pub use verdict::{Reply, Status, Verdict, Wait};
 
 /// A Weir routing module: one instance per component instance, driven by the host.
 ///
@@ -135,6 +145,17 @@ pub trait Module: Sized + 'static {
         let _ = event;
         Ok(())
     }
+
+    /// An asynchronous event of the module: one of its [`timers`] fired, a SIP request
+    /// ([`requests::send`]) or HTTP request ([`http::send`]) it sent has its outcome, or
+    /// a transaction it [watches](transactions::watch) ended. Events arrive on any
+    /// instance of the module (one at a time per timer), so keep what they update in
+    /// [`kv`] when other instances need it. The default ignores them. An error is
+    /// logged by the host and changes nothing else.
+    fn on_event(&self, event: &Event) -> Result<(), Error> {
+        let _ = event;
+        Ok(())
+    }
 }
 
 /// Export a [`Module`] implementation as the component's `weir:sip/handler`.
@@ -152,10 +173,10 @@ pub trait Module: Sized + 'static {
 /// weir_sdk::export_module!(Noop);
 /// ```
 ///
-/// On `wasm32` this generates the `init`, `on-request` and `on-reply` exports: `init`
-/// decodes the params into `Module::Config`, calls [`Module::init`] and keeps the instance
-/// for the component instance's lifetime; the message hooks call it and turn errors into
-/// the WIT error string. On other targets it expands to a compile-time check only, so the
+/// On `wasm32` this generates the `init`, `on-request`, `on-reply`, `on-binding` and
+/// `on-event` exports: `init` decodes the params into `Module::Config`, calls
+/// [`Module::init`] and keeps the instance for the component instance's lifetime; the
+/// other exports call it and turn errors into the WIT error string. On other targets it expands to a compile-time check only, so the
 /// crate still builds (and tests) natively.
 #[macro_export]
 macro_rules! export_module {
@@ -193,6 +214,12 @@ macro_rules! export_module {
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__private::on_binding(event)
                 }
+
+                fn on_event(
+                    event: $crate::__private::WitEvent,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__private::on_event(event)
+                }
             }
 
             $crate::__private::bindings::__export!(
@@ -227,11 +254,12 @@ pub mod __private {
     pub use bindings::exports::weir::sip::handler::Guest;
     pub use bindings::weir::sip::message::Message as WitMessage;
     pub use bindings::weir::sip::types::{
-        BindingEvent as WitBindingEvent, Param as WitParam, Verdict as WitVerdict,
+        BindingEvent as WitBindingEvent, Event as WitEvent, Param as WitParam,
+        Verdict as WitVerdict,
     };
 
     #[cfg(target_arch = "wasm32")]
-    pub use crate::convert::glue::{init, on_binding, on_reply, on_request};
+    pub use crate::convert::glue::{init, on_binding, on_event, on_reply, on_request};
 
     /// Compile-time check used by `export_module!` off wasm.
     pub fn assert_module<M: crate::Module>() {}

@@ -218,4 +218,38 @@ impl Message<'_> {
     pub fn connection_id(&self) -> u64 {
         self.inner.connection_id()
     }
+
+    // --- transaction and variables ---
+
+    /// The id of the request's transaction on stateful routes, for
+    /// [`transactions`](crate::transactions) (and [`Verdict::Wait`](crate::Verdict::Wait));
+    /// 0 on stateless routes and for replies. Ids are never reused.
+    pub fn transaction_id(&self) -> u64 {
+        self.inner.transaction_id()
+    }
+
+    /// A variable of the request's processing (Kamailio's AVPs): set in one chain with
+    /// [`set_var`](Message::set_var), read in a later one of the same transaction (the
+    /// request chain, then the failure chain). Per message on stateless routes.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.inner.get_var(name)
+    }
+
+    /// Set a variable (see [`var`](Message::var)), replacing its value. False, setting
+    /// nothing, if the name is empty or longer than [`Message::MAX_VAR_NAME`] bytes, the
+    /// value is longer than [`Message::MAX_VAR_VALUE`] bytes, or [`Message::MAX_VARS`]
+    /// other variables are set already. Like every edit, it is kept only if the hook
+    /// succeeds.
+    pub fn set_var(&mut self, name: &str, value: &str) -> bool {
+        self.inner.set_var(name, value)
+    }
+}
+
+impl Message<'_> {
+    /// Longest variable name, in bytes.
+    pub const MAX_VAR_NAME: usize = 64;
+    /// Longest variable value, in bytes.
+    pub const MAX_VAR_VALUE: usize = 4096;
+    /// Most variables per transaction (or message).
+    pub const MAX_VARS: usize = 32;
 }

@@ -1,6 +1,8 @@
 //! What a hook tells the host to do next.
 
-use crate::types::Header;
+use std::time::Duration;
+
+use crate::types::{BranchTarget, Header};
 
 // === Verdict ===
 
@@ -18,6 +20,16 @@ pub enum Verdict {
     Forward(Vec<String>),
     /// Discard the message silently and stop the chain.
     Drop,
+    /// Stateful routes, initial INVITE: keep the transaction pending (Kamailio's
+    /// `t_suspend` / tsilo pattern) and stop the chain. The host forks to the given
+    /// branches now (possibly none) and keeps the transaction open until the timeout
+    /// even when every branch fails, so that
+    /// [`transactions::add_branch`](crate::transactions::add_branch) and
+    /// [`append_contacts`](crate::transactions::append_contacts) can fork it later. At
+    /// the deadline, if nothing answered and no branch is pending, the best reply of the
+    /// failed branches goes upstream, or `code` when there was none. Elsewhere the host
+    /// refuses it (the failure policy applies). Build with [`Verdict::wait`].
+    Wait(Wait),
 }
 
 impl Verdict {
@@ -54,6 +66,53 @@ impl Verdict {
     pub fn forward<T: Into<String>>(targets: impl IntoIterator<Item = T>) -> Self {
         Verdict::Forward(targets.into_iter().map(Into::into).collect())
     }
+
+    /// Keep the transaction pending for `timeout` (1 ms to 300 s, rounded up to whole
+    /// milliseconds), forking to `branches` now; answer `code` (400..=699, e.g. 480) at
+    /// the deadline if no branch ever answered. At most 16 branches. The bounds are
+    /// checked when the hook returns.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_sdk::{BranchTarget, Status, Verdict};
+    ///
+    /// // Push the callee's device, and wait up to 30 s for it to register.
+    /// let v = Verdict::wait(vec![], Duration::from_secs(30), Status::TEMPORARILY_UNAVAILABLE);
+    /// // Or ring what is registered now and keep the call open for late devices.
+    /// let v = Verdict::wait(
+    ///     vec![BranchTarget::new("sip:alice@192.0.2.10")],
+    ///     Duration::from_secs(30),
+    ///     480,
+    /// );
+    /// ```
+    pub fn wait(branches: Vec<BranchTarget>, timeout: Duration, code: u16) -> Self {
+        Verdict::Wait(Wait {
+            branches,
+            timeout_ms: crate::types::millis_u32(timeout),
+            code,
+        })
+    }
+}
+
+// === Wait ===
+
+/// How long and with what to keep a transaction pending ([`Verdict::Wait`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    /// Branches to start now (at most 16; possibly none).
+    pub branches: Vec<BranchTarget>,
+    /// How long the transaction stays open waiting for more branches: 1 ms to 300 s
+    /// (the host also bounds it by the transaction's lifetime).
+    pub timeout_ms: u32,
+    /// The reply at the deadline when no branch ever answered: 400..=699.
+    pub code: u16,
+}
+
+impl Wait {
+    /// Longest wait, in milliseconds.
+    pub const MAX_TIMEOUT_MS: u32 = 300_000;
+    /// Most branches started with the verdict.
+    pub const MAX_BRANCHES: usize = 16;
 }
 
 // === Reply ===
@@ -166,6 +225,18 @@ mod tests {
         assert_eq!(
             Verdict::forward(["sip:a", "sip:b"]),
             Verdict::Forward(vec!["sip:a".into(), "sip:b".into()])
+        );
+        assert_eq!(
+            Verdict::wait(
+                vec![BranchTarget::new("sip:a")],
+                Duration::from_micros(1500),
+                480
+            ),
+            Verdict::Wait(Wait {
+                branches: vec![BranchTarget::new("sip:a")],
+                timeout_ms: 2,
+                code: 480
+            })
         );
     }
 }

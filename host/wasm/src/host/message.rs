@@ -511,6 +511,42 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             Ok((s.data().call.connection,))
         },
     )?;
+    i.func_wrap(
+        "[method]message.transaction-id",
+        |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
+            current(s.data(), &this)?;
+            Ok((s.data().call.transaction,))
+        },
+    )?;
+    i.func_wrap(
+        "[method]message.get-var",
+        |s: StoreContextMut<'_, Ctx>, (this, name): (Msg, WasmStr)| {
+            current(s.data(), &this)?;
+            let name = name.to_str(s.as_context())?;
+            let v = s.data().call.vars.get(&name).map(str::to_owned);
+            Ok((v,))
+        },
+    )?;
+    i.func_wrap(
+        "[method]message.set-var",
+        |mut s: StoreContextMut<'_, Ctx>, (this, name, value): (Msg, WasmStr, WasmStr)| {
+            current(s.data(), &this)?;
+            let (name, value) = {
+                let name = name.to_str(s.as_context())?;
+                let value = value.to_str(s.as_context())?;
+                if name.len() > crate::call::MAX_VAR_NAME
+                    || value.len() > crate::call::MAX_VAR_VALUE
+                {
+                    return Ok((false,));
+                }
+                (name.into_owned(), value.into_owned())
+            };
+            let call = &mut s.data_mut().call;
+            let ok = call.vars.set(name, value);
+            call.vars_dirty |= ok;
+            Ok((ok,))
+        },
+    )?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use crate::kv::KvStore;
 pub(crate) mod auth;
 pub(crate) mod imports;
 pub(crate) mod message;
+pub(crate) mod services;
 pub(crate) mod system;
 pub(crate) mod undo;
 pub(crate) mod wasi;
@@ -43,6 +44,10 @@ pub(crate) struct Ctx {
     pub(crate) kv: Arc<dyn KvStore>,
     /// Subscriber store and connection identities (`subscribers`, `connections`).
     pub(crate) auth: Arc<auth::AuthState>,
+    /// The proxy's services (timers, requests, transactions, location, http).
+    pub(crate) services: Arc<services::ServiceState>,
+    /// What the config grants this module (http prefixes, files).
+    pub(crate) grants: Arc<services::Grants>,
     pub(crate) limiter: Limiter,
     pub(crate) call: CallState,
     pub(crate) wasi: wasi::WasiState,
@@ -64,6 +69,12 @@ pub(crate) struct CallState {
     pub(crate) cancelled: bool,
     /// The stream connection the message arrived on; 0 for UDP.
     pub(crate) connection: u64,
+    /// The request's transaction (stateful routes); 0 otherwise.
+    pub(crate) transaction: u64,
+    /// The processing's variables, copied in for the call and back after it.
+    pub(crate) vars: crate::call::Vars,
+    /// A `set-var` succeeded during the call.
+    pub(crate) vars_dirty: bool,
     pub(crate) log_budget: u32,
 }
 
@@ -72,12 +83,16 @@ impl Ctx {
         ident: Arc<ModuleIdent>,
         kv: Arc<dyn KvStore>,
         auth: Arc<auth::AuthState>,
+        services: Arc<services::ServiceState>,
+        grants: Arc<services::Grants>,
         memory_bytes: usize,
     ) -> wasmtime::Result<Ctx> {
         Ok(Ctx {
             ident,
             kv,
             auth,
+            services,
+            grants,
             limiter: Limiter::new(memory_bytes),
             call: CallState {
                 msg: None,
@@ -89,6 +104,9 @@ impl Ctx {
                 failure_status: 0,
                 cancelled: false,
                 connection: 0,
+                transaction: 0,
+                vars: crate::call::Vars::default(),
+                vars_dirty: false,
                 log_budget: LOG_LINES_PER_CALL,
             },
             wasi: wasi::WasiState::new()?,
@@ -108,6 +126,12 @@ impl Ctx {
         call.failure_status = cx.failure_status;
         call.cancelled = cx.cancelled;
         call.connection = cx.connection;
+        call.transaction = cx.transaction;
+        call.vars.clear();
+        call.vars_dirty = false;
+        if let Some(v) = cx.vars {
+            call.vars.clone_from(&v.borrow());
+        }
         call.log_budget = LOG_LINES_PER_CALL;
         self.limiter.memory_exhausted = false;
     }
@@ -232,6 +256,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Ctx>> {
     imports::add_to_linker(&mut linker)?;
     system::add_to_linker(&mut linker)?;
     auth::add_to_linker(&mut linker)?;
+    services::add_to_linker(&mut linker)?;
     wasi::add_to_linker(&mut linker)?;
     Ok(linker)
 }

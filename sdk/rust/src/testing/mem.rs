@@ -55,6 +55,9 @@ pub(crate) struct MemMessage {
     pub(crate) failure_status: u16,
     pub(crate) cancelled: bool,
     pub(crate) connection: u64,
+    pub(crate) transaction: u64,
+    /// Variables (`get-var` / `set-var`), in the order first set.
+    pub(crate) vars: Vec<(String, String)>,
     pub(crate) max_size: usize,
 }
 
@@ -110,6 +113,8 @@ impl MemMessage {
             failure_status: 0,
             cancelled: false,
             connection: 0,
+            transaction: 0,
+            vars: Vec::new(),
             max_size: DEFAULT_MAX_SIZE,
         })
     }
@@ -384,6 +389,36 @@ impl MemMessage {
         self.connection
     }
 
+    pub(crate) fn transaction_id(&self) -> u64 {
+        self.transaction
+    }
+
+    pub(crate) fn get_var(&self, name: &str) -> Option<String> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// As the host: name 1 to 64 bytes, value up to 4 KiB, at most 32 variables.
+    pub(crate) fn set_var(&mut self, name: &str, value: &str) -> bool {
+        if name.is_empty()
+            || name.len() > crate::Message::MAX_VAR_NAME
+            || value.len() > crate::Message::MAX_VAR_VALUE
+        {
+            return false;
+        }
+        if let Some(slot) = self.vars.iter_mut().find(|(n, _)| n == name) {
+            slot.1 = value.to_string();
+            return true;
+        }
+        if self.vars.len() >= crate::Message::MAX_VARS {
+            return false;
+        }
+        self.vars.push((name.to_string(), value.to_string()));
+        true
+    }
+
     fn lines<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Line> + 's {
         self.headers.iter().filter(move |h| h.is(name))
     }
@@ -463,7 +498,7 @@ fn parse_start(line: &str) -> Result<StartLine, String> {
 }
 
 /// `scheme ":" rest`, RFC 3986 scheme, no whitespace or controls.
-fn is_uri(uri: &str) -> bool {
+pub(crate) fn is_uri(uri: &str) -> bool {
     let Some((scheme, rest)) = uri.split_once(':') else {
         return false;
     };

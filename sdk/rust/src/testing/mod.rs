@@ -3,9 +3,16 @@
 //! Off wasm, [`Message`] is backed by an in-memory message built from SIP text, which
 //! follows the host's rules (case-insensitive names, compact forms, protected headers,
 //! a size limit), and [`log`](crate::log), [`kv`](crate::kv), [`clock`](crate::clock),
-//! [`system`](crate::system), [`subscribers`](crate::subscribers) and
-//! [`connections`](crate::connections) are thread-local mocks. Each test runs on its own
-//! thread, so each starts clean; call [`reset`] to start over within a test.
+//! [`system`](crate::system), [`subscribers`](crate::subscribers),
+//! [`connections`](crate::connections), [`timers`](crate::timers),
+//! [`requests`](crate::requests), [`transactions`](crate::transactions),
+//! [`location`](crate::location), [`http`](crate::http) and [`files`](crate::files) are
+//! thread-local mocks that apply the host's checks. Nothing is ever sent and no event
+//! arrives by itself: a test reads what the module asked for ([`sent_requests`],
+//! [`timers`], [`added_branches`], ...) and calls
+//! [`Module::on_event`] with the event it wants to check. Each
+//! test runs on its own thread, so each starts clean; call [`reset`] to start over within
+//! a test.
 //!
 //! ```
 //! use weir_sdk::{testing, Message, Module, NoConfig, Error, Verdict};
@@ -53,7 +60,8 @@ use crate::__private::bindings::weir::sip::types::{
     Address as WitAddress, Param, ParamValue, Transport as WitTransport,
 };
 use crate::log::Level;
-use crate::{Address, Error, KvError, Message, Module, Transport};
+use crate::transactions::State;
+use crate::{Address, BranchTarget, Error, KvError, Message, Module, Transport};
 
 pub(crate) mod mem;
 pub(crate) mod mock;
@@ -150,6 +158,12 @@ pub fn set_cancelled(msg: &mut Message<'_>, cancelled: bool) {
 /// Set the stream connection the message arrived on (0, the default, means UDP).
 pub fn set_connection(msg: &mut Message<'_>, id: u64) {
     msg.mem_mut().connection = id;
+}
+
+/// Set the id of the request's transaction, as on a stateful route (0, the default,
+/// means stateless). Pair it with [`set_tx_state`] for [`transactions`](crate::transactions).
+pub fn set_transaction(msg: &mut Message<'_>, id: u64) {
+    msg.mem_mut().transaction = id;
 }
 
 /// Set the name of the listener the message arrived on.
@@ -334,8 +348,114 @@ pub fn connection_identities() -> Vec<(u64, String)> {
     all
 }
 
-/// Clear this thread's logs, kv store, subscribers and connection bindings, and put the
-/// clocks and the load figures back to their start.
+// === timers ===
+
+/// The module's running timers, in the order started: (name, interval as the host got
+/// it, in whole milliseconds).
+pub fn timers() -> Vec<(String, Duration)> {
+    mock::with(|s| s.timers.clone())
+}
+
+// === requests ===
+
+/// Every SIP request sent through [`requests::send`](crate::requests::send) on this
+/// thread: (id, request, tag), in order. Ids count from 1, shared with [`http_requests`].
+pub fn sent_requests() -> Vec<(u64, crate::requests::Request, String)> {
+    mock::with(|s| s.sent.clone())
+}
+
+/// Make every following [`requests::send`](crate::requests::send) fail with this message
+/// (as when the module has too many requests in flight), or work again with `None`.
+pub fn fail_requests(error: Option<String>) {
+    mock::with(|s| s.requests_error = error);
+}
+
+// === http ===
+
+/// Every HTTP request sent through [`http::send`](crate::http::send) on this thread:
+/// (id, request, tag), in order. Ids count from 1, shared with [`sent_requests`].
+pub fn http_requests() -> Vec<(u64, crate::http::Request, String)> {
+    mock::with(|s| s.http_sent.clone())
+}
+
+/// Grant the URL prefix `prefix` (as `http_allow` in the config does): like the host,
+/// [`http::send`](crate::http::send) refuses URLs not under a granted prefix, and
+/// nothing is granted until this is called.
+pub fn grant_http(prefix: &str) {
+    mock::with(|s| s.http_allow.push(prefix.to_string()));
+}
+
+/// Make every following granted [`http::send`](crate::http::send) fail with this message,
+/// or work again with `None`.
+pub fn fail_http(error: Option<String>) {
+    mock::with(|s| s.http_error = error);
+}
+
+// === transactions ===
+
+/// Set the state of transaction `id`; every transaction not set is [`State::Gone`].
+pub fn set_tx_state(id: u64, state: State) {
+    mock::with(|s| s.tx_states.insert(id, state));
+}
+
+/// Every branch added on this thread, by
+/// [`transactions::add_branch`](crate::transactions::add_branch) and
+/// [`append_contacts`](crate::transactions::append_contacts): (transaction id, target),
+/// in order. Adding to a transaction that is not [`State::Pending`] fails, as in the host.
+pub fn added_branches() -> Vec<(u64, BranchTarget)> {
+    mock::with(|s| s.branches.clone())
+}
+
+/// Every successful [`transactions::append_contacts`](crate::transactions::append_contacts)
+/// call: (transaction id, AOR, contact). The mock forks the transaction to each of the
+/// AOR's bindings ([`set_bindings`]) whose contact is not yet one of its branches (and
+/// is `contact`, when given), recording those in [`added_branches`].
+pub fn appended() -> Vec<(u64, String, Option<String>)> {
+    mock::with(|s| s.appended.clone())
+}
+
+/// The transactions watched with [`transactions::watch`](crate::transactions::watch), in
+/// the order first watched.
+pub fn watched() -> Vec<u64> {
+    mock::with(|s| s.watched.clone())
+}
+
+// === location ===
+
+/// Set the bindings [`location::lookup`](crate::location::lookup) returns for `aor`
+/// (compared exactly as given), replacing earlier ones; an empty list removes them.
+pub fn set_bindings(aor: &str, bindings: Vec<crate::location::Binding>) {
+    mock::with(|s| {
+        if bindings.is_empty() {
+            s.bindings.remove(aor);
+        } else {
+            s.bindings.insert(aor.to_string(), bindings);
+        }
+    });
+}
+
+/// Make every location lookup (and
+/// [`append_contacts`](crate::transactions::append_contacts)) fail with this message, as
+/// when the proxy runs no registrar, or work again with `None`.
+pub fn fail_location(error: Option<String>) {
+    mock::with(|s| s.location_error = error);
+}
+
+// === files ===
+
+/// Grant a file named `name` with this content. The first call gives version 1, and
+/// each call bumps the version, as the host does when the file changes on disk.
+pub fn set_file(name: &str, content: impl AsRef<[u8]>) {
+    mock::with(|s| {
+        let entry = s.files.entry(name.to_string()).or_insert((0, Vec::new()));
+        entry.0 += 1;
+        entry.1 = content.as_ref().to_vec();
+    });
+}
+
+/// Clear this thread's logs, kv store, subscribers, connection bindings, timers, sent
+/// requests, grants, transactions, bindings and files, and put the clocks, the load
+/// figures and the request ids back to their start.
 pub fn reset() {
     mock::reset();
 }

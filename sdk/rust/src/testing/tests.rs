@@ -446,3 +446,252 @@ fn subscribers_and_connections_follow_the_harness() {
     assert_eq!(connections::identity(9), None);
     assert_eq!(subscribers::lookup("bob", "example.com"), Ok(None));
 }
+
+#[test]
+fn transaction_id_and_vars_follow_the_host_bounds() {
+    let mut msg = request(INVITE);
+    assert_eq!(msg.transaction_id(), 0);
+    set_transaction(&mut msg, 42);
+    assert_eq!(msg.transaction_id(), 42);
+
+    assert_eq!(msg.var("gw"), None);
+    assert!(msg.set_var("gw", "sip:10.0.0.1"));
+    assert!(msg.set_var("gw", "sip:10.0.0.2"));
+    assert_eq!(msg.var("gw").as_deref(), Some("sip:10.0.0.2"));
+    assert_eq!(msg.var("GW"), None); // names are exact
+    assert!(!msg.set_var("", "x"));
+    assert!(msg.set_var(&"n".repeat(64), ""));
+    assert!(!msg.set_var(&"n".repeat(65), "x"));
+    assert!(msg.set_var("big", &"v".repeat(4096)));
+    assert!(!msg.set_var("bigger", &"v".repeat(4097)));
+    for i in 3..32 {
+        assert!(msg.set_var(&format!("v{i}"), "x"), "{i}");
+    }
+    assert!(!msg.set_var("one-too-many", "x"));
+    assert!(msg.set_var("gw", "replacing is fine when full"));
+    assert_eq!(msg.var("one-too-many"), None);
+}
+
+#[test]
+fn timers_mock_checks_like_the_host() {
+    use crate::timers;
+    timers::every("a", Duration::from_secs(1)).unwrap();
+    timers::every("b", Duration::from_micros(10_500)).unwrap();
+    timers::every("a", Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        super::timers(),
+        vec![
+            ("a".to_string(), Duration::from_secs(2)),
+            ("b".to_string(), Duration::from_millis(11)),
+        ]
+    );
+    let err = timers::every("c", Duration::from_millis(9)).unwrap_err();
+    assert!(err.is::<crate::HostError>());
+    assert!(
+        err.to_string().starts_with("timers.every refused: "),
+        "{err}"
+    );
+    assert!(timers::every("c", Duration::from_secs(86_401)).is_err());
+    assert!(timers::every("", Duration::from_secs(1)).is_err());
+    assert!(timers::every(&"x".repeat(65), Duration::from_secs(1)).is_err());
+    for i in 2..16 {
+        timers::every(&format!("t{i}"), Duration::from_secs(1)).unwrap();
+    }
+    assert!(timers::every("t16", Duration::from_secs(1)).is_err());
+    assert!(timers::cancel("a"));
+    assert!(!timers::cancel("a"));
+    assert_eq!(super::timers().len(), 15);
+    reset();
+    assert!(super::timers().is_empty());
+}
+
+#[test]
+fn requests_mock_records_checks_and_fails() {
+    use crate::requests::{self, Request};
+    let probe = Request::new("OPTIONS", "sip:gw1.example.com").destination("sip:10.0.0.1:5060");
+    assert_eq!(requests::send(&probe, "gw1").unwrap(), 1);
+    let msg = Request::new("MESSAGE", "sip:bob@example.com").body("text/plain", "hi");
+    assert_eq!(requests::send(&msg, "m").unwrap(), 2);
+    assert_eq!(
+        sent_requests(),
+        vec![
+            (1, probe.clone(), "gw1".to_string()),
+            (2, msg, "m".to_string())
+        ]
+    );
+    for bad in [
+        Request::new("INVITE", "sip:a@b"),
+        Request::new("cancel", "sip:a@b"),
+        Request::new("BAD METHOD", "sip:a@b"),
+        Request::new("OPTIONS", "not a uri"),
+        Request::new("OPTIONS", "sip:a@b").destination("nowhere"),
+        Request::new("OPTIONS", "sip:a@b").header("v", "SIP/2.0/UDP x"),
+        Request::new("OPTIONS", "sip:a@b").header("Max-Forwards", "1"),
+        Request::new("OPTIONS", "sip:a@b").header("X-A", "a\r\nb"),
+        Request::new("OPTIONS", "sip:a@b").timeout(Duration::from_millis(99)),
+        Request::new("OPTIONS", "sip:a@b").timeout(Duration::from_secs(33)),
+    ] {
+        let err = requests::send(&bad, "t").unwrap_err();
+        assert!(
+            err.to_string().starts_with("requests.send refused: "),
+            "{err}"
+        );
+    }
+    assert!(requests::send(&probe, &"t".repeat(257)).is_err());
+    fail_requests(Some("too many requests in flight".into()));
+    let err = requests::send(&probe, "gw1").unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<crate::HostError>()
+            .map(|e| e.message.as_str()),
+        Some("too many requests in flight")
+    );
+    fail_requests(None);
+    assert_eq!(requests::send(&probe, "gw1").unwrap(), 3);
+    assert_eq!(sent_requests().len(), 3);
+}
+
+#[test]
+fn http_mock_needs_a_grant_and_shares_ids() {
+    use crate::http::{self, Request};
+    use crate::requests;
+    let push = Request::post("http://127.0.0.1:8080/push/apns", "application/json", "{}");
+    let err = http::send(&push, "p").unwrap_err();
+    assert!(err.to_string().contains("not granted"), "{err}");
+    grant_http("http://127.0.0.1:8080/push/");
+    assert_eq!(
+        requests::send(&requests::Request::new("OPTIONS", "sip:a@b"), "").unwrap(),
+        1
+    );
+    assert_eq!(http::send(&push, "p").unwrap(), 2);
+    assert_eq!(http_requests(), vec![(2, push.clone(), "p".to_string())]);
+    assert!(http::send(&Request::get("http://127.0.0.1:8080/admin"), "x").is_err());
+    assert!(http::send(&push.clone().timeout(Duration::from_secs(61)), "x").is_err());
+    assert!(http::send(&push.clone().header("Bad Name", "x"), "x").is_err());
+    fail_http(Some("connection pool exhausted".into()));
+    assert!(http::send(&push, "p").is_err());
+    fail_http(None);
+    assert_eq!(http::send(&push, "p").unwrap(), 3);
+}
+
+#[test]
+fn transactions_mock_follows_states_and_appends_contacts() {
+    use crate::location::Binding;
+    use crate::transactions::{self, State};
+
+    assert_eq!(transactions::state(5), State::Gone);
+    assert!(!transactions::watch(5));
+    let err = transactions::add_branch(5, &BranchTarget::new("sip:a@b")).unwrap_err();
+    assert!(err.to_string().contains("not pending"), "{err}");
+
+    set_tx_state(5, State::Pending);
+    assert!(transactions::watch(5));
+    assert!(transactions::watch(5));
+    assert_eq!(watched(), vec![5]);
+    transactions::add_branch(5, &BranchTarget::new("sip:alice@192.0.2.10")).unwrap();
+    assert!(transactions::add_branch(5, &BranchTarget::new("nope")).is_err());
+    let mut long_path = BranchTarget::new("sip:a@b");
+    long_path.path = vec!["<sip:p;lr>".into(); 9];
+    assert!(transactions::add_branch(5, &long_path).is_err());
+
+    let mut nated = Binding::new("sip:alice@10.1.1.1:5060");
+    nated.destination = Some("sip:198.51.100.1:40000".into());
+    set_bindings(
+        "sip:alice@example.com",
+        vec![
+            Binding::new("sip:alice@192.0.2.10"),
+            nated.clone(),
+            Binding::new("sip:alice@192.0.2.12"),
+        ],
+    );
+    assert_eq!(
+        transactions::append_contacts(5, "sip:alice@example.com", Some("sip:alice@10.1.1.1:5060"))
+            .unwrap(),
+        1
+    );
+    // The first binding is a branch already, the second was just added.
+    assert_eq!(
+        transactions::append_contacts(5, "sip:alice@example.com", None).unwrap(),
+        1
+    );
+    assert_eq!(
+        transactions::append_contacts(5, "sip:alice@example.com", None).unwrap(),
+        0
+    );
+    assert_eq!(
+        transactions::append_contacts(5, "sip:nobody@example.com", None).unwrap(),
+        0
+    );
+    assert_eq!(
+        added_branches(),
+        vec![
+            (5, BranchTarget::new("sip:alice@192.0.2.10")),
+            (5, nated.to_branch()),
+            (5, BranchTarget::new("sip:alice@192.0.2.12")),
+        ]
+    );
+    assert_eq!(appended().len(), 4);
+    assert_eq!(
+        appended()[0],
+        (
+            5,
+            "sip:alice@example.com".to_string(),
+            Some("sip:alice@10.1.1.1:5060".to_string())
+        )
+    );
+
+    set_tx_state(5, State::Answered);
+    assert_eq!(transactions::state(5), State::Answered);
+    assert!(transactions::append_contacts(5, "sip:alice@example.com", None).is_err());
+    assert!(transactions::add_branch(5, &BranchTarget::new("sip:x@y")).is_err());
+    set_tx_state(6, State::Pending);
+    fail_location(Some("no registrar".into()));
+    assert!(transactions::append_contacts(6, "sip:alice@example.com", None).is_err());
+    assert_eq!(appended().len(), 4);
+    reset();
+    assert!(added_branches().is_empty() && watched().is_empty());
+    assert_eq!(transactions::state(6), State::Gone);
+}
+
+#[test]
+fn location_mock_returns_what_was_set() {
+    use crate::location::{self, Binding};
+    assert_eq!(location::lookup("sip:alice@example.com").unwrap(), vec![]);
+    let mut b = Binding::new("sip:alice@192.0.2.10");
+    b.q = Some(500);
+    b.params.push(Header::new("pn-provider", "fcm"));
+    set_bindings("sip:alice@example.com", vec![b.clone()]);
+    assert_eq!(location::lookup("sip:alice@example.com").unwrap(), vec![b]);
+    fail_location(Some("the proxy runs no registrar".into()));
+    let err = location::lookup("sip:alice@example.com").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "location.lookup refused: the proxy runs no registrar"
+    );
+    fail_location(None);
+    set_bindings("sip:alice@example.com", vec![]);
+    assert!(location::lookup("sip:alice@example.com")
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn files_mock_bumps_versions() {
+    use crate::files;
+    assert_eq!(files::version("list"), None);
+    let err = files::read("list").unwrap_err();
+    assert!(err.to_string().contains("no file is granted"), "{err}");
+    set_file("list", "a");
+    assert_eq!(files::version("list"), Some(1));
+    set_file("list", String::from("b"));
+    let f = files::read("list").unwrap();
+    assert_eq!((f.version, f.content), (2, b"b".to_vec()));
+    reset();
+    assert_eq!(files::version("list"), None);
+}
+
+#[test]
+fn on_event_defaults_to_ok() {
+    let g: Greeter = init(json!({ "greeting": "hi", "limits": { "burst": 3 } })).unwrap();
+    assert!(g.on_event(&crate::Event::Timer("t".into())).is_ok());
+    assert!(g.on_event(&crate::Event::TransactionDone(1)).is_ok());
+}
