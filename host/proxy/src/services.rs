@@ -144,9 +144,12 @@ impl ModuleServices {
                 "module {module} is not loaded"
             ))),
         };
-        if let Err(failure) = outcome {
-            inc(&core.stats.module_failures);
-            tracing::warn!(module, failure = %failure, "module event failed");
+        match outcome {
+            Ok(()) => inc(&core.stats.module_events),
+            Err(failure) => {
+                inc(&core.stats.module_failures);
+                tracing::warn!(module, failure = %failure, "module event failed");
+            }
         }
     }
 

@@ -94,4 +94,6 @@ counters! {
     module_request_timeouts,
     /// HTTP requests made by modules.
     module_http_requests,
+    /// Asynchronous events (timers, request outcomes, transaction ends) modules handled.
+    module_events,
 }

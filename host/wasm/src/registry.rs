@@ -5,8 +5,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::module::LoadedModule;
 
-/// The modules in service, by name (callers use [`LoadedModule::qualified_name`],
-/// `"<tenant>/<module>"`, so tenants cannot collide).
+/// The modules in service, by name. Weir registers each module under its config name
+/// (`[modules.NAME]`, unique across tenants; [`LoadedModule::name`]), which is also
+/// the name the module services call back with.
 ///
 /// Readers get an `Arc<LoadedModule>` and keep it for the whole call, so replacing a
 /// module never disturbs a call in progress: in-flight calls finish on the old

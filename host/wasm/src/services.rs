@@ -129,9 +129,10 @@ pub enum Event {
     TransactionDone(u64),
 }
 
-/// The proxy side of the module services. `module` is always the caller's qualified
-/// name (`tenant/name`), which is also its [`ModuleRegistry`](crate::ModuleRegistry)
-/// key, so events go to the version of the module in service when they fire.
+/// The proxy side of the module services. `module` is always the caller's module
+/// name (its `[modules.NAME]`, unique in a config, [`LoadedModule::name`](crate::LoadedModule::name)),
+/// the key it is registered under in the [`ModuleRegistry`](crate::ModuleRegistry), so
+/// events go to the version of the module in service when they fire.
 pub trait Services: Send + Sync {
     /// Start or re-time a module timer.
     fn timer_every(&self, module: &str, name: &str, every: Duration) -> Result<(), String>;

@@ -322,7 +322,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             }
             let ctx = s.data();
             let r = ctx.services.get().timer_every(
-                &ctx.ident.qualified,
+                &ctx.ident.name,
                 &name,
                 Duration::from_millis(u64::from(ms)),
             );
@@ -337,7 +337,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 return Ok((false,));
             }
             let ctx = s.data();
-            Ok((ctx.services.get().timer_cancel(&ctx.ident.qualified, &name),))
+            Ok((ctx.services.get().timer_cancel(&ctx.ident.name, &name),))
         },
     )?;
 
@@ -348,11 +348,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             let ctx = s.data();
             let r = check_tag(&tag)
                 .and_then(|()| check_outgoing(req))
-                .and_then(|req| {
-                    ctx.services
-                        .get()
-                        .send_request(&ctx.ident.qualified, req, tag)
-                });
+                .and_then(|req| ctx.services.get().send_request(&ctx.ident.name, req, tag));
             Ok((r,))
         },
     )?;
@@ -395,7 +391,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     )?;
     i.func_wrap("watch", |s: StoreContextMut<'_, Ctx>, (id,): (u64,)| {
         let ctx = s.data();
-        Ok((ctx.services.get().watch(&ctx.ident.qualified, id),))
+        Ok((ctx.services.get().watch(&ctx.ident.name, id),))
     })?;
 
     let mut i = linker.instance("weir:sip/location@0.1.0")?;
@@ -440,7 +436,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             }
             let r = check_tag(&tag)
                 .and_then(|()| check_http(req))
-                .and_then(|req| ctx.services.get().http_send(&ctx.ident.qualified, req, tag));
+                .and_then(|req| ctx.services.get().http_send(&ctx.ident.name, req, tag));
             Ok((r,))
         },
     )?;

@@ -289,6 +289,20 @@ impl Guest for Misbehave {
             _ => Ok(()),
         }
     }
+
+    fn on_event(event: weir::sip::types::Event) -> Result<(), String> {
+        match MODE.with(|m| m.get()) {
+            Some(Mode::Note) => {
+                weir::sip::log::log(
+                    weir::sip::types::Level::Info,
+                    &format!("note event={event:?}"),
+                );
+                Ok(())
+            }
+            Some(Mode::Error) => Err("asked to fail".to_string()),
+            _ => Ok(()),
+        }
+    }
 }
 
 export!(Misbehave);
