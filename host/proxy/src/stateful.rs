@@ -348,6 +348,16 @@ impl Core {
             timers.fr_inv_timer = route.fr_inv_timer.unwrap_or(timers.fr_inv_timer);
             let _ = self.tsx.set_timers(tx, timers);
         }
+        let first_leg = |req, from_next_hops, vars| TxCtx {
+            req,
+            rx,
+            route_idx,
+            max_forwards,
+            lh,
+            group: 0,
+            from_next_hops,
+            vars,
+        };
         let vars = std::cell::RefCell::new(Vars::default());
         let extra = Extra {
             tx: tx.as_u64(),
@@ -405,29 +415,11 @@ impl Core {
                 timeout,
                 code,
             } => {
-                let ctx = TxCtx {
-                    req,
-                    rx,
-                    route_idx,
-                    max_forwards,
-                    lh,
-                    group: 0,
-                    from_next_hops: false,
-                    vars: vars.into_inner(),
-                };
+                let ctx = first_leg(req, false, vars.into_inner());
                 return self.park(tx, ctx, branches, timeout, code);
             }
         };
-        let ctx = TxCtx {
-            req,
-            rx,
-            route_idx,
-            max_forwards,
-            lh,
-            group: 0,
-            from_next_hops: explicit.is_none(),
-            vars: vars.into_inner(),
-        };
+        let ctx = first_leg(req, explicit.is_none(), vars.into_inner());
         self.fork(tx, ctx, explicit);
     }
 

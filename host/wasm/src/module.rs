@@ -230,7 +230,6 @@ impl LoadedModule {
             BindingChange as WitChange, BindingEvent as WitEvent, Header as WitHeader,
         };
         use crate::call::BindingChange;
-        let mut inst = self.begin()?;
         let wit = WitEvent {
             change: match event.change {
                 BindingChange::Added => WitChange::Added,
@@ -251,35 +250,35 @@ impl LoadedModule {
                 })
                 .collect(),
         };
-        inst.store.data_mut().begin_event();
-        inst.store.set_epoch_deadline(self.call_ticks);
-        let raw = inst
-            .bindings
-            .weir_sip_handler()
-            .call_on_binding(&mut inst.store, &wit);
-        inst.store.data_mut().end_event();
-        let outcome = match raw {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(ModuleFailure::Error(
-                cut(&message, MAX_ERROR_MESSAGE).to_owned(),
-            )),
-            Err(e) => Err(classify(&inst.store, &e)),
-        };
-        self.settle(inst, outcome.as_ref().err());
-        outcome
+        self.call_without_message(|inst| {
+            inst.bindings
+                .weir_sip_handler()
+                .call_on_binding(&mut inst.store, &wit)
+        })
     }
 
     /// Runs the module's `on-event` (a timer fired, a request it sent ended, a
     /// watched transaction ended). Bounded like [`on_request`](Self::on_request).
     pub fn on_event(&self, event: &crate::services::Event) -> Result<(), ModuleFailure> {
         let wit = to_wit_event(event);
+        self.call_without_message(|inst| {
+            inst.bindings
+                .weir_sip_handler()
+                .call_on_event(&mut inst.store, &wit)
+        })
+    }
+
+    /// One bounded call of an export that takes no message (`on-binding`,
+    /// `on-event`): message accessors fail inside it; its error string becomes
+    /// [`ModuleFailure::Error`].
+    fn call_without_message(
+        &self,
+        export: impl FnOnce(&mut Instance) -> wasmtime::Result<Result<(), String>>,
+    ) -> Result<(), ModuleFailure> {
         let mut inst = self.begin()?;
         inst.store.data_mut().begin_event();
         inst.store.set_epoch_deadline(self.call_ticks);
-        let raw = inst
-            .bindings
-            .weir_sip_handler()
-            .call_on_event(&mut inst.store, &wit);
+        let raw = export(&mut inst);
         inst.store.data_mut().end_event();
         let outcome = match raw {
             Ok(Ok(())) => Ok(()),
