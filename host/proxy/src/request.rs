@@ -46,12 +46,14 @@ fn edit_top_via(msg: &mut Message, f: impl FnOnce(&mut Via)) {
 }
 
 pub(crate) fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    use std::fmt::Write as _;
     let mut out = String::new();
     for (i, it) in items.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push_str(&it.to_string());
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{it}");
     }
     out
 }
@@ -114,6 +116,28 @@ fn pop_last_route(msg: &mut Message) -> Option<NameAddr> {
     Some(last)
 }
 
+/// §16.6 step 3: set Max-Forwards to `n`, rewriting the one line in place when there is
+/// one (what `Headers::set` does, without a new string).
+fn set_max_forwards(msg: &mut Message, n: u32) {
+    use std::fmt::Write as _;
+    let mut lines = msg
+        .headers
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| weir_message::names_equal(&h.name, "Max-Forwards"))
+        .map(|(i, _)| i);
+    match (lines.next(), lines.next()) {
+        (Some(pos), None) => {
+            if let Some(h) = msg.headers.get_mut(pos) {
+                h.value.clear();
+                // Writing to a String cannot fail.
+                let _ = write!(h.value, "{n}");
+            }
+        }
+        _ => msg.headers.set("Max-Forwards", n.to_string()),
+    }
+}
+
 /// Put `value` first among the lines of `name` (or first of all headers if none).
 fn insert_first(msg: &mut Message, name: &str, value: String) {
     let pos = msg.headers.position(name).unwrap_or(0);
@@ -155,9 +179,8 @@ impl Core {
         let stream = rx.transport != Transport::Udp;
         // Most requests need no stamp: leave the Via text alone then.
         if !stream {
-            let Ok(top) = req.top_via() else { return };
-            if same_ip(&top.host, rx.src.ip()) && top.rport().is_none() && top.received().is_none()
-            {
+            let Ok(top) = req.top_via_ref() else { return };
+            if same_ip(top.host, rx.src.ip()) && top.rport().is_none() && top.received().is_none() {
                 return;
             }
         }
@@ -306,7 +329,7 @@ impl Core {
     /// Whether `ack` acknowledges a reply we sent statelessly: same Via branch as the
     /// request (RFC 3261 §17.1.1.3), so the same [`to_tag`], which it echoes.
     fn acks_own_reply(&self, ack: &Message) -> bool {
-        match ack.to_tag() {
+        match ack.to_tag_ref() {
             Some(t) if t.starts_with('w') => t == to_tag(ack),
             _ => false,
         }
@@ -420,7 +443,7 @@ impl Core {
         max_forwards: Option<u32>,
     ) -> bool {
         let new_mf = max_forwards.map_or(DEFAULT_MAX_FORWARDS, |n| n.saturating_sub(1));
-        req.headers.set("Max-Forwards", new_mf.to_string());
+        set_max_forwards(req, new_mf);
         self.routes.get(route_idx).is_some_and(|r| r.record_route)
             && req.method().is_some_and(forms_dialog)
             && req.to_tag().is_none()
@@ -548,11 +571,8 @@ impl Core {
             self.record_route(&mut req, rx.listener, out);
         }
         let top = req.top_via().ok()?;
-        let mut b = branch(&req, &top, route_idx, lh);
-        if let Some(n) = suffix {
-            b.push_str(&format!(".{n:x}"));
-        }
-        let via = self.via_for(out, &b);
+        let b = branch(&req, &top, route_idx, lh);
+        let via = self.via_for(out, &b, suffix);
         req.headers.insert(0, "Via", via);
         Some(req)
     }
@@ -565,23 +585,32 @@ impl Core {
             .any(|l| l.local == dest.addr && l.transport == dest.transport)
     }
 
-    /// Our Via for a request leaving by listener `out`.
-    fn via_for(&self, out: ListenerId, branch: &str) -> String {
+    /// Our Via for a request leaving by listener `out`; a stateful branch gets
+    /// `.<suffix in hex>` appended to `branch`.
+    fn via_for(&self, out: ListenerId, branch: &str, suffix: Option<u64>) -> String {
+        use std::fmt::Write as _;
         let (proto, host, port) = self.advertised(out);
-        format!("SIP/2.0/{proto} {host}:{port};branch={branch}")
+        // One allocation of the right size: "SIP/2.0/UDP " host ":" port ";branch=" ...
+        let mut via = String::with_capacity(12 + host.len() + 6 + 8 + branch.len() + 17);
+        // Writing to a String cannot fail.
+        let _ = write!(via, "SIP/2.0/{proto} {host}:{port};branch={branch}");
+        if let Some(n) = suffix {
+            let _ = write!(via, ".{n:x}");
+        }
+        via
     }
 
-    fn advertised(&self, l: ListenerId) -> (&'static str, String, u16) {
+    fn advertised(&self, l: ListenerId) -> (&'static str, &str, u16) {
         match self.transports.listeners().get(l) {
             Some(info) => (
                 match info.transport {
                     Transport::Udp => "UDP",
                     Transport::Tcp => "TCP",
                 },
-                info.host.clone(),
+                info.host.as_str(),
                 info.port,
             ),
-            None => ("UDP", "127.0.0.1".into(), 5060),
+            None => ("UDP", "127.0.0.1", 5060),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Responses: check the top Via is ours, remove it, run the reply chain of the route
 //! that forwarded the request, and relay by the next Via (RFC 3261 §16.7 stateless, §18).
 
-use weir_message::{Message, Via};
+use weir_message::{Message, Via, ViaRef};
 
 use crate::ident::parse_branch;
 use crate::request::join;
@@ -28,6 +28,30 @@ impl Core {
             inc(&self.stats.responses_dropped);
             return;
         };
+        // Our own Via is alone on its line (we insert it so): read it borrowed, remove
+        // the line, and parse only the next Via.
+        let alone = match resp.headers.get_at(pos).map(|h| ViaRef::parse(&h.value)) {
+            Some(Ok(top)) if !top.more => {
+                let tls = top.transport.eq_ignore_ascii_case("TLS");
+                if !self.ident.is_me(top.host, top.port, tls) {
+                    // §18.1.2: a response whose top Via is not ours is discarded.
+                    inc(&self.stats.responses_dropped);
+                    tracing::debug!(src = %rx.src, "response not for us dropped");
+                    return;
+                }
+                Some(top.branch().and_then(parse_branch).map(|(r, _)| r))
+            }
+            _ => None,
+        };
+        if let Some(route) = alone {
+            resp.headers.remove_at(pos);
+            let Ok(next) = resp.top_via() else {
+                // It answered a request we originated: nothing to relay.
+                inc(&self.stats.responses_dropped);
+                return;
+            };
+            return self.relay_response(resp, rx, route, &next);
+        }
         let Some(mut line) = resp
             .headers
             .get_at(pos)
@@ -58,13 +82,19 @@ impl Core {
             inc(&self.stats.responses_dropped);
             return;
         };
+        self.relay_response(resp, rx, route, &next);
+    }
+
+    /// Run the reply chain of `route` (the route index in our branch) and relay the
+    /// response, our Via removed, by `next`, its new top Via.
+    fn relay_response(&self, mut resp: Message, rx: Rx, route: Option<usize>, next: &Via) {
         if let Some(route) = route.and_then(|r| self.routes.get(r)) {
             if !route.reply.is_empty() && !self.reply_chain(route, &mut resp, rx) {
                 inc(&self.stats.module_dropped);
                 return;
             }
         }
-        let Some(target) = resolve::of_via(&next) else {
+        let Some(target) = resolve::of_via(next) else {
             inc(&self.stats.responses_dropped);
             return;
         };

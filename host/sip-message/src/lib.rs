@@ -89,4 +89,4 @@ pub use method::Method;
 pub use nameaddr::NameAddr;
 pub use reason::reason_phrase;
 pub use uri::{Scheme, Uri};
-pub use via::Via;
+pub use via::{Via, ViaRef};

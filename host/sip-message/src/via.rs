@@ -128,6 +128,108 @@ pub(crate) fn validate_first(value: &str) -> Result<(), HeaderError> {
     parse_parts_until(value, true, |_, _| {}).map(|_| ())
 }
 
+/// The first via-parm of a header value, borrowed from it: what a proxy reads on every
+/// message (sent-by, `branch`, `rport`, `received`) without the allocations of [`Via`].
+/// It accepts exactly what [`Via::parse`] accepts, and its fields and parameters read the
+/// same, except that `transport` is as written (compare it case-insensitively).
+///
+/// ```
+/// use weir_message::ViaRef;
+/// let v = ViaRef::parse("SIP/2.0/udp 192.0.2.1:5060;rport;branch=z9hG4bK77, SIP/2.0/UDP b").unwrap();
+/// assert_eq!((v.transport, v.host, v.port), ("udp", "192.0.2.1", Some(5060)));
+/// assert_eq!(v.branch(), Some("z9hG4bK77"));
+/// assert_eq!(v.rport(), Some(None));
+/// assert!(v.more);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViaRef<'a> {
+    /// Transport as written.
+    pub transport: &'a str,
+    /// Host as written (IPv6 with brackets).
+    pub host: &'a str,
+    /// Port.
+    pub port: Option<u16>,
+    /// Whether more via-parms follow on the same line (after a comma).
+    pub more: bool,
+    /// The parameters' text (`;name=value...`), already validated.
+    params: &'a str,
+    /// The first `branch`, `received` and `rport`, noted while parsing.
+    branch: Option<Option<&'a str>>,
+    received: Option<Option<&'a str>>,
+    rport: Option<Option<&'a str>>,
+}
+
+impl<'a> ViaRef<'a> {
+    /// Parse the first via-parm of a header value.
+    pub fn parse(value: &'a str) -> Result<ViaRef<'a>, HeaderError> {
+        let mut first_param = None;
+        let (mut branch, mut received, mut rport) = (None, None, None);
+        let (p, end) = parse_parts_until(value, true, |n: &'a str, v| {
+            if first_param.is_none() {
+                first_param = Some(n);
+            }
+            let slot = if n.eq_ignore_ascii_case("branch") {
+                &mut branch
+            } else if n.eq_ignore_ascii_case("received") {
+                &mut received
+            } else if n.eq_ignore_ascii_case("rport") {
+                &mut rport
+            } else {
+                return;
+            };
+            if slot.is_none() {
+                *slot = Some(v);
+            }
+        })?;
+        // The parameters start at the `;` before the first name.
+        let params = match first_param {
+            Some(n) => {
+                let at = (n.as_ptr() as usize).saturating_sub(value.as_ptr() as usize);
+                let semi = value.get(..at).and_then(|s| s.rfind(';')).unwrap_or(at);
+                value.get(semi..end).unwrap_or("")
+            }
+            None => "",
+        };
+        Ok(ViaRef {
+            transport: p.transport,
+            host: p.host,
+            port: p.port,
+            more: end < value.len(),
+            params,
+            branch,
+            received,
+            rport,
+        })
+    }
+
+    /// `None`: absent; `Some(None)`: flag without value.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        let mut found = None;
+        // Validated by `parse`, so this cannot fail.
+        let _ = for_each_param_until(self.params, ParamStyle::Header, true, |n, v| {
+            if found.is_none() && n.eq_ignore_ascii_case(name) {
+                found = Some(v);
+            }
+        });
+        found
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&'a str> {
+        self.branch.flatten()
+    }
+
+    /// The `received` parameter.
+    pub fn received(&self) -> Option<&'a str> {
+        self.received.flatten()
+    }
+
+    /// As [`Via::rport`].
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.rport.map(|v| v.and_then(crate::chars::parse_port))
+    }
+}
+
 impl Via {
     /// Parse the first via-parm of a header value.
     pub fn parse(value: &str) -> Result<Via, HeaderError> {
@@ -260,6 +362,40 @@ mod tests {
             "SIP/2.0/UDP host.example.com;branch=z9hG4bKx;rport=5062;received=192.0.2.7"
         );
         assert_eq!(Via::parse(&v.to_string()).unwrap(), v);
+    }
+
+    #[test]
+    fn via_ref_reads_as_via() {
+        for v in [
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK74bf9;received=192.0.2.9",
+            "SIP  /   2.0 /udp 192.0.2.2 ; rport ;branch=390skdjuw",
+            "SIP/2.0/TLS [2001:db8::9]:5061;rport=5070;received=2001:db8::9;x=\"a;b,c\";branch=z9hG4bK1",
+            "SIP/2.0/UDP a.example.com;x=\"1,2\", SIP/2.0/NEWTRANSPORT b.example.com",
+            "SIP/2.0/TCP example.com : 5061 ;branch=x , SIP/2.0/UDP b;branch=y",
+            "SIP/2.0/UDP host",
+            "SIP/2.0/UDP host;RPORT=5;Branch=b;branch=c",
+        ] {
+            let full = Via::parse(v).unwrap();
+            let r = ViaRef::parse(v).unwrap();
+            assert_eq!(r.transport.to_ascii_uppercase(), full.transport, "{v}");
+            assert_eq!((r.host, r.port), (full.host.as_str(), full.port), "{v}");
+            for name in ["branch", "rport", "received", "x", "absent"] {
+                assert_eq!(r.param(name), full.param(name), "{v} {name}");
+            }
+            assert_eq!(r.branch(), full.branch());
+            assert_eq!(r.rport(), full.rport());
+            assert_eq!(r.received(), full.received());
+            assert_eq!(r.more, Via::parse_list(v).unwrap().len() > 1, "{v}");
+        }
+        for bad in [
+            "",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP 192.0.2.1 garbage",
+            "SIP/2.0/UDP h;x=\"u",
+        ] {
+            assert!(ViaRef::parse(bad).is_err(), "{bad:?}");
+            assert!(Via::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

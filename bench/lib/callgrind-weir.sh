@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Weir alone under callgrind: user-space instructions and malloc calls per call, for
+# comparing two builds without the noise of CPU time (no Kamailio; bench/run
+# --instructions does the comparison against it).
+#
+#   bench/lib/callgrind-weir.sh [--stateless] BIN MODULE OUTDIR
+#
+# Runs BIN twice under valgrind (stateful: 100 and 600 calls at 20 calls/s, with
+# bench/weir/stateful.toml and the SIPp scenarios of bench/run --mode stateful;
+# --stateless: 200 and 1,200 calls at 100 calls/s with bench/weir/stateless.toml) on
+# ports 5560 (proxy), 5580 (UAS), 5590 (UAC), and prints the difference per extra call,
+# which cancels start-up and shutdown. The callgrind files stay in OUTDIR for
+# callgrind_annotate. Loopback only; stops what it started.
+set -euo pipefail
+mode=stateful
+if [ "${1:-}" = "--stateless" ]; then mode=stateless; shift; fi
+if [ $# -ne 3 ]; then sed -n '2,13p' "$0"; exit 2; fi
+bin=$1; module=$2; out=$3
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+if [ $mode = stateful ]; then
+    n1=100 n2=600 rate=20
+    uas=(-sf "$root/bench/sipp/uas-stateful.xml") uac="$root/bench/sipp/uac-stateful.xml"
+else
+    n1=200 n2=1200 rate=100
+    uas=(-sn uas) uac="$root/bench/sipp/uac.xml"
+fi
+mkdir -p "$out"
+cfg="$out/weir.toml"
+sed -e "s#component = \".*\"#component = \"$module\"#" \
+    -e 's/127.0.0.1:5160/127.0.0.1:5560/' -e 's/127.0.0.1:5170/127.0.0.1:5580/' \
+    "$root/bench/weir/$mode.toml" > "$cfg"
+vg=(valgrind --tool=callgrind --smc-check=all-non-file)
+# compile the module once under valgrind, so both runs load it from the cache
+"${vg[@]}" --callgrind-out-file=/dev/null "$bin" check --config "$cfg" > /dev/null 2>&1
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+declare -A total mallocs
+for n in $n1 $n2; do
+    rm -f "$out"/cg."$n".*
+    "${vg[@]}" --callgrind-out-file="$out/cg.$n.%p" "$bin" run --config "$cfg" \
+        > "$out/weir.$n.log" 2>&1 &
+    v=$!
+    pids=("$v")
+    for _ in $(seq 1 120); do grep -q "running" "$out/weir.$n.log" && break; sleep 1; done
+    sipp "${uas[@]}" -i 127.0.0.1 -p 5580 -nostdin -buff_size 4194304 > /dev/null 2>&1 &
+    u=$!
+    pids+=("$u")
+    sleep 0.5
+    rc=0
+    sipp -sf "$uac" 127.0.0.1:5560 -s service -i 127.0.0.1 -p 5590 -d 0 -nostdin \
+        -buff_size 4194304 -r $rate -m "$n" -timeout 120 > /dev/null 2>&1 || rc=$?
+    kill "$u" "$v"
+    wait "$v" 2>/dev/null || true
+    pids=()
+    if [ $rc -ne 0 ]; then echo "SIPp exit status $rc with $n calls: no count"; exit 1; fi
+    t=0 m=0
+    for f in "$out"/cg."$n".*; do
+        t=$((t + $(grep -m1 '^summary:' "$f" | awk '{print $2}')))
+        m=$((m + $(python3 - "$f" <<'PY'
+import re, sys
+# calls= lines after a cfn= naming malloc; names are compressed to "(id)" after first use
+names, calls, cur = {}, 0, None
+for line in open(sys.argv[1], errors="replace"):
+    mt = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line)
+    if mt:
+        if mt.group(2):
+            names[mt.group(1)] = mt.group(2).strip()
+        if line.startswith("cfn="):
+            cur = names.get(mt.group(1))
+        continue
+    if line.startswith("calls=") and cur == "malloc":
+        calls += int(line[6:].split()[0])
+print(calls)
+PY
+)))
+    done
+    total[$n]=$t mallocs[$n]=$m
+    echo "$n calls: $t instructions, $m malloc calls"
+done
+d=$((n2 - n1))
+echo "per call: $(( (total[$n2] - total[$n1]) / d )) instructions, $(( (mallocs[$n2] - mallocs[$n1]) / d )) malloc calls"
