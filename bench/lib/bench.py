@@ -1574,6 +1574,42 @@ def int_list(s: str) -> list[int]:
     return [int(x) for x in str(s).split(",") if x.strip()]
 
 
+
+def start_and_bench(b, proxies):
+    """Warn when the machine is busy already, start the proxies named in `proxies`
+    (comma-separated: weir, kamailio), bench each with `b`, stop every process; the
+    results. Shared by the stateless/stateful, register and dispatcher benches."""
+    b.say(f"run directory {b.run_dir}")
+    others = others_busy()
+    if others > 10:
+        print(f"bench: warning: other processes use {others:.0f}% of a core right now; "
+              "figures will be noisy", file=sys.stderr)
+    b.monitor = OthersMonitor()
+    pxs = []
+    for name in [p.strip() for p in proxies.split(",") if p.strip()]:
+        if name == "weir":
+            pxs.append(b.weir_proxy())
+        elif name == "kamailio":
+            pxs.append(b.kamailio_proxy())
+        else:
+            sys.exit(f"bench: unknown proxy {name!r} (weir, kamailio)")
+    try:
+        return b.bench_all(pxs)
+    finally:
+        PROCS.stop_all()
+
+
+def noise_warnings(results):
+    """Add a warning to each result measured while the host or other processes took
+    CPU."""
+    for r in results:
+        if r.steal_pct > 10:
+            r.warnings.append(f"the hypervisor took {r.steal_pct:.0f}% of a core (steal) during "
+                              "the measurements: the host is busy, figures are noisy")
+        if r.others_cpu_pct > 10:
+            r.warnings.append(f"other processes used {r.others_cpu_pct:.0f}% of a core during "
+                              "the measurements: figures are noisy")
+
 def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1672,31 +1708,8 @@ def main():
         return register.main(args)
 
     b = Bench(args)
-    b.say(f"run directory {b.run_dir}")
-    others = others_busy()
-    if others > 10:
-        print(f"bench: warning: other processes use {others:.0f}% of a core right now; "
-              "figures will be noisy", file=sys.stderr)
-    b.monitor = OthersMonitor()
-    pxs = []
-    for name in [p.strip() for p in args.proxies.split(",") if p.strip()]:
-        if name == "weir":
-            pxs.append(b.weir_proxy())
-        elif name == "kamailio":
-            pxs.append(b.kamailio_proxy())
-        else:
-            sys.exit(f"bench: unknown proxy {name!r} (weir, kamailio)")
-    try:
-        results = b.bench_all(pxs)
-    finally:
-        PROCS.stop_all()
-    for r in results:
-        if r.steal_pct > 10:
-            r.warnings.append(f"the hypervisor took {r.steal_pct:.0f}% of a core (steal) during "
-                              "the measurements: the host is busy, figures are noisy")
-        if r.others_cpu_pct > 10:
-            r.warnings.append(f"other processes used {r.others_cpu_pct:.0f}% of a core during "
-                              "the measurements: figures are noisy")
+    results = start_and_bench(b, args.proxies)
+    noise_warnings(results)
     info = machine_info(b, results)
     path = write_report(b, results, info, sys.argv[1:])
     print()

@@ -41,9 +41,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  bench/lib/bench.py
 from bench import (  # noqa: E402
-    BENCH, HOST, PROCS, ROOT, SIPP_BUFFER, Bench, OthersMonitor, Proxy, ProxyDied, Result,
-    cpu_of_tree, ival, machine_info, on_signal, others_busy, sipp_stats, short, table,
-    udp_port_free, weir_binary_info, write_report,
+    BENCH, HOST, PROCS, ROOT, SIPP_BUFFER, Bench, Proxy, ProxyDied, Result,
+    cpu_of_tree, ival, machine_info, noise_warnings, on_signal, sipp_stats, short,
+    start_and_bench, table, udp_port_free, weir_binary_info, write_report,
 )
 
 
@@ -287,31 +287,8 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
 
     b = DispatcherBench(args)
-    b.say(f"run directory {b.run_dir}")
-    busy = others_busy()
-    if busy > 10:
-        print(f"bench: warning: other processes use {busy:.0f}% of a core right now; "
-              "figures will be noisy", file=sys.stderr)
-    b.monitor = OthersMonitor()
-    pxs = []
-    for name in [p.strip() for p in args.proxies.split(",") if p.strip()]:
-        if name == "weir":
-            pxs.append(b.weir_proxy())
-        elif name == "kamailio":
-            pxs.append(b.kamailio_proxy())
-        else:
-            sys.exit(f"bench: unknown proxy {name!r} (weir, kamailio)")
-    try:
-        results = b.bench_all(pxs)
-    finally:
-        PROCS.stop_all()
-    for r in results:
-        if r.steal_pct > 10:
-            r.warnings.append(f"the hypervisor took {r.steal_pct:.0f}% of a core (steal): "
-                              "figures are noisy")
-        if r.others_cpu_pct > 10:
-            r.warnings.append(f"other processes used {r.others_cpu_pct:.0f}% of a core during "
-                              "the measurements: figures are noisy")
+    results = start_and_bench(b, args.proxies)
+    noise_warnings(results)
     info = machine_info(b, results)
     path = write_report(b, results, info, sys.argv[1:])
     text = path.read_text().split("\n", 1)

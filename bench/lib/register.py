@@ -447,25 +447,8 @@ def write_report(b: RegBench, results: list[Result], info: dict, argv) -> Path:
 
 def main(args):
     b = RegBench(args)
-    b.say(f"run directory {b.run_dir}")
     b.loadavg = Path("/proc/loadavg").read_text().split()[:3]
-    others = B.others_busy()
-    if others > 10:
-        print(f"bench: warning: other processes use {others:.0f}% of a core right now; "
-              "figures will be noisy", file=sys.stderr)
-    b.monitor = B.OthersMonitor()
-    pxs = []
-    for name in [p.strip() for p in args.proxies.split(",") if p.strip()]:
-        if name == "weir":
-            pxs.append(b.weir_proxy())
-        elif name == "kamailio":
-            pxs.append(b.kamailio_proxy())
-        else:
-            sys.exit(f"bench: unknown proxy {name!r} (weir, kamailio)")
-    try:
-        results = b.bench_all(pxs)
-    finally:
-        PROCS.stop_all()
+    results = B.start_and_bench(b, args.proxies)
     info = B.machine_info(b, results)
     path = write_report(b, results, info, sys.argv[1:])
     print()
