@@ -286,6 +286,12 @@ fn a_stopped_destination_fails_over_is_skipped_and_comes_back() {
     assert!(hit.is_some(), "the first destination got no calls");
     dests[0].stop();
     // A black hole on its port: takes what is sent there, never answers.
+    // The port frees once the last process holding it is gone (sipp's `exec` children
+    // inherit its socket for a moment after sipp is killed).
+    let freed = wait::until(PATIENCE, || {
+        (!ports::udp_in_use(LOCAL, ports[0])).then_some(())
+    });
+    assert!(freed.is_some(), "port {} stays in use", ports[0]);
     let hole = UdpPeer::bind_at(SocketAddr::new(LOCAL, ports[0]));
     let r = phase1.join().unwrap();
     assert_all_passed(&r, CALLS, "calls while a destination dies", &proxy);
