@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::MutexGuard;
 
-use weir_message::{Message, Method, Uri};
+use weir_message::{Message, Method};
 use weir_registrar::{Event, EventKind, Lookup, Registered, RequestContext, Target};
 use weir_store::now_ms;
 use weir_transaction::TxId;
@@ -107,19 +107,11 @@ impl Core {
         let branches: Vec<BranchTarget> = targets
             .iter()
             .filter_map(|t| {
-                let hop = t.destination.as_deref().unwrap_or(&t.uri);
-                match Uri::parse(hop) {
-                    Ok(hop) => Some(BranchTarget {
-                        hop,
-                        ruri: Some(t.uri.clone()),
-                        // Path elements as registered, brackets included.
-                        route: t.route.clone(),
-                    }),
-                    Err(_) => {
-                        tracing::debug!(contact = %t.uri, "registered contact does not parse");
-                        None
-                    }
+                let b = BranchTarget::of_binding(t);
+                if b.is_none() {
+                    tracing::debug!(contact = %t.uri, "registered contact does not parse");
                 }
+                b
             })
             .collect();
         if branches.is_empty() {

@@ -96,6 +96,19 @@ impl BranchTarget {
         })
     }
 
+    /// A branch to a registered contact: the contact as request URI, its Path as
+    /// Route set, its `received` address or first Path hop as next hop. `None` when
+    /// that next hop does not parse.
+    pub(crate) fn of_binding(t: &weir_registrar::Target) -> Option<BranchTarget> {
+        let hop = t.destination.as_deref().unwrap_or(&t.uri);
+        Some(BranchTarget {
+            hop: Uri::parse(hop).ok()?,
+            ruri: Some(t.uri.clone()),
+            // Path elements as registered, brackets included.
+            route: t.route.clone(),
+        })
+    }
+
     /// Apply the branch's edits to its copy of the request.
     pub(crate) fn edit(&self, req: &mut Message) {
         if let Some(u) = &self.ruri {
@@ -555,16 +568,10 @@ impl Core {
             }
         }
         let branches: Vec<BranchTarget> = targets
-            .into_iter()
+            .iter()
             .filter(|t| contact.is_none_or(|c| t.uri == c))
             .filter(|t| !existing.contains(&t.uri))
-            .filter_map(|t| {
-                Some(BranchTarget {
-                    hop: Uri::parse(t.destination.as_deref().unwrap_or(&t.uri)).ok()?,
-                    ruri: Some(t.uri),
-                    route: t.route,
-                })
-            })
+            .filter_map(BranchTarget::of_binding)
             .collect();
         let n = u32::try_from(branches.len()).unwrap_or(u32::MAX);
         if n > 0 {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::Rng;
 use tokio::sync::oneshot;
-use weir_message::{Message, Uri};
+use weir_message::{Message, NameAddr, Uri};
 use weir_transport::Transport;
 use weir_wasm::OutgoingRequest;
 
@@ -83,11 +83,7 @@ fn random_token(n: usize) -> String {
 }
 
 fn has_tag(name_addr: &str) -> bool {
-    // The tag is a header param: after the closing `>` when there is one.
-    let params = name_addr.rsplit_once('>').map_or(name_addr, |(_, p)| p);
-    params
-        .split(';')
-        .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="))
+    NameAddr::parse(name_addr).is_ok_and(|na| na.tag().is_some())
 }
 
 impl Core {
