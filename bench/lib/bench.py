@@ -906,6 +906,11 @@ class Bench:
         text = text.replace(f'"sip:{HOST}:5170"', f'"sip:{HOST}:{self.a.uas_port}"')
         text = text.replace('"../../target/wasm32-wasip2/release/header_ops.wasm"',
                             json.dumps(str(wasm)))
+        return self.run_weir_config(weir, text)
+
+    def run_weir_config(self, weir, text) -> Proxy:
+        """Write `text` as this run's weir.toml, stop the bench if `weir check` refuses
+        it, and return the Proxy that runs it (shared by every bench mode)."""
         cfg = self.run_dir / "weir.toml"
         cfg.write_text(text)
         chk = subprocess.run([str(weir), "check", "--config", str(cfg)],

@@ -99,16 +99,7 @@ class DispatcherBench(Bench):
         text = re.sub(r"(?m)^udp_workers = \d+", f"udp_workers = {os.cpu_count() or 1}", text)
         text = text.replace(f'"{HOST}:5360"', f'"{HOST}:{self.a.weir_port}"')
         text = text.replace('"../../target/wasm32-wasip2/release/dispatcher.wasm"', f'"{wasm}"')
-        cfg = self.run_dir / "weir.toml"
-        cfg.write_text(text)
-        chk = subprocess.run([str(weir), "check", "--config", str(cfg)],
-                             capture_output=True, text=True)
-        if chk.returncode != 0:
-            sys.exit(f"bench: weir check failed:\n{chk.stdout}{chk.stderr}")
-        ver = subprocess.run([str(weir), "version"], capture_output=True, text=True).stdout.strip()
-        return Proxy("weir", self.a.weir_port,
-                     self.pin([str(weir), "run", "--config", str(cfg)], self.proxy_cpus), ver,
-                     self.run_dir / "weir.log")
+        return self.run_weir_config(weir, text)
 
     def kamailio_proxy(self) -> Proxy:
         kam = shutil.which("kamailio") or "/usr/sbin/kamailio"

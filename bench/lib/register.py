@@ -108,15 +108,7 @@ class RegBench(Bench):
             text = text.replace('"../../target/wasm32-wasip2/release/auth_digest.wasm"',
                                 json.dumps(str(wasm)))
             text = text.replace('file = "subscribers.txt"', f'file = {json.dumps(str(self.users["subs"]))}')
-        cfg = self.run_dir / "weir.toml"
-        cfg.write_text(text)
-        chk = subprocess.run([str(weir), "check", "--config", str(cfg)], capture_output=True, text=True)
-        if chk.returncode != 0:
-            sys.exit(f"bench: weir check failed:\n{chk.stdout}{chk.stderr}")
-        ver = subprocess.run([str(weir), "version"], capture_output=True, text=True).stdout.strip()
-        return Proxy("weir", self.a.weir_port,
-                     self.pin([str(weir), "run", "--config", str(cfg)], self.proxy_cpus), ver,
-                     self.run_dir / "weir.log")
+        return self.run_weir_config(weir, text)
 
     def kamailio_proxy(self) -> Proxy:
         kam = shutil.which("kamailio") or "/usr/sbin/kamailio"
