@@ -63,6 +63,8 @@ pub struct Core {
     lookup_branches: Mutex<HashMap<TxId, location::LookupBranches>>,
     /// Transactions modules keep pending (verdict `wait`).
     parked: Mutex<HashMap<TxId, stateful::Parked>>,
+    /// `parked.len()`, read without the lock on the per-transaction path.
+    parked_len: std::sync::atomic::AtomicUsize,
     /// Module-originated requests in flight.
     uac: uac::Uac,
     /// The module services, once attached.
@@ -130,6 +132,7 @@ impl Core {
             binding_modules: config.events.binding.clone(),
             lookup_branches: Mutex::new(HashMap::new()),
             parked: Mutex::new(HashMap::new()),
+            parked_len: std::sync::atomic::AtomicUsize::new(0),
             uac: uac::Uac::default(),
             services: std::sync::OnceLock::new(),
             registry,

@@ -49,6 +49,8 @@ pub struct ModuleServices {
     in_flight: Mutex<HashMap<String, (usize, usize)>>,
     /// Modules to tell when a transaction ends.
     watchers: Mutex<HashMap<TxId, Vec<String>>>,
+    /// `watchers.len()`, read without the lock on the per-transaction path.
+    watched: std::sync::atomic::AtomicUsize,
     http: weir_http::Client,
 }
 
@@ -74,6 +76,7 @@ impl ModuleServices {
             next_id: AtomicU64::new(1),
             in_flight: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
+            watched: std::sync::atomic::AtomicUsize::new(0),
             http: weir_http::Client::new(weir_http::ClientConfig::default()),
         })
     }
@@ -181,7 +184,16 @@ impl ModuleServices {
 
     /// A transaction ended: tell the modules watching it.
     pub(crate) fn transaction_ended(self: &Arc<Self>, tx: TxId) {
-        let Some(modules) = lock(&self.watchers).remove(&tx) else {
+        if self.watched.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let removed = {
+            let mut w = lock(&self.watchers);
+            let r = w.remove(&tx);
+            self.watched.store(w.len(), Ordering::Relaxed);
+            r
+        };
+        let Some(modules) = removed else {
             return;
         };
         let Some(core) = self.core() else { return };
@@ -195,7 +207,7 @@ impl ModuleServices {
 
     /// Whether some module watches `tx` (its context is then kept for later branches).
     pub(crate) fn is_watched(&self, tx: TxId) -> bool {
-        lock(&self.watchers).contains_key(&tx)
+        self.watched.load(Ordering::Relaxed) > 0 && lock(&self.watchers).contains_key(&tx)
     }
 }
 
@@ -291,6 +303,7 @@ impl Services for ModuleServices {
             }
             list.push(module.to_string());
         }
+        self.watched.store(w.len(), Ordering::Relaxed);
         true
     }
 

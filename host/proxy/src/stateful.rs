@@ -213,7 +213,7 @@ impl Core {
                 Output::Terminated { tx } => {
                     self.contexts().remove(&tx);
                     self.forget_lookup(tx);
-                    self.parked().remove(&tx);
+                    self.unpark_entry(tx);
                     if let Some(s) = self.services.get().and_then(std::sync::Weak::upgrade) {
                         s.transaction_ended(tx);
                     }
@@ -441,6 +441,23 @@ impl Core {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether `tx` is parked; without taking the lock while nothing is (the usual
+    /// case on the per-transaction path).
+    fn is_parked(&self, tx: TxId) -> bool {
+        self.parked_len.load(Ordering::Relaxed) > 0 && self.parked().contains_key(&tx)
+    }
+
+    /// Take `tx` out of the parked table, if it is there.
+    fn unpark_entry(&self, tx: TxId) -> Option<Parked> {
+        if self.parked_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut parked = self.parked();
+        let p = parked.remove(&tx);
+        self.parked_len.store(parked.len(), Ordering::Relaxed);
+        p
+    }
+
     /// A module's `wait`: keep the INVITE transaction open until `timeout`, forking to
     /// `branches` now; later branches come from `transactions.add-branch` /
     /// `append-contacts`.
@@ -462,14 +479,18 @@ impl Core {
             .into_iter()
             .filter_map(BranchTarget::of_module)
             .collect();
-        self.parked().insert(
-            tx,
-            Parked {
-                code,
-                held: None,
-                started: !branches.is_empty(),
-            },
-        );
+        {
+            let mut parked = self.parked();
+            parked.insert(
+                tx,
+                Parked {
+                    code,
+                    held: None,
+                    started: !branches.is_empty(),
+                },
+            );
+            self.parked_len.store(parked.len(), Ordering::Relaxed);
+        }
         let me = self.me.clone();
         self.runtime.spawn(async move {
             tokio::time::sleep(timeout).await;
@@ -489,7 +510,7 @@ impl Core {
     /// The deadline of a parked transaction: what every branch failed with goes
     /// upstream (through the failure chain), or the `wait` code when none started.
     fn unpark(&self, tx: TxId) {
-        let Some(p) = self.parked().remove(&tx) else {
+        let Some(p) = self.unpark_entry(tx) else {
             return;
         };
         if self.tsx.is_answered(tx) != Some(false) {
@@ -725,7 +746,7 @@ impl Core {
                 .get(ctx.route_idx)
                 .is_some_and(|g| ctx.group + 1 < g.len());
         let has_failure_chain = route.is_some_and(|r| !r.failure.is_empty());
-        let kept = self.parked().contains_key(&tx)
+        let kept = self.is_parked(tx)
             || self
                 .services
                 .get()
@@ -749,10 +770,12 @@ impl Core {
     /// Every branch of the current leg failed and the hook was armed: the failure chain
     /// decides, then the route's next serial group, else the best reply goes upstream.
     fn on_failure(&self, tx: TxId, code: u16) {
-        if let Some(p) = self.parked().get_mut(&tx) {
-            // Kept pending: more branches may come before the deadline.
-            p.held = Some(code);
-            return;
+        if self.is_parked(tx) {
+            if let Some(p) = self.parked().get_mut(&tx) {
+                // Kept pending: more branches may come before the deadline.
+                p.held = Some(code);
+                return;
+            }
         }
         let Some(ctx) = self.contexts().get(&tx).cloned() else {
             self.relay_best(tx);
