@@ -3,31 +3,42 @@
 # comparing two builds without the noise of CPU time (no Kamailio; bench/run
 # --instructions does the comparison against it).
 #
-#   bench/lib/callgrind-weir.sh [--stateless] BIN MODULE OUTDIR
+#   bench/lib/callgrind-weir.sh [--stateless|--register] BIN MODULE OUTDIR
 #
 # Runs BIN twice under valgrind (stateful: 100 and 600 calls at 20 calls/s, with
 # bench/weir/stateful.toml and the SIPp scenarios of bench/run --mode stateful;
-# --stateless: 200 and 1,200 calls at 100 calls/s with bench/weir/stateless.toml) on
-# ports 5560 (proxy), 5580 (UAS), 5590 (UAC), and prints the difference per extra call,
-# which cancels start-up and shutdown. The callgrind files stay in OUTDIR for
+# --stateless: 200 and 1,200 calls at 100 calls/s with bench/weir/stateless.toml;
+# --register: 200 and 1,200 REGISTERs of distinct users at 100/s with
+# bench/weir/register.toml, MODULE unused) on ports PORT (default 5560, the proxy),
+# PORT+20 (UAS) and PORT+30 (UAC), and prints the difference per extra call, which
+# cancels start-up and shutdown. The callgrind files stay in OUTDIR for
 # callgrind_annotate. Loopback only; stops what it started.
 set -euo pipefail
 mode=stateful
-if [ "${1:-}" = "--stateless" ]; then mode=stateless; shift; fi
-if [ $# -ne 3 ]; then sed -n '2,13p' "$0"; exit 2; fi
+case "${1:-}" in
+    --stateless) mode=stateless; shift ;;
+    --register) mode=register; shift ;;
+esac
+if [ $# -ne 3 ]; then sed -n '2,15p' "$0"; exit 2; fi
+port=${PORT:-5560}
 bin=$1; module=$2; out=$3
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 if [ $mode = stateful ]; then
     n1=100 n2=600 rate=20
     uas=(-sf "$root/bench/sipp/uas-stateful.xml") uac="$root/bench/sipp/uac-stateful.xml"
-else
+elif [ $mode = stateless ]; then
     n1=200 n2=1200 rate=100
     uas=(-sn uas) uac="$root/bench/sipp/uac.xml"
+else
+    n1=200 n2=1200 rate=100
+    uas=() uac="$root/bench/sipp/uac-register.xml"
 fi
 mkdir -p "$out"
+users="$out/users.csv"
+{ echo SEQUENTIAL; for i in $(seq 1 $n2); do echo "cg$i;pw$i"; done; } > "$users"
 cfg="$out/weir.toml"
 sed -e "s#component = \".*\"#component = \"$module\"#" \
-    -e 's/127.0.0.1:5160/127.0.0.1:5560/' -e 's/127.0.0.1:5170/127.0.0.1:5580/' \
+    -e "s/127.0.0.1:5160/127.0.0.1:$port/" -e "s/127.0.0.1:5170/127.0.0.1:$((port + 20))/" \
     "$root/bench/weir/$mode.toml" > "$cfg"
 vg=(valgrind --tool=callgrind --smc-check=all-non-file)
 # compile the module once under valgrind, so both runs load it from the cache
@@ -43,14 +54,18 @@ for n in $n1 $n2; do
     v=$!
     pids=("$v")
     for _ in $(seq 1 120); do grep -q "running" "$out/weir.$n.log" && break; sleep 1; done
-    sipp "${uas[@]}" -i 127.0.0.1 -p 5580 -nostdin -buff_size 4194304 > /dev/null 2>&1 &
-    u=$!
-    pids+=("$u")
-    sleep 0.5
+    u=
+    if [ ${#uas[@]} -gt 0 ]; then
+        sipp "${uas[@]}" -i 127.0.0.1 -p $((port + 20)) -nostdin -buff_size 4194304 \
+            > /dev/null 2>&1 &
+        u=$!
+        pids+=("$u")
+        sleep 0.5
+    fi
     rc=0
-    sipp -sf "$uac" 127.0.0.1:5560 -s service -i 127.0.0.1 -p 5590 -d 0 -nostdin \
-        -buff_size 4194304 -r $rate -m "$n" -timeout 120 > /dev/null 2>&1 || rc=$?
-    kill "$u" "$v"
+    sipp -sf "$uac" 127.0.0.1:$port -s service -i 127.0.0.1 -p $((port + 30)) -d 0 -nostdin \
+        -inf "$users" -buff_size 4194304 -r $rate -m "$n" -timeout 120 > /dev/null 2>&1 || rc=$?
+    kill $u "$v"
     wait "$v" 2>/dev/null || true
     pids=()
     if [ $rc -ne 0 ]; then echo "SIPp exit status $rc with $n calls: no count"; exit 1; fi
