@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 
 use weir_config::{Mode, Route};
-use weir_message::{reason_phrase, Message, Method, NameAddr, ParseError, Uri, Via};
+use weir_message::{reason_phrase, Message, Method, NameAddr, ParseError, Text, Uri, Via};
 use weir_transport::{Destination, ListenerId, Transport};
 
 use crate::chain::Outcome;
@@ -42,7 +42,7 @@ fn edit_top_via(msg: &mut Message, f: impl FnOnce(&mut Via)) {
     if let Some(top) = vias.first_mut() {
         f(top);
     }
-    h.value = join(&vias);
+    h.value = join(&vias).into();
 }
 
 pub(crate) fn join<T: std::fmt::Display>(items: &[T]) -> String {
@@ -80,7 +80,7 @@ where
     if items.is_empty() {
         msg.headers.remove_at(pos);
     } else {
-        h.value = join(&items);
+        h.value = join(&items).into();
     }
     Some(first)
 }
@@ -111,7 +111,7 @@ fn pop_last_route(msg: &mut Message) -> Option<NameAddr> {
     if items.is_empty() {
         msg.headers.remove_at(pos);
     } else {
-        h.value = join(&items);
+        h.value = join(&items).into();
     }
     Some(last)
 }
@@ -119,7 +119,6 @@ fn pop_last_route(msg: &mut Message) -> Option<NameAddr> {
 /// §16.6 step 3: set Max-Forwards to `n`, rewriting the one line in place when there is
 /// one (what `Headers::set` does, without a new string).
 fn set_max_forwards(msg: &mut Message, n: u32) {
-    use std::fmt::Write as _;
     let mut lines = msg
         .headers
         .iter()
@@ -129,12 +128,10 @@ fn set_max_forwards(msg: &mut Message, n: u32) {
     match (lines.next(), lines.next()) {
         (Some(pos), None) => {
             if let Some(h) = msg.headers.get_mut(pos) {
-                h.value.clear();
-                // Writing to a String cannot fail.
-                let _ = write!(h.value, "{n}");
+                h.value = Text::number(n);
             }
         }
-        _ => msg.headers.set("Max-Forwards", n.to_string()),
+        _ => msg.headers.set("Max-Forwards", Text::number(n)),
     }
 }
 

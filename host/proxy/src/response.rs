@@ -71,7 +71,7 @@ impl Core {
         let route = top.branch().and_then(parse_branch).map(|(r, _)| r);
         let next = if let (Some(next), Some(h)) = (line.first().cloned(), resp.headers.get_mut(pos))
         {
-            h.value = join(&line);
+            h.value = join(&line).into();
             Some(next)
         } else {
             resp.headers.remove_at(pos);

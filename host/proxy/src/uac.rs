@@ -112,7 +112,7 @@ impl Core {
         }
         if let Some(p) = self.uac.remove(branch) {
             let reason = match &resp.start {
-                weir_message::StartLine::Response { reason, .. } => reason.clone(),
+                weir_message::StartLine::Response { reason, .. } => reason.to_string(),
                 weir_message::StartLine::Request { .. } => String::new(),
             };
             let headers = resp

@@ -3,19 +3,20 @@
 use std::borrow::Cow;
 
 use crate::chars::is_token;
+use crate::text::Text;
 
 /// One header line: name as on the wire (or as added), value unfolded and trimmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Name as written (compact forms and letter case preserved).
-    pub name: String,
+    pub name: Text,
     /// Value with line folding replaced by a single SP and surrounding SP/HT trimmed.
-    pub value: String,
+    pub value: Text,
 }
 
 impl Header {
     /// Build a header line.
-    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<Text>, value: impl Into<Text>) -> Self {
         Header {
             name: name.into(),
             value: value.into(),
@@ -97,12 +98,12 @@ impl Headers {
     }
 
     /// Append a line.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn push(&mut self, name: impl Into<Text>, value: impl Into<Text>) {
         self.list.push(Header::new(name, value));
     }
 
     /// Insert a line before `index` (appends when `index >= len()`).
-    pub fn insert(&mut self, index: usize, name: impl Into<String>, value: impl Into<String>) {
+    pub fn insert(&mut self, index: usize, name: impl Into<Text>, value: impl Into<Text>) {
         let index = index.min(self.list.len());
         self.list.insert(index, Header::new(name, value));
     }
@@ -117,7 +118,7 @@ impl Headers {
 
     /// Replace all lines named `name` by one line with `value`, at the position of the
     /// first one (its spelling of the name is kept), or append it.
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set(&mut self, name: &str, value: impl Into<Text>) {
         let value = value.into();
         match self.position(name) {
             Some(i) => {
@@ -151,7 +152,7 @@ impl Headers {
         let mut n = 0usize;
         for h in &mut self.list {
             if expand(&h.name).eq_ignore_ascii_case(want) {
-                h.name = new_name.to_string();
+                h.name = Text::from(new_name);
                 n += 1;
             }
         }

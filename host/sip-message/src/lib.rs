@@ -75,6 +75,7 @@ mod method;
 mod nameaddr;
 mod reason;
 mod scan;
+mod text;
 mod uri;
 mod via;
 
@@ -88,5 +89,6 @@ pub use message::{CSeq, Limits, Message, StartLine};
 pub use method::Method;
 pub use nameaddr::NameAddr;
 pub use reason::reason_phrase;
+pub use text::Text;
 pub use uri::{Scheme, Uri};
 pub use via::{Via, ViaRef};

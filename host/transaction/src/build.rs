@@ -94,7 +94,7 @@ pub fn pop_top_via(msg: &mut Message) {
     match Via::parse_list(&h.value) {
         Ok(vias) if vias.len() > 1 => {
             let rest: Vec<String> = vias.iter().skip(1).map(ToString::to_string).collect();
-            h.value = rest.join(", ");
+            h.value = rest.join(", ").into();
         }
         _ => {
             msg.headers.remove_at(pos);

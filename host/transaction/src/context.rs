@@ -2,7 +2,7 @@
 //! branches, with Kamailio `tm`'s choices: which responses go up at once, when siblings
 //! are CANCELled, and which final wins.
 
-use weir_message::{names_equal, reason_phrase, Message};
+use weir_message::{names_equal, reason_phrase, Message, Text};
 
 use crate::build::cancel_reason;
 use crate::error::{Error, Result};
@@ -527,7 +527,7 @@ impl ResponseContext {
         if opts.remap_503_500 && code == 503 {
             msg.start = weir_message::StartLine::Response {
                 code: 500,
-                reason: reason_phrase(500).to_string(),
+                reason: Text::from_static(reason_phrase(500)),
             };
         }
         msg

@@ -255,7 +255,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         "[method]message.reason",
         |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
             let reason = match &current(s.data(), &this)?.start {
-                StartLine::Response { reason, .. } => reason.clone(),
+                StartLine::Response { reason, .. } => reason.to_string(),
                 StartLine::Request { .. } => String::new(),
             };
             Ok((reason,))
@@ -306,7 +306,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         "[method]message.header-names",
         |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
             let m = current(s.data(), &this)?;
-            let names: Vec<String> = m.headers.iter().map(|h| h.name.clone()).collect();
+            let names: Vec<String> = m.headers.iter().map(|h| h.name.to_string()).collect();
             Ok((names,))
         },
     )?;
@@ -318,8 +318,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 .headers
                 .iter()
                 .map(|h| WitHeader {
-                    name: h.name.clone(),
-                    value: h.value.clone(),
+                    name: h.name.to_string(),
+                    value: h.value.to_string(),
                 })
                 .collect();
             Ok((all,))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wasmtime::component::Linker;
 use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
-use weir_message::{Headers, Message, StartLine};
+use weir_message::{Headers, Message, StartLine, Text};
 
 use crate::call::{CallContext, Transport};
 use crate::kv::KvStore;
@@ -167,7 +167,7 @@ pub(crate) fn placeholder_message() -> Message {
     Message {
         start: StartLine::Response {
             code: 0,
-            reason: String::new(),
+            reason: Text::new(),
         },
         headers: Headers::new(),
         body: Bytes::new(),

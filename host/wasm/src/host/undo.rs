@@ -6,7 +6,7 @@
 //! moving out what it replaced, and a failed call replays the log backwards.
 
 use bytes::Bytes;
-use weir_message::{names_equal, Header, Message, StartLine};
+use weir_message::{names_equal, Header, Message, StartLine, Text};
 
 /// The inverse of one edit, valid on the message right after that edit.
 #[derive(Debug)]
@@ -16,13 +16,13 @@ pub(crate) enum Undo {
     /// These lines (index, line; ascending) were removed: put them back.
     Removed(Vec<(usize, Header)>),
     /// The value of the line at `index` was replaced.
-    Value { index: usize, old: String },
+    Value { index: usize, old: Text },
     /// Lines were renamed: (index, old name).
-    Renamed(Vec<(usize, String)>),
+    Renamed(Vec<(usize, Text)>),
     /// The body was replaced.
     Body(Bytes),
     /// The request URI was replaced.
-    RequestUri(String),
+    RequestUri(Text),
 }
 
 /// Indices of the lines named `name`, ascending.
@@ -60,7 +60,7 @@ pub(crate) fn set_header(m: &mut Message, log: &mut Vec<Undo>, name: String, val
         return;
     };
     if let Some(h) = m.headers.get_mut(first) {
-        let old = std::mem::replace(&mut h.value, value);
+        let old = std::mem::replace(&mut h.value, Text::from(value));
         log.push(Undo::Value { index: first, old });
     }
     if !rest.is_empty() {
@@ -95,7 +95,7 @@ pub(crate) fn rename_header(
     let mut old = Vec::with_capacity(at.len());
     for i in at {
         if let Some(h) = m.headers.get_mut(i) {
-            old.push((i, std::mem::replace(&mut h.name, new_name.to_owned())));
+            old.push((i, std::mem::replace(&mut h.name, Text::from(new_name))));
         }
     }
     let n = old.len();
@@ -112,7 +112,7 @@ pub(crate) fn set_body(m: &mut Message, log: &mut Vec<Undo>, body: Bytes) {
 
 pub(crate) fn set_request_uri(m: &mut Message, log: &mut Vec<Undo>, uri: String) {
     if let StartLine::Request { uri: current, .. } = &mut m.start {
-        let old = std::mem::replace(current, uri);
+        let old = std::mem::replace(current, Text::from(uri));
         log.push(Undo::RequestUri(old));
     }
 }
