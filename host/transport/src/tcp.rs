@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -351,7 +351,12 @@ async fn read_loop(
                     let _ = buf.split_to(n.min(buf.len()));
                 }
                 Ok(Frame::Message(n)) => {
-                    let data = buf.split_to(n.min(buf.len())).freeze();
+                    // Copied out (as a UDP datagram is): the parsed message's strings
+                    // are views of `data`, and a view of `buf` would keep the whole read
+                    // buffer alive for as long as a transaction keeps the message.
+                    let n = n.min(buf.len());
+                    let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or(&[]));
+                    buf.advance(n);
                     inc(&s.stats.tcp_received);
                     if let Some(h) = s.handler.get() {
                         h.on_message(Inbound {
