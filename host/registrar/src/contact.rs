@@ -4,6 +4,8 @@
 //! comma-separated lists itself (quotes with escapes and `<...>` respected) so that the
 //! `*` wildcard can be recognised among ordinary contacts.
 
+use std::fmt::Write as _;
+
 use weir_message::{NameAddr, Uri};
 
 /// The Contact headers of a REGISTER.
@@ -104,19 +106,28 @@ pub(crate) fn parse_contacts_with_uris<'a>(
     let mut list = Vec::new();
     let mut uris = Vec::new();
     let mut any = false;
+    let mut add = |elem: &str| {
+        if elem == "*" {
+            star += 1;
+            return Ok(());
+        }
+        if elem.is_empty() {
+            return Err(ContactError::Parse("empty element".into()));
+        }
+        let (spec, uri) = parse_one(elem)?;
+        list.push(spec);
+        uris.push(uri);
+        Ok(())
+    };
     for value in values {
         any = true;
-        for elem in split_list(value) {
-            if elem == "*" {
-                star += 1;
-                continue;
+        if value.contains(',') {
+            for elem in split_list(value) {
+                add(elem)?;
             }
-            if elem.is_empty() {
-                return Err(ContactError::Parse("empty element".into()));
-            }
-            let (spec, uri) = parse_one(elem)?;
-            list.push(spec);
-            uris.push(uri);
+        } else {
+            // One element (what `split_list` returns without a comma).
+            add(value.trim())?;
         }
     }
     match (any, star, list.is_empty()) {
@@ -129,8 +140,11 @@ pub(crate) fn parse_contacts_with_uris<'a>(
 
 fn parse_one(elem: &str) -> Result<(ContactSpec, Uri), ContactError> {
     let na = NameAddr::parse(elem).map_err(|e| ContactError::Parse(e.to_string()))?;
+    // The URI as printed is about as long as written.
+    let mut uri = String::with_capacity(elem.len());
+    let _ = write!(uri, "{}", na.uri);
     let mut spec = ContactSpec {
-        uri: na.uri.to_string(),
+        uri,
         expires: None,
         q: None,
         instance: None,

@@ -1,5 +1,6 @@
 //! The registrar: REGISTER processing (`save`), lookup and binding removal.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,11 +130,56 @@ enum Reject {
 
 struct Applied {
     bindings: Vec<Binding>,
-    events: Vec<Event>,
+    changes: Changes,
 }
 
-/// What the update closure reports: the events of the list it wrote back.
-type Outcome = Result<Vec<Event>, Reject>;
+/// What a REGISTER changed: the Removed events, and the position in the new binding
+/// list of each added or refreshed binding (ascending). Their events are made from the
+/// list the store returns (the list as written), after the reply lists it: no copy.
+#[derive(Default)]
+struct Changes {
+    removed: Vec<Event>,
+    written: Vec<(usize, EventKind)>,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.written.is_empty()
+    }
+
+    fn result(&self) -> SaveResult {
+        let any = |kind| self.written.iter().any(|w| w.1 == kind);
+        if any(EventKind::Added) {
+            SaveResult::Inserted
+        } else if any(EventKind::Refreshed) {
+            SaveResult::Updated
+        } else if !self.removed.is_empty() {
+            SaveResult::Deleted
+        } else {
+            SaveResult::Inserted
+        }
+    }
+
+    /// The events, in order: Removed, then Added/Refreshed in list order; `stored` is
+    /// the binding list as written.
+    fn into_events(self, aor: &str, stored: Vec<Binding>) -> Vec<Event> {
+        let mut events = self.removed;
+        let mut written = self.written.into_iter().peekable();
+        for (i, binding) in stored.into_iter().enumerate() {
+            if let Some((_, kind)) = written.next_if(|w| w.0 == i) {
+                events.push(Event {
+                    kind,
+                    aor: aor.to_string(),
+                    binding,
+                });
+            }
+        }
+        events
+    }
+}
+
+/// What the update closure reports: the changes of the list it wrote back.
+type Outcome = Result<Changes, Reject>;
 
 /// Kamailio registrar + usrloc semantics over a [`LocationStore`].
 ///
@@ -383,6 +429,7 @@ impl Registrar {
             result: SaveResult::Inserted,
             aor: None,
         };
+        let mut written = Changes::default();
         let bindings = match contacts {
             Contacts::None => {
                 reply.result = SaveResult::Fetched;
@@ -428,17 +475,9 @@ impl Registrar {
                     rng,
                     req,
                 )?;
-                let (bindings, events) = self.apply_plan(&plan, aor, &host, gruu)?;
-                reply.result = if events.iter().any(|e| e.kind == EventKind::Added) {
-                    SaveResult::Inserted
-                } else if events.iter().any(|e| e.kind == EventKind::Refreshed) {
-                    SaveResult::Updated
-                } else if events.iter().any(|e| e.kind == EventKind::Removed) {
-                    SaveResult::Deleted
-                } else {
-                    SaveResult::Inserted
-                };
-                reply.events = events;
+                let (bindings, changes) = self.apply_plan(&plan, aor, &host, gruu)?;
+                reply.result = changes.result();
+                written = changes;
                 bindings
             }
         };
@@ -446,6 +485,9 @@ impl Registrar {
         // 5. Reply headers.
         if let Some(c) = self.contact_header(&bindings, now, aor, &host, gruu) {
             reply.headers.push(("Contact".to_string(), c));
+        }
+        if !written.is_empty() {
+            reply.events = written.into_events(&aor.key, bindings);
         }
         if echo_path && supported("path") {
             reply.headers.push(("Path".to_string(), path_raw));
@@ -632,18 +674,18 @@ impl Registrar {
         aor: &Aor,
         host: &str,
         gruu: bool,
-    ) -> Result<(Vec<Binding>, Vec<Event>), Fail> {
+    ) -> Result<(Vec<Binding>, Changes), Fail> {
         let mut outcome: Option<Outcome> = None;
         let stored = self
             .store
             .update(plan.aor, plan.now_ms, &mut |list| {
                 let (r, changed) = match apply(list, plan) {
                     Ok(a) => {
-                        let changed = !a.events.is_empty();
+                        let changed = !a.changes.is_empty();
                         if changed {
                             *list = a.bindings;
                         }
-                        (Ok(a.events), changed)
+                        (Ok(a.changes), changed)
                     }
                     Err(rej) => (Err(rej), false),
                 };
@@ -655,8 +697,8 @@ impl Registrar {
                 Fail::new(500, EI_UL_UPD_C)
             })?;
         match outcome {
-            Some(Ok(events)) => Ok((stored, events)),
-            None => Ok((stored, Vec::new())),
+            Some(Ok(changes)) => Ok((stored, changes)),
+            None => Ok((stored, Changes::default())),
             Some(Err(rej)) => {
                 let mut f = match rej {
                     Reject::InvalidCSeq => Fail::bad(EI_INV_CSEQ),
@@ -1043,13 +1085,14 @@ fn apply(list: &[Binding], plan: &Plan) -> Result<Applied, Reject> {
         .filter(|b| b.expires_at_ms > now)
         .cloned()
         .collect();
-    let mut touched: Vec<String> = Vec::new();
+    // ruids of the bindings this REGISTER wrote (new ones borrowed from the plan).
+    let mut touched: Vec<Cow<'_, str>> = Vec::new();
     for c in &plan.contacts {
         let mut stop = false;
         match find_match(&work, c) {
             Some(i) => {
                 let Some(b) = work.get(i) else { continue };
-                if !touched.contains(&b.ruid) && b.call_id == plan.call_id {
+                if !touched.iter().any(|t| *t == b.ruid) && b.call_id == plan.call_id {
                     if plan.cseq < b.cseq {
                         return Err(Reject::InvalidCSeq);
                     }
@@ -1073,7 +1116,7 @@ fn apply(list: &[Binding], plan: &Plan) -> Result<Applied, Reject> {
                 if let Some(b) = work.get_mut(i) {
                     fill(b, c, plan);
                 }
-                touched.push(ruid.clone());
+                touched.push(Cow::Owned(ruid.clone()));
                 if plan.single {
                     work.retain(|b| b.ruid == ruid);
                     stop = true;
@@ -1103,7 +1146,7 @@ fn apply(list: &[Binding], plan: &Plan) -> Result<Applied, Reject> {
                     updated_ms: now,
                 };
                 fill(&mut b, c, plan);
-                touched.push(c.ruid.clone());
+                touched.push(Cow::Borrowed(&c.ruid));
                 work.push(b);
                 if plan.single {
                     work.retain(|b| b.ruid == c.ruid);
@@ -1118,34 +1161,26 @@ fn apply(list: &[Binding], plan: &Plan) -> Result<Applied, Reject> {
     if !plan.single && plan.max_contacts > 0 && work.len() > plan.max_contacts {
         return Err(Reject::TooMany);
     }
-    let mut events = Vec::new();
+    let mut changes = Changes::default();
     for old in list {
         if old.expires_at_ms > now && !work.iter().any(|b| b.ruid == old.ruid) {
-            events.push(Event {
+            changes.removed.push(Event {
                 kind: EventKind::Removed,
                 aor: plan.aor.to_string(),
                 binding: old.clone(),
             });
         }
     }
-    for b in &work {
+    for (i, b) in work.iter().enumerate() {
         match list.iter().find(|o| o.ruid == b.ruid) {
-            None => events.push(Event {
-                kind: EventKind::Added,
-                aor: plan.aor.to_string(),
-                binding: b.clone(),
-            }),
-            Some(o) if o != b => events.push(Event {
-                kind: EventKind::Refreshed,
-                aor: plan.aor.to_string(),
-                binding: b.clone(),
-            }),
+            None => changes.written.push((i, EventKind::Added)),
+            Some(o) if o != b => changes.written.push((i, EventKind::Refreshed)),
             Some(_) => {}
         }
     }
     Ok(Applied {
         bindings: work,
-        events,
+        changes,
     })
 }
 

@@ -332,12 +332,11 @@ impl LocationStore for Embedded {
         if let (Some(d), Some(bytes)) = (&self.disk, bytes) {
             d.put(&d.loc, aor.as_bytes().to_vec(), bytes)?;
         }
-        match shard.get_mut(aor) {
-            Some(stored) => stored.clone_from(&live),
-            None => {
-                shard.insert(aor.to_owned(), live.clone());
-                self.aors.fetch_add(1, Ordering::Relaxed);
-            }
+        if !exists {
+            shard.insert(aor.to_owned(), live.clone());
+            self.aors.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(stored) = shard.get_mut(aor) {
+            stored.clone_from(&live);
         }
         Ok(live)
     }
