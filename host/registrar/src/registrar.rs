@@ -164,6 +164,9 @@ impl Changes {
     /// the binding list as written.
     fn into_events(self, aor: &str, stored: Vec<Binding>) -> Vec<Event> {
         let mut events = self.removed;
+        // Exact: events are large, and a Vec grown by doubling can leave malloc's
+        // small-block cache (which ends at about 1 KiB).
+        events.reserve_exact(self.written.len());
         let mut written = self.written.into_iter().peekable();
         for (i, binding) in stored.into_iter().enumerate() {
             if let Some((_, kind)) = written.next_if(|w| w.0 == i) {
@@ -1080,11 +1083,9 @@ fn fill(b: &mut Binding, c: &NewContact, plan: &Plan) {
 /// `insert_contacts` + `test_max_contacts`), all or nothing.
 fn apply(list: &[Binding], plan: &Plan) -> Result<Applied, Reject> {
     let now = plan.now_ms;
-    let mut work: Vec<Binding> = list
-        .iter()
-        .filter(|b| b.expires_at_ms > now)
-        .cloned()
-        .collect();
+    // Room for every contact to be new: no regrowth.
+    let mut work: Vec<Binding> = Vec::with_capacity(list.len() + plan.contacts.len());
+    work.extend(list.iter().filter(|b| b.expires_at_ms > now).cloned());
     // ruids of the bindings this REGISTER wrote (new ones borrowed from the plan).
     let mut touched: Vec<Cow<'_, str>> = Vec::new();
     for c in &plan.contacts {

@@ -276,7 +276,7 @@ impl LocationStore for Embedded {
             .unwrap_or_else(PoisonError::into_inner);
         Ok(shard
             .get(aor)
-            .map(|bs| bs.iter().filter(|b| b.is_live(now_ms)).cloned().collect())
+            .map(|bs| live_copy(bs, now_ms))
             .unwrap_or_default())
     }
 
@@ -292,9 +292,7 @@ impl LocationStore for Embedded {
             .unwrap_or_else(PoisonError::into_inner);
         let current = shard.get(aor);
         let exists = current.is_some();
-        let mut live: Vec<Binding> = current
-            .map(|bs| bs.iter().filter(|b| b.is_live(now_ms)).cloned().collect())
-            .unwrap_or_default();
+        let mut live: Vec<Binding> = current.map(|bs| live_copy(bs, now_ms)).unwrap_or_default();
         if !f(&mut live) {
             return Ok(live);
         }
@@ -537,6 +535,14 @@ impl KvJournal for Disk {
             Disk::forget(self, &self.kv, kv_key(namespace, k));
         }
     }
+}
+
+/// The bindings of `bs` live at `now_ms`, in a Vec of the exact size (bindings are
+/// large: a Vec grown by doubling can leave malloc's small-block cache).
+fn live_copy(bs: &[Binding], now_ms: u64) -> Vec<Binding> {
+    let mut live = Vec::with_capacity(bs.len());
+    live.extend(bs.iter().filter(|b| b.is_live(now_ms)).cloned());
+    live
 }
 
 /// An upper bound of the length of `serde_json::to_vec(bindings)`: every string byte
