@@ -731,13 +731,24 @@ impl Registrar {
         host: &str,
         gruu: bool,
     ) -> Option<String> {
-        let mut live: Vec<&Binding> = bindings
+        let is_live = |b: &&Binding| b.expires_at_ms > now_ms;
+        let rank = |b: &Binding| std::cmp::Reverse(q_rank(b.q));
+        // A sorted copy only when the list is not in q order already (one binding
+        // always is): the live bindings are either `sorted` or, in stored order, the
+        // second part of the chain.
+        let sorted: Option<Vec<&Binding>> =
+            (!bindings.iter().filter(is_live).is_sorted_by_key(rank)).then(|| {
+                let mut v: Vec<&Binding> = bindings.iter().filter(is_live).collect();
+                v.sort_by_key(|b| rank(b));
+                v
+            });
+        let live = sorted
             .iter()
-            .filter(|b| b.expires_at_ms > now_ms)
-            .collect();
-        live.sort_by_key(|b| std::cmp::Reverse(q_rank(b.q)));
+            .flatten()
+            .copied()
+            .chain(bindings.iter().filter(|b| sorted.is_none() && is_live(b)));
         let mut out = String::with_capacity(
-            live.iter()
+            live.clone()
                 .map(|b| {
                     64 + b.contact.len()
                         + b.received
