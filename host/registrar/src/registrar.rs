@@ -558,13 +558,14 @@ impl Registrar {
             // Kamailio sruid style: time, a per-process counter, and randomness (so
             // that several nodes sharing a store do not collide).
             let n = self.ruid_counter.fetch_add(1, Ordering::Relaxed);
-            let mut ruid = String::with_capacity(40);
-            let _ = write!(
-                ruid,
-                "uloc-{:x}-{n:x}-{:08x}",
-                ctx.now_ms / 1000,
-                rng.gen::<u32>()
-            );
+            // `uloc-{:x}-{n:x}-{:08x}`, without the formatting machinery.
+            let mut ruid = String::with_capacity(48);
+            ruid.push_str("uloc-");
+            push_hex(&mut ruid, ctx.now_ms / 1000, 1);
+            ruid.push('-');
+            push_hex(&mut ruid, n, 1);
+            ruid.push('-');
+            push_hex(&mut ruid, u64::from(rng.gen::<u32>()), 8);
             contacts.push(NewContact {
                 uri: c.uri,
                 expires,
@@ -1031,6 +1032,18 @@ fn randomize<R: Rng + ?Sized>(e: u32, range: u8, rng: &mut R) -> u32 {
     u32::try_from(v).unwrap_or(e)
 }
 
+/// Appends `v` in lowercase hex, zero-padded to at least `width` digits (as
+/// `{:0width$x}`).
+fn push_hex(out: &mut String, v: u64, width: usize) {
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+    let digits = usize::try_from(digits).unwrap_or(16).max(width);
+    for i in (0..digits).rev() {
+        let shift = u32::try_from(4 * i).unwrap_or(u32::MAX);
+        let nibble = v.checked_shr(shift).unwrap_or(0) & 0xf;
+        out.push(char::from_digit(u32::try_from(nibble).unwrap_or(0), 16).unwrap_or('0'));
+    }
+}
+
 /// 32-bit FNV-1a of the AOR key (for temporary GRUUs).
 fn aor_hash(s: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -1217,5 +1230,30 @@ fn target_of(aor: &str, b: Binding) -> Target {
         params: b.params,
         expires_at_ms: b.expires_at_ms,
         updated_ms: b.updated_ms,
+    }
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::push_hex;
+
+    #[test]
+    fn push_hex_is_lower_hex() {
+        for v in [
+            0,
+            1,
+            0xf,
+            0x10,
+            0xabc,
+            0x6553_f100,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            for width in [0, 1, 8, 17] {
+                let mut s = String::new();
+                push_hex(&mut s, v, width);
+                assert_eq!(s, format!("{v:0width$x}"));
+            }
+        }
     }
 }

@@ -117,6 +117,22 @@ fn first_register_and_contact_format() {
 }
 
 #[test]
+fn ruid_format() {
+    let (_s, r) = setup(Config::default());
+    let x = reg_at(&r, &req("c1", 1, &[A]), T0);
+    let ruid = &x.events[0].binding.ruid;
+    let parts: Vec<&str> = ruid.split('-').collect();
+    assert_eq!(parts.len(), 4, "{ruid}");
+    assert_eq!(parts[0], "uloc");
+    assert_eq!(parts[1], format!("{:x}", T0 / 1000));
+    assert_eq!(parts[2], "0");
+    assert_eq!(parts[3].len(), 8);
+    assert!(parts[3]
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+}
+
+#[test]
 fn events_in_order_with_the_bindings_as_stored() {
     let (store, r) = setup(Config::default());
     let first = reg_at(
