@@ -59,15 +59,11 @@ impl Core {
         if !route.registrar || req.method() != Some(&Method::Register) {
             return None;
         }
-        let listener = self
-            .transports
-            .listeners()
-            .get(rx.listener)
-            .map(|l| l.name.clone());
+        let listeners = self.transports.listeners();
         let ctx = RequestContext {
             source: rx.src,
             transport: rx.transport.as_str(),
-            listener: listener.as_deref(),
+            listener: listeners.get(rx.listener).map(|l| l.name.as_str()),
             now_ms: now_ms(),
         };
         let r = registrar.register(req, &ctx, &mut rand::thread_rng());

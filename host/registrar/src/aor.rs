@@ -72,7 +72,11 @@ pub fn aor_of_uri(u: &Uri, cfg: &Config) -> Result<Aor, AorError> {
     let raw_user = u.user.as_deref().unwrap_or("");
     let mut user = unescape(raw_user)?;
     if !cfg.case_sensitive {
-        user = user.to_lowercase();
+        if user.is_ascii() {
+            user.make_ascii_lowercase();
+        } else {
+            user = user.to_lowercase();
+        }
     }
     let mut domain = if u.scheme == Scheme::Tel {
         String::new()
@@ -87,16 +91,16 @@ pub fn aor_of_uri(u: &Uri, cfg: &Config) -> Result<Aor, AorError> {
     }
     let key = if cfg.use_domain {
         match (user.is_empty(), domain.is_empty()) {
-            (true, false) => format!("sip:{domain}"),
-            (false, true) => format!("sip:{user}"),
-            (false, false) => format!("sip:{user}@{domain}"),
+            (true, false) => ["sip:", &domain].concat(),
+            (false, true) => ["sip:", &user].concat(),
+            (false, false) => ["sip:", &user, "@", &domain].concat(),
             (true, true) => return Err(AorError::NoUser),
         }
     } else {
         if user.is_empty() {
             return Err(AorError::NoUser);
         }
-        format!("sip:{user}")
+        ["sip:", &user].concat()
     };
     if key.len() > MAX_AOR_LEN {
         return Err(AorError::TooLong);

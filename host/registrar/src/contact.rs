@@ -4,7 +4,9 @@
 //! comma-separated lists itself (quotes with escapes and `<...>` respected) so that the
 //! `*` wildcard can be recognised among ordinary contacts.
 
-use weir_message::NameAddr;
+use std::fmt::Write as _;
+
+use weir_message::{NameAddr, Uri};
 
 /// The Contact headers of a REGISTER.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,34 +94,57 @@ fn unquote(v: &str) -> &str {
 pub fn parse_contacts<'a>(
     values: impl IntoIterator<Item = &'a str>,
 ) -> Result<Contacts, ContactError> {
+    parse_contacts_with_uris(values).map(|(c, _)| c)
+}
+
+/// [`parse_contacts`], and the parsed URI of each contact of a [`Contacts::List`]
+/// (in the same order).
+pub(crate) fn parse_contacts_with_uris<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<(Contacts, Vec<Uri>), ContactError> {
     let mut star = 0usize;
     let mut list = Vec::new();
+    let mut uris = Vec::new();
     let mut any = false;
+    let mut add = |elem: &str| {
+        if elem == "*" {
+            star += 1;
+            return Ok(());
+        }
+        if elem.is_empty() {
+            return Err(ContactError::Parse("empty element".into()));
+        }
+        let (spec, uri) = parse_one(elem)?;
+        list.push(spec);
+        uris.push(uri);
+        Ok(())
+    };
     for value in values {
         any = true;
-        for elem in split_list(value) {
-            if elem == "*" {
-                star += 1;
-                continue;
+        if value.contains(',') {
+            for elem in split_list(value) {
+                add(elem)?;
             }
-            if elem.is_empty() {
-                return Err(ContactError::Parse("empty element".into()));
-            }
-            list.push(parse_one(elem)?);
+        } else {
+            // One element (what `split_list` returns without a comma).
+            add(value.trim())?;
         }
     }
     match (any, star, list.is_empty()) {
-        (false, _, _) => Ok(Contacts::None),
-        (true, 0, _) => Ok(Contacts::List(list)),
-        (true, 1, true) => Ok(Contacts::Star),
+        (false, _, _) => Ok((Contacts::None, uris)),
+        (true, 0, _) => Ok((Contacts::List(list), uris)),
+        (true, 1, true) => Ok((Contacts::Star, uris)),
         _ => Err(ContactError::StarWithOthers),
     }
 }
 
-fn parse_one(elem: &str) -> Result<ContactSpec, ContactError> {
+fn parse_one(elem: &str) -> Result<(ContactSpec, Uri), ContactError> {
     let na = NameAddr::parse(elem).map_err(|e| ContactError::Parse(e.to_string()))?;
+    // The URI as printed is about as long as written.
+    let mut uri = String::with_capacity(elem.len());
+    let _ = write!(uri, "{}", na.uri);
     let mut spec = ContactSpec {
-        uri: na.uri.to_string(),
+        uri,
         expires: None,
         q: None,
         instance: None,
@@ -143,7 +168,7 @@ fn parse_one(elem: &str) -> Result<ContactSpec, ContactError> {
             spec.params.push((name, v));
         }
     }
-    Ok(spec)
+    Ok((spec, na.uri))
 }
 
 /// Parses an RFC 3261 qvalue (`0[.ddd]` / `1[.000]`) into q*1000.

@@ -1,5 +1,7 @@
 //! The registrar: REGISTER processing (`save`), lookup and binding removal.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,8 +15,8 @@ use crate::config::{
     Config, ConfigError, OutboundMode, PathMode, RegIdMode, RetryAfter, SaveReceived,
 };
 use crate::contact::{
-    format_q, has_option_tag, parse_contacts, parse_delta, parse_path, parse_q, ContactError,
-    ContactSpec, Contacts, PathEntry,
+    format_q, has_option_tag, parse_contacts_with_uris, parse_delta, parse_path, parse_q,
+    ContactError, ContactSpec, Contacts, PathEntry,
 };
 use crate::types::{
     BindingRef, Event, EventKind, Lookup, Registered, RequestContext, SaveOptions, SaveResult,
@@ -107,14 +109,14 @@ struct NewContact {
 
 /// Everything the store update needs; computed before it so that retries of the
 /// update closure are deterministic.
-struct Plan {
-    aor: String,
+struct Plan<'a> {
+    aor: &'a str,
     contacts: Vec<NewContact>,
-    call_id: String,
+    call_id: &'a str,
     cseq: u32,
-    path: Vec<String>,
-    listener: Option<String>,
-    user_agent: Option<String>,
+    path: &'a [PathEntry],
+    listener: Option<&'a str>,
+    user_agent: Option<&'a str>,
     single: bool,
     max_contacts: usize,
     cseq_delay_ms: u64,
@@ -128,8 +130,59 @@ enum Reject {
 
 struct Applied {
     bindings: Vec<Binding>,
-    events: Vec<Event>,
+    changes: Changes,
 }
+
+/// What a REGISTER changed: the Removed events, and the position in the new binding
+/// list of each added or refreshed binding (ascending). Their events are made from the
+/// list the store returns (the list as written), after the reply lists it: no copy.
+#[derive(Default)]
+struct Changes {
+    removed: Vec<Event>,
+    written: Vec<(usize, EventKind)>,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.written.is_empty()
+    }
+
+    fn result(&self) -> SaveResult {
+        let any = |kind| self.written.iter().any(|w| w.1 == kind);
+        if any(EventKind::Added) {
+            SaveResult::Inserted
+        } else if any(EventKind::Refreshed) {
+            SaveResult::Updated
+        } else if !self.removed.is_empty() {
+            SaveResult::Deleted
+        } else {
+            SaveResult::Inserted
+        }
+    }
+
+    /// The events, in order: Removed, then Added/Refreshed in list order; `stored` is
+    /// the binding list as written.
+    fn into_events(self, aor: &str, stored: Vec<Binding>) -> Vec<Event> {
+        let mut events = self.removed;
+        // Exact: events are large, and a Vec grown by doubling can leave malloc's
+        // small-block cache (which ends at about 1 KiB).
+        events.reserve_exact(self.written.len());
+        let mut written = self.written.into_iter().peekable();
+        for (i, binding) in stored.into_iter().enumerate() {
+            if let Some((_, kind)) = written.next_if(|w| w.0 == i) {
+                events.push(Event {
+                    kind,
+                    aor: aor.to_string(),
+                    binding,
+                });
+            }
+        }
+        events
+    }
+}
+
+/// What the update closure reports: the changes of the list it wrote back.
+type Outcome = Result<Changes, Reject>;
 
 /// Kamailio registrar + usrloc semantics over a [`LocationStore`].
 ///
@@ -202,10 +255,16 @@ impl Registrar {
         opts: &SaveOptions,
         rng: &mut R,
     ) -> Registered {
-        let mut aor_key = None;
-        match self.save(req, ctx, opts, rng, &mut aor_key) {
-            Ok(r) => r,
-            Err(f) => self.fail_reply(f, aor_key, rng),
+        let (aor, host) = match self.aor_for(req, opts) {
+            Ok(a) => a,
+            Err(f) => return self.fail_reply(f, None, rng),
+        };
+        match self.save(req, ctx, opts, rng, &aor, host) {
+            Ok(mut r) => {
+                r.aor = Some(aor.key);
+                r
+            }
+            Err(f) => self.fail_reply(f, Some(aor.key), rng),
         }
     }
 
@@ -256,30 +315,35 @@ impl Registrar {
         }
     }
 
-    fn save<R: Rng + ?Sized>(
-        &self,
-        req: &Message,
-        ctx: &RequestContext<'_>,
-        opts: &SaveOptions,
-        rng: &mut R,
-        aor_out: &mut Option<String>,
-    ) -> Result<Registered, Fail> {
-        let cfg = &self.cfg;
-        let now = ctx.now_ms;
-
-        // 1. AOR (To, or the explicit URI).
+    /// Step 1 of a REGISTER: the AOR (To, or the explicit URI), and the host of its
+    /// URI as written.
+    fn aor_for(&self, req: &Message, opts: &SaveOptions) -> Result<(Aor, String), Fail> {
         let to = req.headers.get("to").ok_or(Fail::bad(EI_TO_MISS))?;
         let to = NameAddr::parse(to).map_err(|_| Fail::bad(AorError::Parse.static_str()))?;
         let aor_uri = match &opts.aor_uri {
             Some(s) => Uri::parse(s.trim()).map_err(|_| Fail::bad(AorError::Parse.static_str()))?,
             None => to.uri,
         };
-        let aor = aor_of_uri(&aor_uri, cfg).map_err(|e| {
+        let aor = aor_of_uri(&aor_uri, &self.cfg).map_err(|e| {
             let code = if e == AorError::TooLong { 500 } else { 400 };
             Fail::new(code, e.static_str())
         })?;
-        *aor_out = Some(aor.key.clone());
-        let host = aor_uri.host.to_ascii_lowercase();
+        Ok((aor, aor_uri.host))
+    }
+
+    /// Steps 2 to 5 of a REGISTER, for the AOR [`aor_for`](Self::aor_for) found; the
+    /// reply's `aor` is left for the caller to fill.
+    fn save<R: Rng + ?Sized>(
+        &self,
+        req: &Message,
+        ctx: &RequestContext<'_>,
+        opts: &SaveOptions,
+        rng: &mut R,
+        aor: &Aor,
+        mut host: String,
+    ) -> Result<Registered, Fail> {
+        let cfg = &self.cfg;
+        let now = ctx.now_ms;
 
         // 2. Call-ID, CSeq, Expires, Contact.
         let call_id = req
@@ -298,10 +362,11 @@ impl Registrar {
             None => None,
             Some(v) => Some(parse_delta(v).ok_or(Fail::bad(EI_PARSE_EXP))?),
         };
-        let contacts = parse_contacts(req.headers.get_all("contact")).map_err(|e| match e {
-            ContactError::Parse(_) => Fail::bad(EI_PARSE_CONT),
-            ContactError::StarWithOthers => Fail::bad(EI_STAR_CONT),
-        })?;
+        let (contacts, uris) =
+            parse_contacts_with_uris(req.headers.get_all("contact")).map_err(|e| match e {
+                ContactError::Parse(_) => Fail::bad(EI_PARSE_CONT),
+                ContactError::StarWithOthers => Fail::bad(EI_STAR_CONT),
+            })?;
         if contacts == Contacts::Star && expires_hdr.unwrap_or(cfg.default_expires) != 0 {
             return Err(Fail::bad(EI_STAR_EXP));
         }
@@ -357,14 +422,17 @@ impl Registrar {
 
         // 4. The operation.
         let gruu = cfg.gruu_enabled && supported("gruu");
+        // Lowercased where the reply uses it (GRUUs).
+        host.make_ascii_lowercase();
         let mut reply = Registered {
             status: 200,
             reason: reason_for(200).to_string(),
             headers: Vec::new(),
             events: Vec::new(),
             result: SaveResult::Inserted,
-            aor: Some(aor.key.clone()),
+            aor: None,
         };
+        let mut written = Changes::default();
         let bindings = match contacts {
             Contacts::None => {
                 reply.result = SaveResult::Fetched;
@@ -397,8 +465,9 @@ impl Registrar {
             }
             Contacts::List(list) => {
                 let plan = self.plan(
-                    &aor,
+                    aor,
                     list,
+                    uris,
                     call_id,
                     cseq,
                     &path,
@@ -409,24 +478,19 @@ impl Registrar {
                     rng,
                     req,
                 )?;
-                let (bindings, events) = self.apply_plan(&plan, &aor, &host, gruu)?;
-                reply.result = if events.iter().any(|e| e.kind == EventKind::Added) {
-                    SaveResult::Inserted
-                } else if events.iter().any(|e| e.kind == EventKind::Refreshed) {
-                    SaveResult::Updated
-                } else if events.iter().any(|e| e.kind == EventKind::Removed) {
-                    SaveResult::Deleted
-                } else {
-                    SaveResult::Inserted
-                };
-                reply.events = events;
+                let (bindings, changes) = self.apply_plan(&plan, aor, &host, gruu)?;
+                reply.result = changes.result();
+                written = changes;
                 bindings
             }
         };
 
         // 5. Reply headers.
-        if let Some(c) = self.contact_header(&bindings, now, &aor, &host, gruu) {
+        if let Some(c) = self.contact_header(&bindings, now, aor, &host, gruu) {
             reply.headers.push(("Contact".to_string(), c));
+        }
+        if !written.is_empty() {
+            reply.events = written.into_events(&aor.key, bindings);
         }
         if echo_path && supported("path") {
             reply.headers.push(("Path".to_string(), path_raw));
@@ -459,23 +523,24 @@ impl Registrar {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn plan<R: Rng + ?Sized>(
+    fn plan<'a, R: Rng + ?Sized>(
         &self,
-        aor: &Aor,
+        aor: &'a Aor,
         list: Vec<ContactSpec>,
-        call_id: &str,
+        uris: Vec<Uri>,
+        call_id: &'a str,
         cseq: u32,
-        path: &[PathEntry],
-        ctx: &RequestContext<'_>,
+        path: &'a [PathEntry],
+        ctx: &RequestContext<'a>,
         opts: &SaveOptions,
         use_regid: bool,
         expires_hdr: Option<u32>,
         rng: &mut R,
-        req: &Message,
-    ) -> Result<Plan, Fail> {
+        req: &'a Message,
+    ) -> Result<Plan<'a>, Fail> {
         let cfg = &self.cfg;
         let mut contacts = Vec::with_capacity(list.len());
-        for c in list {
+        for (c, uri) in list.into_iter().zip(&uris) {
             let expires =
                 self.contact_expires(c.expires.as_deref(), expires_hdr, opts.no_randomize, rng)?;
             let q = match c.q.as_deref() {
@@ -489,15 +554,18 @@ impl Registrar {
                 },
                 _ => None,
             };
-            let received = self.received_for(&c.uri, ctx);
+            let received = self.received_for(uri, ctx);
             // Kamailio sruid style: time, a per-process counter, and randomness (so
             // that several nodes sharing a store do not collide).
             let n = self.ruid_counter.fetch_add(1, Ordering::Relaxed);
-            let ruid = format!(
-                "uloc-{:x}-{n:x}-{:08x}",
-                ctx.now_ms / 1000,
-                rng.gen::<u32>()
-            );
+            // `uloc-{:x}-{n:x}-{:08x}`, without the formatting machinery.
+            let mut ruid = String::with_capacity(48);
+            ruid.push_str("uloc-");
+            push_hex(&mut ruid, ctx.now_ms / 1000, 1);
+            ruid.push('-');
+            push_hex(&mut ruid, n, 1);
+            ruid.push('-');
+            push_hex(&mut ruid, u64::from(rng.gen::<u32>()), 8);
             contacts.push(NewContact {
                 uri: c.uri,
                 expires,
@@ -512,15 +580,14 @@ impl Registrar {
         let user_agent = req
             .headers
             .get("user-agent")
-            .filter(|ua| !ua.is_empty() && ua.len() <= MAX_UA_SIZE)
-            .map(str::to_string);
+            .filter(|ua| !ua.is_empty() && ua.len() <= MAX_UA_SIZE);
         Ok(Plan {
-            aor: aor.key.clone(),
+            aor: &aor.key,
             contacts,
-            call_id: call_id.to_string(),
+            call_id,
             cseq,
-            path: path.iter().map(|p| p.raw.clone()).collect(),
-            listener: ctx.listener.map(str::to_string),
+            path,
+            listener: ctx.listener,
             user_agent,
             single: opts.single_binding,
             max_contacts: usize::try_from(cfg.max_contacts).unwrap_or(usize::MAX),
@@ -573,26 +640,26 @@ impl Registrar {
         Ok(e)
     }
 
-    fn received_for(&self, contact: &str, ctx: &RequestContext<'_>) -> Option<String> {
+    /// The `received` of a contact whose URI is `u`.
+    fn received_for(&self, u: &Uri, ctx: &RequestContext<'_>) -> Option<String> {
         let src = ctx.source;
-        let transport = ctx.transport.to_ascii_lowercase();
         let rcv = || {
-            let host = match src.ip() {
-                IpAddr::V4(a) => a.to_string(),
-                IpAddr::V6(a) => format!("[{a}]"),
+            let mut r = String::with_capacity(64);
+            let _ = match src.ip() {
+                IpAddr::V4(a) => write!(r, "sip:{a}:"),
+                IpAddr::V6(a) => write!(r, "sip:[{a}]:"),
             };
-            format!("sip:{host}:{};transport={transport}", src.port())
+            let _ = write!(r, "{};transport=", src.port());
+            r.extend(ctx.transport.chars().map(|c| c.to_ascii_lowercase()));
+            r
         };
         match self.cfg.save_received {
             SaveReceived::Never => None,
             SaveReceived::Always => Some(rcv()),
             SaveReceived::Nat => {
-                if transport != "udp" {
+                if !ctx.transport.eq_ignore_ascii_case("udp") {
                     return Some(rcv());
                 }
-                let Ok(u) = Uri::parse(contact) else {
-                    return Some(rcv());
-                };
                 let host = u.host.trim_start_matches('[').trim_end_matches(']');
                 let ip_differs = match host.parse::<IpAddr>() {
                     Ok(ip) => ip != src.ip(),
@@ -611,21 +678,20 @@ impl Registrar {
         aor: &Aor,
         host: &str,
         gruu: bool,
-    ) -> Result<(Vec<Binding>, Vec<Event>), Fail> {
-        let mut outcome: Option<Result<Applied, Reject>> = None;
+    ) -> Result<(Vec<Binding>, Changes), Fail> {
+        let mut outcome: Option<Outcome> = None;
         let stored = self
             .store
-            .update(&plan.aor, plan.now_ms, &mut |list| {
-                let r = apply(list, plan);
-                let changed = match &r {
+            .update(plan.aor, plan.now_ms, &mut |list| {
+                let (r, changed) = match apply(list, plan) {
                     Ok(a) => {
-                        let changed = !a.events.is_empty();
+                        let changed = !a.changes.is_empty();
                         if changed {
-                            *list = a.bindings.clone();
+                            *list = a.bindings;
                         }
-                        changed
+                        (Ok(a.changes), changed)
                     }
-                    Err(_) => false,
+                    Err(rej) => (Err(rej), false),
                 };
                 outcome = Some(r);
                 changed
@@ -635,8 +701,8 @@ impl Registrar {
                 Fail::new(500, EI_UL_UPD_C)
             })?;
         match outcome {
-            Some(Ok(a)) => Ok((stored, a.events)),
-            None => Ok((stored, Vec::new())),
+            Some(Ok(changes)) => Ok((stored, changes)),
+            None => Ok((stored, Changes::default())),
             Some(Err(rej)) => {
                 let mut f = match rej {
                     Reject::InvalidCSeq => Fail::bad(EI_INV_CSEQ),
@@ -666,12 +732,32 @@ impl Registrar {
         host: &str,
         gruu: bool,
     ) -> Option<String> {
-        let mut live: Vec<&Binding> = bindings
+        let is_live = |b: &&Binding| b.expires_at_ms > now_ms;
+        let rank = |b: &Binding| std::cmp::Reverse(q_rank(b.q));
+        // A sorted copy only when the list is not in q order already (one binding
+        // always is): the live bindings are either `sorted` or, in stored order, the
+        // second part of the chain.
+        let sorted: Option<Vec<&Binding>> =
+            (!bindings.iter().filter(is_live).is_sorted_by_key(rank)).then(|| {
+                let mut v: Vec<&Binding> = bindings.iter().filter(is_live).collect();
+                v.sort_by_key(|b| rank(b));
+                v
+            });
+        let live = sorted
             .iter()
-            .filter(|b| b.expires_at_ms > now_ms)
-            .collect();
-        live.sort_by_key(|b| std::cmp::Reverse(q_rank(b.q)));
-        let mut out = String::new();
+            .flatten()
+            .copied()
+            .chain(bindings.iter().filter(|b| sorted.is_none() && is_live(b)));
+        let mut out = String::with_capacity(
+            live.clone()
+                .map(|b| {
+                    64 + b.contact.len()
+                        + b.received
+                            .as_ref()
+                            .map_or(0, |r| r.len() + self.cfg.received_param.len())
+                })
+                .sum(),
+        );
         for b in live {
             if !out.is_empty() {
                 out.push_str(", ");
@@ -684,10 +770,10 @@ impl Registrar {
                 out.push_str(&format_q(q));
             }
             let remaining = b.expires_at_ms.saturating_sub(now_ms).div_ceil(1000);
-            out.push_str(&format!(";expires={remaining}"));
+            let _ = write!(out, ";expires={remaining}");
             if let Some(r) = &b.received {
                 if !self.cfg.received_param.is_empty() {
-                    out.push_str(&format!(";{}=\"{r}\"", self.cfg.received_param));
+                    let _ = write!(out, ";{}=\"{r}\"", self.cfg.received_param);
                 }
             }
             if let Some(inst) = &b.instance {
@@ -701,17 +787,18 @@ impl Registrar {
                     } else {
                         format!("sip:{}@{host}", aor.user)
                     };
-                    out.push_str(&format!(";pub-gruu=\"{public};gr={bare}\""));
-                    out.push_str(&format!(
+                    let _ = write!(out, ";pub-gruu=\"{public};gr={bare}\"");
+                    let _ = write!(
+                        out,
                         ";temp-gruu=\"sip:{}-{}@{host};gr\"",
                         b.ruid,
                         hash_nibbles(aor_hash(&aor.key))
-                    ));
+                    );
                 }
-                out.push_str(&format!(";+sip.instance=\"{inst}\""));
+                let _ = write!(out, ";+sip.instance=\"{inst}\"");
             }
             if let Some(r) = b.reg_id {
-                out.push_str(&format!(";reg-id={r}"));
+                let _ = write!(out, ";reg-id={r}");
             }
         }
         (!out.is_empty()).then_some(out)
@@ -945,6 +1032,18 @@ fn randomize<R: Rng + ?Sized>(e: u32, range: u8, rng: &mut R) -> u32 {
     u32::try_from(v).unwrap_or(e)
 }
 
+/// Appends `v` in lowercase hex, zero-padded to at least `width` digits (as
+/// `{:0width$x}`).
+fn push_hex(out: &mut String, v: u64, width: usize) {
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+    let digits = usize::try_from(digits).unwrap_or(16).max(width);
+    for i in (0..digits).rev() {
+        let shift = u32::try_from(4 * i).unwrap_or(u32::MAX);
+        let nibble = v.checked_shr(shift).unwrap_or(0) & 0xf;
+        out.push(char::from_digit(u32::try_from(nibble).unwrap_or(0), 16).unwrap_or('0'));
+    }
+}
+
 /// 32-bit FNV-1a of the AOR key (for temporary GRUUs).
 fn aor_hash(s: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -992,14 +1091,14 @@ fn fill(b: &mut Binding, c: &NewContact, plan: &Plan) {
         .now_ms
         .saturating_add(u64::from(c.expires).saturating_mul(1000));
     b.q = c.q;
-    b.call_id = plan.call_id.clone();
+    b.call_id = plan.call_id.to_string();
     b.cseq = plan.cseq;
     b.instance = c.instance.clone();
     b.reg_id = c.reg_id;
-    b.path = plan.path.clone();
+    b.path = plan.path.iter().map(|p| p.raw.clone()).collect();
     b.received = c.received.clone();
-    b.listener = plan.listener.clone();
-    b.user_agent = plan.user_agent.clone();
+    b.listener = plan.listener.map(str::to_string);
+    b.user_agent = plan.user_agent.map(str::to_string);
     b.params = c.params.clone();
     b.updated_ms = plan.now_ms;
 }
@@ -1008,18 +1107,17 @@ fn fill(b: &mut Binding, c: &NewContact, plan: &Plan) {
 /// `insert_contacts` + `test_max_contacts`), all or nothing.
 fn apply(list: &[Binding], plan: &Plan) -> Result<Applied, Reject> {
     let now = plan.now_ms;
-    let mut work: Vec<Binding> = list
-        .iter()
-        .filter(|b| b.expires_at_ms > now)
-        .cloned()
-        .collect();
-    let mut touched: Vec<String> = Vec::new();
+    // Room for every contact to be new: no regrowth.
+    let mut work: Vec<Binding> = Vec::with_capacity(list.len() + plan.contacts.len());
+    work.extend(list.iter().filter(|b| b.expires_at_ms > now).cloned());
+    // ruids of the bindings this REGISTER wrote (new ones borrowed from the plan).
+    let mut touched: Vec<Cow<'_, str>> = Vec::new();
     for c in &plan.contacts {
         let mut stop = false;
         match find_match(&work, c) {
             Some(i) => {
                 let Some(b) = work.get(i) else { continue };
-                if !touched.contains(&b.ruid) && b.call_id == plan.call_id {
+                if !touched.iter().any(|t| *t == b.ruid) && b.call_id == plan.call_id {
                     if plan.cseq < b.cseq {
                         return Err(Reject::InvalidCSeq);
                     }
@@ -1043,7 +1141,7 @@ fn apply(list: &[Binding], plan: &Plan) -> Result<Applied, Reject> {
                 if let Some(b) = work.get_mut(i) {
                     fill(b, c, plan);
                 }
-                touched.push(ruid.clone());
+                touched.push(Cow::Owned(ruid.clone()));
                 if plan.single {
                     work.retain(|b| b.ruid == ruid);
                     stop = true;
@@ -1073,7 +1171,7 @@ fn apply(list: &[Binding], plan: &Plan) -> Result<Applied, Reject> {
                     updated_ms: now,
                 };
                 fill(&mut b, c, plan);
-                touched.push(c.ruid.clone());
+                touched.push(Cow::Borrowed(&c.ruid));
                 work.push(b);
                 if plan.single {
                     work.retain(|b| b.ruid == c.ruid);
@@ -1088,34 +1186,26 @@ fn apply(list: &[Binding], plan: &Plan) -> Result<Applied, Reject> {
     if !plan.single && plan.max_contacts > 0 && work.len() > plan.max_contacts {
         return Err(Reject::TooMany);
     }
-    let mut events = Vec::new();
+    let mut changes = Changes::default();
     for old in list {
         if old.expires_at_ms > now && !work.iter().any(|b| b.ruid == old.ruid) {
-            events.push(Event {
+            changes.removed.push(Event {
                 kind: EventKind::Removed,
-                aor: plan.aor.clone(),
+                aor: plan.aor.to_string(),
                 binding: old.clone(),
             });
         }
     }
-    for b in &work {
+    for (i, b) in work.iter().enumerate() {
         match list.iter().find(|o| o.ruid == b.ruid) {
-            None => events.push(Event {
-                kind: EventKind::Added,
-                aor: plan.aor.clone(),
-                binding: b.clone(),
-            }),
-            Some(o) if o != b => events.push(Event {
-                kind: EventKind::Refreshed,
-                aor: plan.aor.clone(),
-                binding: b.clone(),
-            }),
+            None => changes.written.push((i, EventKind::Added)),
+            Some(o) if o != b => changes.written.push((i, EventKind::Refreshed)),
             Some(_) => {}
         }
     }
     Ok(Applied {
         bindings: work,
-        events,
+        changes,
     })
 }
 
@@ -1140,5 +1230,30 @@ fn target_of(aor: &str, b: Binding) -> Target {
         params: b.params,
         expires_at_ms: b.expires_at_ms,
         updated_ms: b.updated_ms,
+    }
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::push_hex;
+
+    #[test]
+    fn push_hex_is_lower_hex() {
+        for v in [
+            0,
+            1,
+            0xf,
+            0x10,
+            0xabc,
+            0x6553_f100,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            for width in [0, 1, 8, 17] {
+                let mut s = String::new();
+                push_hex(&mut s, v, width);
+                assert_eq!(s, format!("{v:0width$x}"));
+            }
+        }
     }
 }

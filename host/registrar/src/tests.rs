@@ -117,6 +117,76 @@ fn first_register_and_contact_format() {
 }
 
 #[test]
+fn ruid_format() {
+    let (_s, r) = setup(Config::default());
+    let x = reg_at(&r, &req("c1", 1, &[A]), T0);
+    let ruid = &x.events[0].binding.ruid;
+    let parts: Vec<&str> = ruid.split('-').collect();
+    assert_eq!(parts.len(), 4, "{ruid}");
+    assert_eq!(parts[0], "uloc");
+    assert_eq!(parts[1], format!("{:x}", T0 / 1000));
+    assert_eq!(parts[2], "0");
+    assert_eq!(parts[3].len(), 8);
+    assert!(parts[3]
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+}
+
+#[test]
+fn events_in_order_with_the_bindings_as_stored() {
+    let (store, r) = setup(Config::default());
+    let first = reg_at(
+        &r,
+        &req(
+            "c1",
+            1,
+            &["Contact: <sip:a@192.0.2.10:5060>, <sip:b@192.0.2.10:5060>, <sip:c@192.0.2.10:5060>"],
+        ),
+        T0,
+    );
+    let kinds = |x: &Registered| {
+        x.events
+            .iter()
+            .map(|e| (e.kind, e.binding.contact.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds(&first),
+        vec![
+            (EventKind::Added, "sip:a@192.0.2.10:5060".to_string()),
+            (EventKind::Added, "sip:b@192.0.2.10:5060".to_string()),
+            (EventKind::Added, "sip:c@192.0.2.10:5060".to_string()),
+        ]
+    );
+    // b refreshed, a removed, d added, c untouched: Removed first, then list order.
+    let x = reg_at(
+        &r,
+        &req(
+            "c1",
+            2,
+            &["Contact: <sip:b@192.0.2.10:5060>;expires=100, <sip:a@192.0.2.10:5060>;expires=0, <sip:d@192.0.2.10:5060>"],
+        ),
+        T0 + 1_000,
+    );
+    assert_eq!(x.status, 200);
+    assert_eq!(x.result, SaveResult::Inserted);
+    assert_eq!(
+        kinds(&x),
+        vec![
+            (EventKind::Removed, "sip:a@192.0.2.10:5060".to_string()),
+            (EventKind::Refreshed, "sip:b@192.0.2.10:5060".to_string()),
+            (EventKind::Added, "sip:d@192.0.2.10:5060".to_string()),
+        ]
+    );
+    let stored = store.raw("sip:alice@example.com");
+    assert_eq!(stored.len(), 3);
+    assert_eq!(x.events[0].binding, first.events[0].binding);
+    assert_eq!(x.events[1].binding, stored[0]);
+    assert_eq!(x.events[2].binding, stored[2]);
+    assert!(x.events.iter().all(|e| e.aor == "sip:alice@example.com"));
+}
+
+#[test]
 fn several_lines_compact_form_and_remaining_expires() {
     let (_s, r) = setup(Config::default());
     let reply = reg_at(

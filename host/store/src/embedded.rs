@@ -276,7 +276,7 @@ impl LocationStore for Embedded {
             .unwrap_or_else(PoisonError::into_inner);
         Ok(shard
             .get(aor)
-            .map(|bs| bs.iter().filter(|b| b.is_live(now_ms)).cloned().collect())
+            .map(|bs| live_copy(bs, now_ms))
             .unwrap_or_default())
     }
 
@@ -290,11 +290,9 @@ impl LocationStore for Embedded {
             .shard(aor)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let exists = shard.contains_key(aor);
-        let mut live: Vec<Binding> = shard
-            .get(aor)
-            .map(|bs| bs.iter().filter(|b| b.is_live(now_ms)).cloned().collect())
-            .unwrap_or_default();
+        let current = shard.get(aor);
+        let exists = current.is_some();
+        let mut live: Vec<Binding> = current.map(|bs| live_copy(bs, now_ms)).unwrap_or_default();
         if !f(&mut live) {
             return Ok(live);
         }
@@ -308,23 +306,35 @@ impl LocationStore for Embedded {
             }
             return Ok(live);
         }
-        let bytes = serde_json::to_vec(&live).map_err(|e| StoreError::Backend(e.to_string()))?;
-        if bytes.len() > self.options.max_record_bytes {
-            return Err(StoreError::ValueTooLarge {
-                len: bytes.len(),
-                max: self.options.max_record_bytes,
-            });
-        }
+        // The JSON record is needed to persist it; in memory only its size counts, and
+        // a record whose size bound is within the limit needs no serialising to know.
+        let max = self.options.max_record_bytes;
+        let bytes = if self.disk.is_some() || json_len_bound(&live) > max {
+            let bytes =
+                serde_json::to_vec(&live).map_err(|e| StoreError::Backend(e.to_string()))?;
+            if bytes.len() > max {
+                return Err(StoreError::ValueTooLarge {
+                    len: bytes.len(),
+                    max,
+                });
+            }
+            Some(bytes)
+        } else {
+            None
+        };
         if !exists && self.aors.load(Ordering::Relaxed) >= self.options.max_aors {
             return Err(StoreError::NamespaceFull {
                 max: self.options.max_aors,
             });
         }
-        if let Some(d) = &self.disk {
+        if let (Some(d), Some(bytes)) = (&self.disk, bytes) {
             d.put(&d.loc, aor.as_bytes().to_vec(), bytes)?;
         }
-        if shard.insert(aor.to_owned(), live.clone()).is_none() {
+        if !exists {
+            shard.insert(aor.to_owned(), live.clone());
             self.aors.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(stored) = shard.get_mut(aor) {
+            stored.clone_from(&live);
         }
         Ok(live)
     }
@@ -527,6 +537,40 @@ impl KvJournal for Disk {
     }
 }
 
+/// The bindings of `bs` live at `now_ms`, in a Vec of the exact size (bindings are
+/// large: a Vec grown by doubling can leave malloc's small-block cache).
+fn live_copy(bs: &[Binding], now_ms: u64) -> Vec<Binding> {
+    let mut live = Vec::with_capacity(bs.len());
+    live.extend(bs.iter().filter(|b| b.is_live(now_ms)).cloned());
+    live
+}
+
+/// An upper bound of the length of `serde_json::to_vec(bindings)`: every string byte
+/// counted as 6 (the longest JSON escape, `\u00XX`), every binding's field names,
+/// numbers, nulls and punctuation as 512 bytes (they take at most about 250).
+fn json_len_bound(bindings: &[Binding]) -> usize {
+    let text = |s: &str| 3 + 6 * s.len();
+    let opt = |s: &Option<String>| s.as_deref().map_or(0, text);
+    bindings
+        .iter()
+        .map(|b| {
+            512 + text(&b.contact)
+                + text(&b.call_id)
+                + text(&b.ruid)
+                + opt(&b.instance)
+                + opt(&b.received)
+                + opt(&b.listener)
+                + opt(&b.user_agent)
+                + b.path.iter().map(|p| text(p)).sum::<usize>()
+                + b.params
+                    .iter()
+                    .map(|(n, v)| 3 + text(n) + text(v))
+                    .sum::<usize>()
+        })
+        .sum::<usize>()
+        + 2
+}
+
 /// `u16 BE len(a)`, a, b. Namespaces and usernames longer than 65535 bytes are cut
 /// (the host never builds one; key lengths are bounded far below).
 fn pair_key(a: &str, b: &str) -> Vec<u8> {
@@ -631,6 +675,29 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.aor_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn json_len_bound_is_an_upper_bound() {
+        let plain = binding("sip:a@1", u64::MAX);
+        let mut full = binding("sip:\u{1}\"\\\n\u{7f}é@x", u64::MAX);
+        full.q = Some(1000);
+        full.cseq = u32::MAX;
+        full.instance = Some("<urn:uuid:\u{0}>".into());
+        full.reg_id = Some(u32::MAX);
+        full.path = vec!["<sip:p\u{1f}@x;lr>".into(), String::new()];
+        full.received = Some("sip:1.2.3.4:5;transport=udp".into());
+        full.listener = Some("udp\t".into());
+        full.user_agent = Some("\u{2}\u{3}".into());
+        full.params = vec![
+            ("pn-prid".into(), "\"\u{5}\"".into()),
+            (String::new(), String::new()),
+        ];
+        full.updated_ms = u64::MAX;
+        for list in [vec![], vec![plain.clone()], vec![full.clone(), plain, full]] {
+            let len = serde_json::to_vec(&list).unwrap().len();
+            assert!(json_len_bound(&list) >= len, "{len}: {list:?}");
+        }
     }
 
     #[test]

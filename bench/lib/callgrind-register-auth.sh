@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Weir alone under callgrind for REGISTER with digest auth: user-space instructions and
+# malloc calls per registration (REGISTER, 401, REGISTER with Authorization, 200), the
+# auth variant of `callgrind-weir.sh --register`.
+#
+#   bench/lib/callgrind-register-auth.sh BIN AUTH_DIGEST_WASM OUTDIR
+#
+# Runs BIN twice under valgrind (200 and 1,200 registrations of distinct users at 100/s,
+# with bench/weir/register-auth.toml, the auth-digest module AUTH_DIGEST_WASM, a
+# subscribers file of the users and bench/sipp/uac-register-auth.xml) on ports PORT
+# (default 5560, the proxy) and PORT+30 (UAC), and prints the difference per extra
+# registration, which cancels start-up and shutdown. The callgrind files stay in OUTDIR
+# for callgrind_annotate. Loopback only; stops what it started.
+set -euo pipefail
+if [ $# -ne 3 ]; then sed -n '2,13p' "$0"; exit 2; fi
+port=${PORT:-5560}
+bin=$1; module=$(realpath "$2"); out=$3
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+n1=200 n2=1200 rate=100
+uac="$root/bench/sipp/uac-register-auth.xml"
+mkdir -p "$out"
+out=$(realpath "$out")
+# As bench/lib/register.py write_users: SIPp's [authentication] keyword in field1 (SIPp
+# does not expand a field inside it), and `user,domain,password` subscriber lines.
+users="$out/users.csv"
+{
+    echo SEQUENTIAL
+    for i in $(seq 1 $n2); do echo "ca$i;[authentication username=ca$i password=pw${i}x]"; done
+} > "$users"
+for i in $(seq 1 $n2); do echo "ca$i,127.0.0.1,pw${i}x"; done > "$out/subscribers.txt"
+cfg="$out/weir.toml"
+sed -e "s#component = \".*\"#component = \"$module\"#" \
+    -e "s#file = \"subscribers.txt\"#file = \"$out/subscribers.txt\"#" \
+    -e "s/127.0.0.1:5160/127.0.0.1:$port/" \
+    "$root/bench/weir/register-auth.toml" > "$cfg"
+vg=(valgrind --tool=callgrind --smc-check=all-non-file)
+# compile the module once under valgrind, so both runs load it from the cache
+"${vg[@]}" --callgrind-out-file=/dev/null "$bin" check --config "$cfg" > /dev/null 2>&1
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+declare -A total mallocs
+for n in $n1 $n2; do
+    rm -f "$out"/cg."$n".*
+    "${vg[@]}" --callgrind-out-file="$out/cg.$n.%p" "$bin" run --config "$cfg" \
+        > "$out/weir.$n.log" 2>&1 &
+    v=$!
+    pids=("$v")
+    for _ in $(seq 1 120); do grep -q "running" "$out/weir.$n.log" && break; sleep 1; done
+    rc=0
+    sipp -sf "$uac" 127.0.0.1:$port -s service -i 127.0.0.1 -p $((port + 30)) -d 0 -nostdin \
+        -inf "$users" -buff_size 4194304 -r $rate -m "$n" -timeout 120 > /dev/null 2>&1 || rc=$?
+    kill "$v"
+    wait "$v" 2>/dev/null || true
+    pids=()
+    if [ $rc -ne 0 ]; then echo "SIPp exit status $rc with $n registrations: no count"; exit 1; fi
+    t=0 m=0
+    for f in "$out"/cg."$n".*; do
+        t=$((t + $(grep -m1 '^summary:' "$f" | awk '{print $2}')))
+        m=$((m + $(python3 - "$f" <<'PY'
+import re, sys
+# calls= lines after a cfn= naming malloc; names are compressed to "(id)" after first use
+names, calls, cur = {}, 0, None
+for line in open(sys.argv[1], errors="replace"):
+    mt = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line)
+    if mt:
+        if mt.group(2):
+            names[mt.group(1)] = mt.group(2).strip()
+        if line.startswith("cfn="):
+            cur = names.get(mt.group(1))
+        continue
+    if line.startswith("calls=") and cur == "malloc":
+        calls += int(line[6:].split()[0])
+print(calls)
+PY
+)))
+    done
+    total[$n]=$t mallocs[$n]=$m
+    echo "$n registrations: $t instructions, $m malloc calls"
+done
+d=$((n2 - n1))
+echo "per registration: $(( (total[$n2] - total[$n1]) / d )) instructions, $(( (mallocs[$n2] - mallocs[$n1]) / d )) malloc calls"
