@@ -886,7 +886,7 @@ class Bench:
     # -- proxies ------------------------------------------------------------------------
 
     def weir_proxy(self) -> Proxy:
-        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else ROOT / "target" / "release" / "weir"
+        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else ROOT / "target" / "dist" / "weir"
         if not built.exists():
             sys.exit(f"bench: {built} not found: run scripts/setup")
         built_wasm = (Path(self.a.weir_module).resolve() if self.a.weir_module else
@@ -1678,7 +1678,7 @@ def main():
     ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
                     help="pin the proxy to the last CPU and SIPp to the others (taskset)")
     ap.add_argument("--weir-bin", default=env("BENCH_WEIR_BIN"),
-                    help="weir binary to run (default target/release/weir), e.g. to compare "
+                    help="weir binary to run (default target/dist/weir), e.g. to compare "
                          "two builds; use with --no-setup")
     ap.add_argument("--weir-module", default=env("BENCH_WEIR_MODULE"),
                     help="header_ops.wasm to load (default target/wasm32-wasip2/release/...)")

@@ -83,7 +83,7 @@ class DispatcherBench(Bench):
     # -- proxies ------------------------------------------------------------------------
 
     def weir_proxy(self) -> Proxy:
-        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else ROOT / "target" / "release" / "weir"
+        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else ROOT / "target" / "dist" / "weir"
         built_wasm = (Path(self.a.weir_module).resolve() if self.a.weir_module else
                       ROOT / "target" / "wasm32-wasip2" / "release" / "dispatcher.wasm")
         for f in (built, built_wasm):
@@ -255,7 +255,7 @@ def main():
     ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
                     help="pin the proxy to the last CPU and SIPp to the others (taskset)")
     ap.add_argument("--weir-bin", default=env("BENCH_WEIR_BIN"),
-                    help="weir binary (default target/release/weir)")
+                    help="weir binary (default target/dist/weir)")
     ap.add_argument("--weir-module", default=env("BENCH_WEIR_MODULE"),
                     help="dispatcher.wasm (default target/wasm32-wasip2/release/dispatcher.wasm)")
     ap.add_argument("--kamailio-args", default=env("BENCH_KAMAILIO_ARGS", "-x tlsf"),
