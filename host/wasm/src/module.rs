@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmtime::component::Resource;
 use wasmtime::{Store, Trap};
-use weir_message::{canonical_name, is_valid_header_name, is_valid_header_value, Message, Uri};
+use weir_message::{is_valid_header_name, is_valid_header_value, names_equal, Message, Uri};
 
 use crate::bindings::weir::sip::types::{
     Param as WitParam, Reply as WitReply, Verdict as WitVerdict,
@@ -612,12 +612,12 @@ fn check_reply(reply: WitReply) -> Result<Verdict, ModuleFailure> {
                 cut(&h.name, 64)
             ));
         }
-        // The host copies these from the request (RFC 3261 8.2.6).
-        let canonical = canonical_name(&h.name);
-        if matches!(
-            canonical.as_ref(),
-            "via" | "cseq" | "call-id" | "content-length" | "from" | "to"
-        ) {
+        // The host copies these from the request (RFC 3261 8.2.6). Compared in
+        // place: no lowercase copy per header.
+        if ["via", "cseq", "call-id", "content-length", "from", "to"]
+            .iter()
+            .any(|owned| names_equal(&h.name, owned))
+        {
             return bad(format!("reply header `{}` is host-owned", h.name));
         }
         size += h.name.len() + h.value.len() + 4;

@@ -8,14 +8,12 @@
 //! anything is copied, and each edit records its inverse (`undo`) so a failing call
 //! can be rolled back.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use wasmtime::component::{Linker, Resource, ResourceType, WasmList, WasmStr};
 use wasmtime::{bail, format_err, AsContext, StoreContextMut};
 use weir_message::{
-    canonical_name, compact_form, is_valid_header_name, is_valid_header_value, Message, StartLine,
-    Uri,
+    canonical_name, compact_form, is_valid_header_name, is_valid_header_value, names_equal,
+    Message, StartLine, Uri,
 };
 
 use super::undo::{self, Undo};
@@ -85,8 +83,8 @@ fn line_size(name: &str, value: &str) -> usize {
 }
 
 fn is_protected(name: &str) -> bool {
-    let canonical = canonical_name(name);
-    PROTECTED.contains(&canonical.as_ref())
+    // `names_equal` compares the long forms in place: no lowercase copy of `name`.
+    PROTECTED.iter().any(|p| names_equal(name, p))
 }
 
 /// Refuses an edit that takes the message from `before` to `after` bytes if it
@@ -135,10 +133,18 @@ fn prefix_positions(m: &Message, prefix: &str) -> EditResult<Vec<usize>> {
                 .zip(prefix.as_bytes())
                 .all(|(a, b)| a.eq_ignore_ascii_case(b))
     };
+    // Only a one-letter name can be a compact form, and only a one-letter prefix can
+    // match one: the long form of any other name is the name itself, compared in
+    // place (no lowercase copy per line).
+    let one_letter = prefix.len() == 1;
     let mut at = Vec::new();
     for (i, h) in m.headers.iter().enumerate() {
-        let long = canonical_name(&h.name);
-        let hit = starts(&long) || compact_form(&h.name).is_some_and(starts);
+        let name: &str = &h.name;
+        let hit = if name.len() == 1 {
+            starts(&canonical_name(name))
+        } else {
+            starts(name)
+        } || (one_letter && compact_form(name).is_some_and(starts));
         if hit {
             check_unprotected(&h.name)?;
             at.push(i);
@@ -586,9 +592,7 @@ fn check_rename(m: &Message, name: &str, new_name: &str) -> EditResult<bool> {
     check_name(new_name)?;
     // A rename may change the spelling of a protected header (e.g. to its compact
     // form) but never turn it into, or make it out of, another header.
-    let (old_c, new_c): (Cow<'_, str>, Cow<'_, str>) =
-        (canonical_name(name), canonical_name(new_name));
-    if old_c != new_c {
+    if !names_equal(name, new_name) {
         if is_protected(name) {
             return Err(EditError::ProtectedHeader(name.to_owned()));
         }
@@ -686,6 +690,68 @@ mod tests {
             check_add(&m, "X-Big", &format!("{fits}x")),
             Err(EditError::TooLarge)
         );
+    }
+
+    #[test]
+    fn prefix_matching_is_the_same_as_on_lowercase_copies() {
+        // The definition: the lowercase long form, or the compact form, starts with
+        // the lowercase prefix.
+        fn reference(m: &Message, prefix: &str) -> EditResult<Vec<usize>> {
+            let prefix = prefix.to_ascii_lowercase();
+            let mut at = Vec::new();
+            for (i, h) in m.headers.iter().enumerate() {
+                let long = canonical_name(&h.name);
+                if long.starts_with(&prefix)
+                    || compact_form(&h.name).is_some_and(|c| c.starts_with(&prefix))
+                {
+                    check_unprotected(&h.name)?;
+                    at.push(i);
+                }
+            }
+            Ok(at)
+        }
+        let raw = "INVITE sip:bob@example.com SIP/2.0\r\n\
+                   Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776\r\n\
+                   f: <sip:alice@example.com>;tag=1\r\n\
+                   To: <sip:bob@example.com>\r\n\
+                   X-Debug-A: 1\r\nx-debug-b: 2\r\nN: 3\r\nz: 4\r\nS: 5\r\n\
+                   Subject: 6\r\nc: text/plain\r\nContent-Type: text/plain\r\n\
+                   Call-ID: a84b4c76e66710\r\n\
+                   CSeq: 314159 INVITE\r\n\
+                   Content-Length: 0\r\n\r\n";
+        let m = Message::parse(raw.as_bytes(), &Default::default()).unwrap();
+        for prefix in [
+            "X-Debug-",
+            "x-DEBUG",
+            "X",
+            "x-",
+            "f",
+            "F",
+            "From",
+            "fr",
+            "s",
+            "S",
+            "sub",
+            "n",
+            "N",
+            "z",
+            "c",
+            "C",
+            "Content-T",
+            "content-",
+            "t",
+            "To",
+            "v",
+            "Via",
+            "i",
+            "q",
+        ] {
+            assert_eq!(
+                prefix_positions(&m, prefix),
+                reference(&m, prefix),
+                "{prefix}"
+            );
+        }
     }
 
     #[test]

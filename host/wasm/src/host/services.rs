@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::component::{Linker, WasmStr};
 use wasmtime::{AsContext, StoreContextMut};
-use weir_message::{canonical_name, is_valid_header_name, is_valid_header_value, Uri};
+use weir_message::{is_valid_header_name, is_valid_header_value, names_equal, Uri};
 
 use super::Ctx;
 use crate::bindings::weir::sip::files::File as WitFile;
@@ -239,11 +239,10 @@ pub(crate) fn check_outgoing(r: WitOutgoing) -> Result<OutgoingRequest, String> 
     }
     let headers = headers(r.headers)?;
     for (n, _) in &headers {
-        let c = canonical_name(n);
-        if matches!(
-            c.as_ref(),
-            "via" | "call-id" | "cseq" | "max-forwards" | "content-length"
-        ) {
+        if ["via", "call-id", "cseq", "max-forwards", "content-length"]
+            .iter()
+            .any(|owned| names_equal(n, owned))
+        {
             return Err(format!("header `{n}` is the host's"));
         }
     }
