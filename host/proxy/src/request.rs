@@ -1,6 +1,7 @@
 //! Requests: sanity, local answers, route selection, the module chain and stateless
 //! forwarding (RFC 3261 §16.3–16.6, §16.11).
 
+use std::borrow::Borrow;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -570,7 +571,7 @@ impl Core {
         if record_route {
             self.record_route(&mut req, rx.listener, out);
         }
-        let top = req.top_via().ok()?;
+        let top = req.top_via_ref().ok()?;
         let b = branch(&req, &top, route_idx, lh);
         let via = self.via_for(out, &b, suffix);
         req.headers.insert(0, "Via", via);
@@ -665,9 +666,17 @@ impl Core {
     }
 
     /// Send a response to where its top Via says (on streams: the connection it came
-    /// in on, whose address the stamped Via carries).
-    pub(crate) fn send_response(&self, resp: Message, rx: Rx) {
-        let Some(target) = resp.top_via().ok().as_ref().and_then(resolve::of_via) else {
+    /// in on, whose address the stamped Via carries). The response may be shared (the
+    /// transaction layer keeps the one it hands over for retransmission).
+    pub(crate) fn send_response<M>(&self, resp: M, rx: Rx)
+    where
+        M: Borrow<Message> + Send + 'static,
+    {
+        let target = match resp.borrow().top_via_ref() {
+            Ok(top) => resolve::of_via_ref(&top),
+            Err(_) => None,
+        };
+        let Some(target) = target else {
             inc(&self.stats.responses_dropped);
             return;
         };
@@ -675,7 +684,10 @@ impl Core {
     }
 
     /// Send a response to a destination already taken from its top Via.
-    pub(crate) fn send_response_to(&self, resp: Message, rx: Rx, target: resolve::Target) {
+    pub(crate) fn send_response_to<M>(&self, resp: M, rx: Rx, target: resolve::Target)
+    where
+        M: Borrow<Message> + Send + 'static,
+    {
         self.resolve_then(target, move |core, dest| {
             let Some(out) =
                 core.transports
@@ -684,7 +696,7 @@ impl Core {
                 inc(&core.stats.responses_dropped);
                 return;
             };
-            core.send(dest, out, &resp);
+            core.send(dest, out, resp.borrow());
         });
     }
 }

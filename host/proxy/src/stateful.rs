@@ -647,7 +647,7 @@ impl Core {
                     Dest::Lookup { .. } => None,
                 })
                 .collect();
-            self.start_leg(tx, ctx, &req, dests, record_route);
+            self.start_leg(tx, ctx, req, dests, record_route);
             return;
         }
         // Some names to look up first: do it off the message path, then start the leg.
@@ -679,7 +679,7 @@ impl Core {
             if dests.is_empty() {
                 core.tx_reply(tx, 478, "Unresolvable Destination", &[]);
             } else {
-                core.start_leg(tx, ctx, &req, dests, record_route);
+                core.start_leg(tx, ctx, req, dests, record_route);
             }
         });
     }
@@ -688,13 +688,16 @@ impl Core {
         &self,
         tx: TxId,
         ctx: TxCtx,
-        req: &Message,
+        req: Message,
         dests: Vec<(Destination, BranchTarget)>,
         record_route: bool,
     ) {
         let mut targets = Vec::with_capacity(dests.len());
         let mut looped = false;
-        for (dest, branch) in dests {
+        // The last branch takes the leg's request itself, the others a copy.
+        let mut req = Some(req);
+        let last = dests.len().saturating_sub(1);
+        for (i, (dest, branch)) in dests.into_iter().enumerate() {
             if self.is_own_listener(dest) {
                 looped = true;
                 continue;
@@ -707,7 +710,10 @@ impl Core {
                 continue;
             };
             let n = self.branch_seq.fetch_add(1, Ordering::Relaxed);
-            let mut copy = req.clone();
+            let copy = if i == last { req.take() } else { req.clone() };
+            let Some(mut copy) = copy else {
+                continue;
+            };
             branch.edit(&mut copy);
             let Some(request) = self.outgoing(
                 copy,

@@ -1,7 +1,7 @@
 //! Messages the transaction layer writes itself: the hop-by-hop ACK (§17.1.1.3), CANCEL
 //! (§9.1), local replies, and the Via edits of §16.7.
 
-use weir_message::{names_equal, CSeq, Message, Method, Via};
+use weir_message::{names_equal, CSeq, Message, Method, Via, ViaRef};
 
 /// Reason phrase of the automatic 100 (Kamailio `auto_inv_100_reason`).
 pub const TRYING_REASON: &str = "trying -- your call is important to us";
@@ -88,6 +88,16 @@ pub fn pop_top_via(msg: &mut Message) {
     let Some(pos) = msg.headers.position("Via") else {
         return;
     };
+    // Our Via is alone on its line (the proxy inserts it so): then the line goes, read
+    // without copying. A line that fails to parse goes too, as below.
+    let alone = msg
+        .headers
+        .get_at(pos)
+        .is_some_and(|h| ViaRef::parse(&h.value).is_ok_and(|v| !v.more));
+    if alone {
+        msg.headers.remove_at(pos);
+        return;
+    }
     let Some(h) = msg.headers.get_mut(pos) else {
         return;
     };
@@ -186,5 +196,21 @@ mod tests {
         assert_eq!(m.headers.get("Via"), Some("SIP/2.0/UDP c;branch=z9hG4bK3"));
         pop_top_via(&mut m);
         assert_eq!(m.headers.get("Via"), None);
+        // Alone on its line (as the proxy writes it): the line goes, the next stays.
+        let mut m = Message::new_response(200, "OK");
+        m.headers.push("Via", "SIP/2.0/UDP a;branch=z9hG4bK1");
+        m.headers
+            .push("Via", "SIP/2.0/UDP b;branch=z9hG4bK2, SIP/2.0/UDP c");
+        pop_top_via(&mut m);
+        assert_eq!(
+            m.headers.get_all("Via").collect::<Vec<_>>(),
+            ["SIP/2.0/UDP b;branch=z9hG4bK2, SIP/2.0/UDP c"]
+        );
+        // Unparseable: removed, as before.
+        let mut m = Message::new_response(200, "OK");
+        m.headers.push("Via", "garbage");
+        m.headers.push("Via", "SIP/2.0/UDP c;branch=z9hG4bK3");
+        pop_top_via(&mut m);
+        assert_eq!(m.headers.get("Via"), Some("SIP/2.0/UDP c;branch=z9hG4bK3"));
     }
 }

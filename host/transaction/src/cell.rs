@@ -182,7 +182,7 @@ impl Cell {
             &self.to_tag,
             self.cfg.server_header.as_deref(),
         );
-        self.server_event(ServerEvent::Respond(trying), now, fx);
+        self.server_event(ServerEvent::Respond(Arc::new(trying)), now, fx);
     }
 
     /// Whether every machine of the transaction is over.
@@ -197,14 +197,15 @@ impl Cell {
                 })
     }
 
-    /// Client keys this transaction put in the index.
-    pub fn client_keys(&self) -> impl Iterator<Item = ClientKey> + '_ {
-        self.branches.iter().flat_map(|b| {
+    /// The client keys this transaction put in the index, moved out of the cell (which
+    /// is being removed).
+    pub fn into_client_keys(self) -> impl Iterator<Item = ClientKey> {
+        self.branches.into_iter().flat_map(|b| {
             let cancel = b.cancel.as_ref().map(|_| ClientKey {
                 branch: b.key.branch.clone(),
                 method: Method::Cancel,
             });
-            std::iter::once(b.key.clone()).chain(cancel)
+            std::iter::once(b.key).chain(cancel)
         })
     }
 
@@ -297,7 +298,7 @@ impl Cell {
 
     /// Send `m` upstream: through the server transaction while it can take it, or (a
     /// late 2xx to an INVITE, §16.7 step 5 / RFC 6026) straight to the transport.
-    fn send_upstream(&mut self, m: Message, now: Instant, fx: &mut Fx) {
+    fn send_upstream(&mut self, m: Arc<Message>, now: Instant, fx: &mut Fx) {
         let code = m.status().unwrap_or(0);
         if self.server.can_send(code) {
             self.server_event(ServerEvent::Respond(m), now, fx);
@@ -338,7 +339,7 @@ impl Cell {
             m.headers.push(n.as_str(), v.as_str());
         }
         let acts = self.ctx.answer(code);
-        self.send_upstream(m, now, fx);
+        self.send_upstream(Arc::new(m), now, fx);
         self.apply(acts, now, fx);
         Ok(())
     }
@@ -351,21 +352,30 @@ impl Cell {
 
     // === Branches ===
 
-    pub fn forward(&mut self, targets: Vec<Target>, now: Instant, fx: &mut Fx) -> Result<()> {
+    /// Fork to `targets`; `keys[i]` is the client key of `targets[i]`'s request
+    /// ([`ClientKey::of_request`], which the table already computed).
+    pub fn forward(
+        &mut self,
+        targets: Vec<Target>,
+        keys: Vec<ClientKey>,
+        now: Instant,
+        fx: &mut Fx,
+    ) -> Result<()> {
         if self.server.final_sent() {
             return Err(Error::Completed);
         }
         self.ctx.can_add(targets.len())?;
-        let mut keys = Vec::with_capacity(targets.len());
-        for t in &targets {
+        if keys.len() != targets.len() {
+            return Err(Error::BadBranch);
+        }
+        for (i, (t, k)) in targets.iter().zip(&keys).enumerate() {
             if t.request.method() != self.request.method() {
                 return Err(Error::WrongKind("branch method differs from the request's"));
             }
-            let k = ClientKey::of_request(&t.request)?;
-            if keys.contains(&k) || self.branches.iter().any(|b| b.key == k) {
+            let dup = keys.get(..i).is_some_and(|earlier| earlier.contains(k));
+            if dup || self.branches.iter().any(|b| &b.key == k) {
                 return Err(Error::BadBranch);
             }
-            keys.push(k);
         }
         for (t, key) in targets.into_iter().zip(keys) {
             let b = self.ctx.add_branch()?;

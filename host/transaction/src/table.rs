@@ -29,8 +29,9 @@ pub enum Output {
         tx: TxId,
         /// The peer the request came from (listener and transport to answer on).
         to: Peer,
-        /// The response.
-        response: Message,
+        /// The response (shared with the server transaction, which keeps the last
+        /// one for retransmission).
+        response: Arc<Message>,
     },
     /// Send this request on a branch: the forwarded request, its retransmission, our
     /// ACK of a non-2xx final, or the branch's CANCEL.
@@ -41,8 +42,9 @@ pub enum Output {
         branch: usize,
         /// Where the branch goes.
         to: Peer,
-        /// The request.
-        request: Message,
+        /// The request (shared with the client transaction, which keeps it for
+        /// retransmission and for its ACK and CANCEL).
+        request: Arc<Message>,
     },
     /// A branch ended without success (a final >= 300, or a timeout: 408, or 487 once
     /// cancelled). Kamailio's `tm:branch-failure` event: a module may react, e.g. add
@@ -228,8 +230,9 @@ impl Shard {
             self.server.remove(&cell.key);
         }
         len.fetch_sub(1, Ordering::AcqRel);
-        fx.dead_keys.extend(cell.client_keys().map(|k| (k, tx)));
         fx.dead_timers.extend(cell.timer_ids());
+        fx.dead_keys
+            .extend(cell.into_client_keys().map(|k| (k, tx)));
         fx.out.push(Output::Terminated { tx });
         tracing::trace!(%tx, "transaction removed");
     }
@@ -537,7 +540,13 @@ impl TransactionTable {
             Err(Error::Full { .. }) => fx.out.push(Output::Response {
                 tx: inv,
                 to: from,
-                response: local_reply(req, 200, reason, &to_tag, self.cfg.server_header.as_deref()),
+                response: Arc::new(local_reply(
+                    req,
+                    200,
+                    reason,
+                    &to_tag,
+                    self.cfg.server_header.as_deref(),
+                )),
             }),
             Err(e) => return Err(e),
         }
@@ -553,6 +562,7 @@ impl TransactionTable {
     /// gone upstream, the request was not cancelled and no 6xx arrived; after
     /// [`Output::Failure`] this starts a new serial leg.
     pub fn forward(&self, tx: TxId, targets: Vec<Target>, now: Instant) -> Result<Vec<Output>> {
+        let mut keys = Vec::with_capacity(targets.len());
         for t in &targets {
             let k = ClientKey::of_request(&t.request)?;
             if self
@@ -562,8 +572,9 @@ impl TransactionTable {
             {
                 return Err(Error::BadBranch);
             }
+            keys.push(k);
         }
-        self.with_cell(tx, |c, fx| c.forward(targets, now, fx))
+        self.with_cell(tx, |c, fx| c.forward(targets, keys, now, fx))
             .map(|(_, out)| out)
     }
 
