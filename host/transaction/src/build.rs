@@ -1,7 +1,7 @@
 //! Messages the transaction layer writes itself: the hop-by-hop ACK (§17.1.1.3), CANCEL
 //! (§9.1), local replies, and the Via edits of §16.7.
 
-use weir_message::{names_equal, CSeq, Message, Method, Via, ViaRef};
+use weir_message::{names_equal, CSeq, Message, Method, Via};
 
 /// Reason phrase of the automatic 100 (Kamailio `auto_inv_100_reason`).
 pub const TRYING_REASON: &str = "trying -- your call is important to us";
@@ -88,23 +88,27 @@ pub fn pop_top_via(msg: &mut Message) {
     let Some(pos) = msg.headers.position("Via") else {
         return;
     };
-    // Our Via is alone on its line (the proxy inserts it so): then the line goes, read
-    // without copying. A line that fails to parse goes too, as below.
-    let alone = msg
-        .headers
-        .get_at(pos)
-        .is_some_and(|h| ViaRef::parse(&h.value).is_ok_and(|v| !v.more));
-    if alone {
-        msg.headers.remove_at(pos);
-        return;
-    }
     let Some(h) = msg.headers.get_mut(pos) else {
         return;
     };
+    // Without a comma the line holds one via-parm (or does not parse): it goes whole,
+    // without being parsed.
+    if !h.value.contains(',') {
+        msg.headers.remove_at(pos);
+        return;
+    }
     match Via::parse_list(&h.value) {
         Ok(vias) if vias.len() > 1 => {
-            let rest: Vec<String> = vias.iter().skip(1).map(ToString::to_string).collect();
-            h.value = rest.join(", ");
+            use std::fmt::Write as _;
+            let mut rest = String::with_capacity(h.value.len());
+            for (i, v) in vias.iter().skip(1).enumerate() {
+                if i > 0 {
+                    rest.push_str(", ");
+                }
+                // Writing to a String cannot fail.
+                let _ = write!(rest, "{v}");
+            }
+            h.value = rest;
         }
         _ => {
             msg.headers.remove_at(pos);
