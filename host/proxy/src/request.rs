@@ -420,19 +420,44 @@ impl Core {
                 req.set_request_uri(r.uri.to_string());
                 (vec![r.uri], false)
             }
-            None => match self.next_hops.get(route_idx).and_then(|g| g.get(group)) {
-                Some(hops) => {
-                    let keep = hops.iter().all(|u| u.transport().is_none());
-                    (hops.clone(), keep)
-                }
-                None => (
-                    req.request_uri()
-                        .and_then(|u| Uri::parse(u).ok())
-                        .into_iter()
-                        .collect(),
-                    false,
-                ),
-            },
+            None => self.next_hop_destinations(req, route_idx, group),
+        }
+    }
+
+    /// [`Core::destinations`] without explicit targets, for a request it would leave
+    /// unchanged; `None` when it would rewrite it (a strict router first).
+    pub(crate) fn loose_destinations(
+        &self,
+        req: &Message,
+        route_idx: usize,
+        group: usize,
+    ) -> Option<(Vec<Uri>, bool)> {
+        match first_route(req) {
+            Some(r) if r.uri.has_lr() => Some((vec![r.uri], false)),
+            Some(_) => None,
+            None => Some(self.next_hop_destinations(req, route_idx, group)),
+        }
+    }
+
+    /// With no Route: the route's next hops of `group`, else the request URI.
+    fn next_hop_destinations(
+        &self,
+        req: &Message,
+        route_idx: usize,
+        group: usize,
+    ) -> (Vec<Uri>, bool) {
+        match self.next_hops.get(route_idx).and_then(|g| g.get(group)) {
+            Some(hops) => {
+                let keep = hops.iter().all(|u| u.transport().is_none());
+                (hops.clone(), keep)
+            }
+            None => (
+                req.request_uri()
+                    .and_then(|u| Uri::parse(u).ok())
+                    .into_iter()
+                    .collect(),
+                false,
+            ),
         }
     }
 
