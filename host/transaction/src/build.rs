@@ -1,7 +1,7 @@
 //! Messages the transaction layer writes itself: the hop-by-hop ACK (§17.1.1.3), CANCEL
 //! (§9.1), local replies, and the Via edits of §16.7.
 
-use weir_message::{names_equal, CSeq, Message, Method, Via};
+use weir_message::{names_equal, CSeq, Message, Method, Via, ViaRef};
 
 /// Reason phrase of the automatic 100 (Kamailio `auto_inv_100_reason`).
 pub const TRYING_REASON: &str = "trying -- your call is important to us";
@@ -97,11 +97,18 @@ pub fn pop_top_via(msg: &mut Message) {
         msg.headers.remove_at(pos);
         return;
     }
-    match Via::parse_list(&h.value) {
-        Ok(vias) if vias.len() > 1 => {
+    // Several via-parms on the line (SIPp echoes every Via on one): ours is checked
+    // borrowed, and only the others are parsed and written again, as a parse of the
+    // whole line would have them. A line that does not parse goes whole.
+    let rest = split_first(&h.value)
+        .filter(|(first, _)| ViaRef::parse(first).is_ok())
+        .and_then(|(_, rest)| Via::parse_list(rest).ok())
+        .filter(|vias| !vias.is_empty());
+    match rest {
+        Some(vias) => {
             use std::fmt::Write as _;
             let mut rest = String::with_capacity(h.value.len());
-            for (i, v) in vias.iter().skip(1).enumerate() {
+            for (i, v) in vias.iter().enumerate() {
                 if i > 0 {
                     rest.push_str(", ");
                 }
@@ -110,9 +117,56 @@ pub fn pop_top_via(msg: &mut Message) {
             }
             h.value = rest;
         }
-        _ => {
+        None => {
             msg.headers.remove_at(pos);
         }
+    }
+}
+
+/// A list header value cut at its first comma outside quoted strings and `<...>`, as
+/// [`Via::parse_list`] splits it: the first item (trimmed of SP/HT) and the text after
+/// the comma. `None` without such a comma.
+fn split_first(value: &str) -> Option<(&str, &str)> {
+    let (mut in_quote, mut escaped, mut angle) = (false, false, false);
+    for (i, c) in value.bytes().enumerate() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_quote = true,
+            b'<' => angle = true,
+            b'>' => angle = false,
+            b',' if !angle => {
+                let first = value.get(..i)?.trim_matches([' ', '\t']);
+                return Some((first, value.get(i + 1..)?));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// What a transaction keeps of the request it received: the start line and the lines
+/// [`Message::reply`] copies (every Via, From, To, Call-ID, CSeq), in order. Its local
+/// replies come out exactly as from the whole request, without a copy of the rest.
+pub(crate) fn reply_source(req: &Message) -> Message {
+    let kept = ["via", "from", "to", "call-id", "cseq"];
+    Message {
+        start: req.start.clone(),
+        headers: req
+            .headers
+            .iter()
+            .filter(|h| kept.iter().any(|k| names_equal(&h.name, k)))
+            .cloned()
+            .collect(),
+        body: Default::default(),
     }
 }
 
@@ -181,6 +235,26 @@ mod tests {
     }
 
     #[test]
+    fn reply_source_replies_like_the_request() {
+        let inv = req(
+            "INVITE",
+            "z9hG4bKup",
+            "Route: <sip:p2.example.com;lr>\r\nContact: <sip:a@192.0.2.1>\r\n\
+             Timestamp: 54\r\nRecord-Route: <sip:p1.example.com;lr>\r\nv: SIP/2.0/UDP b\r\n",
+        );
+        let src = reply_source(&inv);
+        assert_eq!(src.start, inv.start);
+        assert!(src.headers.get("Contact").is_none() && src.headers.get("Route").is_none());
+        for code in [100, 180, 200, 487, 603] {
+            assert_eq!(
+                local_reply(&src, code, "", "t1", Some("weir")),
+                local_reply(&inv, code, "", "t1", Some("weir")),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
     fn reasons() {
         assert_eq!(cancel_reason(200), COMPLETED_ELSEWHERE);
         assert_eq!(cancel_reason(603), "SIP;cause=603");
@@ -210,6 +284,31 @@ mod tests {
             m.headers.get_all("Via").collect::<Vec<_>>(),
             ["SIP/2.0/UDP b;branch=z9hG4bK2, SIP/2.0/UDP c"]
         );
+        // The same as a parse of the whole line would give.
+        for line in [
+            "SIP/2.0/UDP a;branch=z9hG4bK1 ,SIP/2.0/udp  b:05060 ; received=x;branch=z9hG4bK2",
+            "SIP/2.0/UDP a;branch=z9hG4bK1;q=\"x,y\", SIP/2.0/UDP b;n=\"\\\",\", SIP/2.0/TCP c",
+            "SIP/2.0/UDP a;branch=z9hG4bK1,",
+            "SIP/2.0/UDP a;branch=z9hG4bK1,, SIP/2.0/UDP b",
+            "SIP/2.0/UDP a;branch=z9hG4bK1 x, SIP/2.0/UDP b",
+            "SIP/2.0/UDP a;q=\"no comma, here\"",
+            "garbage, SIP/2.0/UDP b",
+        ] {
+            let mut m = Message::new_response(200, "OK");
+            m.headers.push("Via", line);
+            let want = match Via::parse_list(line) {
+                Ok(v) if v.len() > 1 => Some(
+                    v.iter()
+                        .skip(1)
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                _ => None,
+            };
+            pop_top_via(&mut m);
+            assert_eq!(m.headers.get("Via").map(str::to_string), want, "{line}");
+        }
         // Unparseable: removed, as before.
         let mut m = Message::new_response(200, "OK");
         m.headers.push("Via", "garbage");

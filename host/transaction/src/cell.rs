@@ -9,7 +9,9 @@ use tokio::time::Instant;
 use weir_message::{reason_phrase, Message, Method};
 
 use crate::action::{Action, Timer};
-use crate::build::{cancel_for, local_reply, pop_top_via, CANCELED_REASON, TRYING_REASON};
+use crate::build::{
+    cancel_for, local_reply, pop_top_via, reply_source, CANCELED_REASON, TRYING_REASON,
+};
 use crate::client::{ClientEvent, ClientInvite, ClientNonInvite, ClientNonInviteState, ClientTx};
 use crate::config::{TableConfig, TimerConfig};
 use crate::context::{CtxAction, FinalOptions, ResponseContext};
@@ -67,6 +69,8 @@ pub(crate) struct Cell {
     pub id: TxId,
     pub key: ServerKey,
     invite: bool,
+    /// What local replies are built from: the request's start line and the lines a
+    /// reply copies ([`reply_source`]).
     request: Message,
     peer: Peer,
     server: ServerTx,
@@ -119,7 +123,7 @@ impl Cell {
             id,
             key,
             invite,
-            request: request.clone(),
+            request: reply_source(request),
             peer,
             server: ServerTx::new(&method, peer.transport.is_reliable(), timers),
             ctx: ResponseContext::new(invite, cfg.max_branches, cfg.relay_100),
