@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use weir_config::{Config, OnError};
 use weir_message::{Message, Method, Uri};
 use weir_transaction::{
-    Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target, TimerConfig, TxId,
+    ClientKey, Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target, TimerConfig,
+    TxId,
 };
 use weir_transport::{Destination, FailHook, Transport};
 use weir_wasm::{Hook, Vars, Verdict};
@@ -906,8 +907,12 @@ impl Core {
     /// A response: its client transaction first. Returns it back when no transaction
     /// of ours matches, for the stateless path.
     pub(crate) fn stateful_response(&self, resp: Message, rx: Rx) -> Option<Message> {
-        let route = crate::ident::route_of(&resp);
-        let (outcome, out) = self.tsx.on_response(resp, Instant::now());
+        // The top Via is read once: for the client transaction and for our route.
+        let Ok(key) = ClientKey::of_response(&resp) else {
+            return Some(resp);
+        };
+        let route = crate::ident::parse_branch(&key.branch).map(|(r, _)| r);
+        let (outcome, out) = self.tsx.on_keyed_response(resp, key, Instant::now());
         self.execute(out);
         match outcome {
             ResponseOutcome::Unmatched(resp) => Some(resp),

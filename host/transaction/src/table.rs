@@ -660,9 +660,20 @@ impl TransactionTable {
     /// A response arrived. Step 1: its client transaction (retransmissions absorbed,
     /// our ACK of a non-2xx final sent, a CANCEL owed on the first provisional sent).
     pub fn on_response(&self, resp: Message, now: Instant) -> (ResponseOutcome, Vec<Output>) {
-        let Ok(key) = ClientKey::of_response(&resp) else {
-            return (ResponseOutcome::Unmatched(resp), Vec::new());
-        };
+        match ClientKey::of_response(&resp) {
+            Ok(key) => self.on_keyed_response(resp, key, now),
+            Err(_) => (ResponseOutcome::Unmatched(resp), Vec::new()),
+        }
+    }
+
+    /// [`TransactionTable::on_response`] for a caller that already has the response's
+    /// key (`key` must be [`ClientKey::of_response`] of `resp`).
+    pub fn on_keyed_response(
+        &self,
+        resp: Message,
+        key: ClientKey,
+        now: Instant,
+    ) -> (ResponseOutcome, Vec<Output>) {
         let found = self
             .lock(self.shard_of(key.shard_hash()))
             .client
