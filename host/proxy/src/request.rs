@@ -96,6 +96,23 @@ fn first_route(msg: &Message) -> Option<NameAddr> {
     routes_of(v)?.into_iter().next()
 }
 
+/// Remove the first Route entry, known to parse ([`first_route`] found it): alone on
+/// its line, the line goes without a second parse.
+fn drop_first_route(msg: &mut Message) {
+    let Some(pos) = msg.headers.position("Route") else {
+        return;
+    };
+    if msg
+        .headers
+        .get_at(pos)
+        .is_some_and(|h| !h.value.contains(','))
+    {
+        msg.headers.remove_at(pos);
+    } else {
+        pop_first(msg, "Route", routes_of);
+    }
+}
+
 /// Remove the last Route entry (§16.4 strict-router recovery).
 fn pop_last_route(msg: &mut Message) -> Option<NameAddr> {
     let positions: Vec<usize> = msg
@@ -354,9 +371,7 @@ impl Core {
         // At most two: a double Record-Route (transport change) put two of ours in.
         for _ in 0..2 {
             match first_route(req) {
-                Some(r) if self.ident.is_my_uri(&r.uri) => {
-                    pop_first(req, "Route", routes_of);
-                }
+                Some(r) if self.ident.is_my_uri(&r.uri) => drop_first_route(req),
                 _ => break,
             }
         }
