@@ -78,8 +78,11 @@ pub(crate) struct Cell {
     branches: Vec<Branch>,
     cfg: Arc<TableConfig>,
     timers: TimerConfig,
-    /// To tag of our local replies (RFC 3261 §8.2.6.2), also used for the CANCEL's 200.
-    pub to_tag: String,
+    /// To tag of our local replies (RFC 3261 §8.2.6.2), also used for the CANCEL's 200,
+    /// when set ([`Cell::set_to_tag`]); else [`Cell::to_tag`] makes the transaction's own.
+    to_tag: Option<String>,
+    /// Random per table; part of the transaction's own To tag.
+    tag_seed: u32,
     /// To tag of the final sent upstream (RFC 2543 ACK matching).
     final_to_tag: Option<String>,
     /// The TU dropped the request ([`Cell::release`]).
@@ -105,13 +108,16 @@ fn slot_index(b: usize) -> u16 {
 
 impl Cell {
     /// A transaction for `request` received from `peer`; the lifetime timer is armed.
-    /// Its local To tag is left empty for the table to set.
+    /// Its local To tag is made from `tag_seed` and `id` (unique across restarts too:
+    /// ids restart from 1, the seed does not repeat).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: TxId,
         key: ServerKey,
         request: &Message,
         peer: Peer,
         cfg: Arc<TableConfig>,
+        tag_seed: u32,
         now: Instant,
         fx: &mut Fx,
     ) -> Cell {
@@ -128,7 +134,8 @@ impl Cell {
             server: ServerTx::new(&method, peer.transport.is_reliable(), timers),
             ctx: ResponseContext::new(invite, cfg.max_branches, cfg.relay_100),
             branches: Vec::new(),
-            to_tag: String::new(),
+            to_tag: None,
+            tag_seed,
             cfg,
             timers,
             final_to_tag: None,
@@ -177,13 +184,27 @@ impl Cell {
         self.ctx.has_pending() && self.ctx.answered().is_none()
     }
 
+    /// The To tag of this transaction's local replies.
+    pub fn to_tag(&self) -> String {
+        match &self.to_tag {
+            Some(t) => t.clone(),
+            None => format!("w{:08x}{:x}", self.tag_seed, self.id.0),
+        }
+    }
+
+    /// Use `tag` as the To tag of local replies (a CANCEL's 200 carries its INVITE's).
+    pub fn set_to_tag(&mut self, tag: String) {
+        self.to_tag = Some(tag);
+    }
+
     /// The automatic `100 trying -- your call is important to us`.
     pub fn send_trying(&mut self, now: Instant, fx: &mut Fx) {
+        // A 100 carries no To tag.
         let trying = local_reply(
             &self.request,
             100,
             TRYING_REASON,
-            &self.to_tag,
+            "",
             self.cfg.server_header.as_deref(),
         );
         self.server_event(ServerEvent::Respond(Arc::new(trying)), now, fx);
@@ -243,7 +264,7 @@ impl Cell {
             &self.request,
             code,
             reason,
-            &self.to_tag,
+            &self.to_tag(),
             self.cfg.server_header.as_deref(),
         )
     }
@@ -257,7 +278,8 @@ impl Cell {
         for a in acts {
             match a {
                 Action::Send(m) => {
-                    if m.status().is_some_and(|c| c >= 200) {
+                    // Only RFC 2543 ACK matching looks at it.
+                    if self.key.is_rfc2543() && m.status().is_some_and(|c| c >= 200) {
                         self.final_to_tag = m.to_tag();
                     }
                     fx.out.push(Output::Response {
@@ -336,7 +358,7 @@ impl Cell {
             &self.request,
             code,
             reason,
-            &self.to_tag,
+            &self.to_tag(),
             self.cfg.server_header.as_deref(),
         );
         for (n, v) in headers {

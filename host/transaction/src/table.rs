@@ -361,9 +361,16 @@ impl TransactionTable {
     ) -> Result<TxId> {
         self.reserve()?;
         let id = shard.alloc_id();
-        let mut cell = Cell::new(id, key.clone(), req, from, self.cfg.clone(), now, fx);
-        // Unique across restarts too: ids restart from 1, the seed does not repeat.
-        cell.to_tag = format!("w{:08x}{:x}", self.tag_seed, id.0);
+        let cell = Cell::new(
+            id,
+            key.clone(),
+            req,
+            from,
+            self.cfg.clone(),
+            self.tag_seed,
+            now,
+            fx,
+        );
         shard.server.insert(key, id);
         shard.cells.insert(id, cell);
         Ok(id)
@@ -519,7 +526,7 @@ impl TransactionTable {
         let (pending, to_tag) = shard
             .cells
             .get(&inv)
-            .map(|c| (c.has_pending_branches(), c.to_tag.clone()))
+            .map(|c| (c.has_pending_branches(), c.to_tag()))
             .unwrap_or_default();
         let reason = if pending {
             CANCELING_REASON
@@ -530,7 +537,7 @@ impl TransactionTable {
         match self.create(shard, key, req, from, now, fx) {
             Ok(tx) => {
                 if let Some(c) = shard.cells.get_mut(&tx) {
-                    c.to_tag = to_tag;
+                    c.set_to_tag(to_tag);
                     let _ = c.reply(200, reason, &[], now, fx);
                 }
                 shard.reap(tx, &self.len, fx);
