@@ -127,6 +127,12 @@ pub fn pop_top_via(msg: &mut Message) {
 /// [`Via::parse_list`] splits it: the first item (trimmed of SP/HT) and the text after
 /// the comma. `None` without such a comma.
 fn split_first(value: &str) -> Option<(&str, &str)> {
+    let comma = value.find(',')?;
+    let before = value.get(..comma)?;
+    if !before.contains(['"', '<']) {
+        // Nothing before the first comma could hide it: it ends the first item.
+        return Some((before.trim_matches([' ', '\t']), value.get(comma + 1..)?));
+    }
     let (mut in_quote, mut escaped, mut angle) = (false, false, false);
     for (i, c) in value.bytes().enumerate() {
         if in_quote {
