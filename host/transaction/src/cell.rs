@@ -85,6 +85,8 @@ pub(crate) struct Cell {
     tag_seed: u32,
     /// To tag of the final sent upstream (RFC 2543 ACK matching).
     final_to_tag: Option<String>,
+    /// An empty buffer for the actions of the next machine event (its capacity reused).
+    acts: Vec<Action>,
     /// The TU dropped the request ([`Cell::release`]).
     released: bool,
     /// Timer slots queued so far.
@@ -139,6 +141,7 @@ impl Cell {
             cfg,
             timers,
             final_to_tag: None,
+            acts: Vec::new(),
             released: false,
             slots: Vec::new(),
             created: now,
@@ -272,10 +275,10 @@ impl Cell {
     // === Server side ===
 
     fn server_event(&mut self, ev: ServerEvent, now: Instant, fx: &mut Fx) -> bool {
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         self.server.on_event(ev, now, &mut acts);
         let mut delivered = false;
-        for a in acts {
+        for a in acts.drain(..) {
             match a {
                 Action::Send(m) => {
                     // Only RFC 2543 ACK matching looks at it.
@@ -299,6 +302,8 @@ impl Cell {
                 Action::Terminated => {}
             }
         }
+        // Emptied: kept for the next event.
+        self.acts = acts;
         delivered
     }
 
@@ -406,7 +411,7 @@ impl Cell {
         for (t, key) in targets.into_iter().zip(keys) {
             let b = self.ctx.add_branch()?;
             let reliable = t.to.transport.is_reliable();
-            let mut acts = Vec::new();
+            let mut acts = std::mem::take(&mut self.acts);
             let client = if self.invite {
                 ClientTx::Invite(ClientInvite::start(
                     t.request,
@@ -455,14 +460,14 @@ impl Cell {
         &mut self,
         b: usize,
         role: Role,
-        acts: Vec<Action>,
+        mut acts: Vec<Action>,
         now: Instant,
         fx: &mut Fx,
     ) -> Option<Message> {
         let peer = self.branches.get(b).map(|br| br.peer)?;
         let mut delivered = None;
         let mut timed_out = false;
-        for a in acts {
+        for a in acts.drain(..) {
             match a {
                 Action::Send(m) => fx.out.push(Output::Request {
                     tx: self.id,
@@ -489,6 +494,8 @@ impl Cell {
                 Action::Terminated => {}
             }
         }
+        // Emptied: kept for the next event.
+        self.acts = acts;
         if timed_out && role == Role::Main {
             let acts = self.ctx.on_timeout(b);
             self.apply(acts, now, fx);
@@ -499,7 +506,7 @@ impl Cell {
     /// Branch `b`'s request could not be sent: its client transaction ends (nothing to
     /// retransmit, nothing to CANCEL) and the branch counts as a local 477.
     pub fn on_transport_error(&mut self, b: usize, now: Instant, fx: &mut Fx) {
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         match self.branches.get_mut(b) {
             Some(br) => br.client.on_event(ClientEvent::Expire, now, &mut acts),
             None => return,
@@ -524,7 +531,7 @@ impl Cell {
             branch: br.key.branch.clone(),
             method: Method::Cancel,
         };
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         let tx = ClientNonInvite::start(cancel, reliable, self.timers, now, &mut acts);
         if let Some(br) = self.branches.get_mut(b) {
             br.cancel = Some(tx);
@@ -550,7 +557,7 @@ impl Cell {
         now: Instant,
         fx: &mut Fx,
     ) -> Option<Message> {
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         {
             let br = self.branches.get_mut(b)?;
             match role {
@@ -674,7 +681,7 @@ impl Cell {
     }
 
     fn client_timer(&mut self, b: usize, role: Role, t: Timer, now: Instant, fx: &mut Fx) {
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         {
             let Some(br) = self.branches.get_mut(b) else {
                 return;
@@ -708,7 +715,7 @@ impl Cell {
             if !pending {
                 continue;
             }
-            let mut acts = Vec::new();
+            let mut acts = std::mem::take(&mut self.acts);
             if let Some(br) = self.branches.get_mut(b) {
                 br.client.on_event(ClientEvent::Expire, now, &mut acts);
             }
