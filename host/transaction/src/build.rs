@@ -164,14 +164,17 @@ fn split_first(value: &str) -> Option<(&str, &str)> {
 /// replies come out exactly as from the whole request, without a copy of the rest.
 pub(crate) fn reply_source(req: &Message) -> Message {
     let kept = ["via", "from", "to", "call-id", "cseq"];
-    Message {
-        start: req.start.clone(),
-        headers: req
-            .headers
+    // Room for the usual lines at once (collecting a Vec keeps its buffer).
+    let mut lines = Vec::with_capacity(8);
+    lines.extend(
+        req.headers
             .iter()
             .filter(|h| kept.iter().any(|k| names_equal(&h.name, k)))
-            .cloned()
-            .collect(),
+            .cloned(),
+    );
+    Message {
+        start: req.start.clone(),
+        headers: lines.into_iter().collect(),
         body: Default::default(),
     }
 }

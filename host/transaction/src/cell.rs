@@ -143,7 +143,8 @@ impl Cell {
             final_to_tag: None,
             acts: Vec::new(),
             released: false,
-            slots: Vec::new(),
+            // Lifetime, the server's and a branch's timers, without regrowing.
+            slots: Vec::with_capacity(8),
             created: now,
             lifetime_at: Some(lifetime_at),
         };
