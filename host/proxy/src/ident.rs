@@ -2,7 +2,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use weir_message::{Message, Uri, Via};
+use weir_message::{Message, Uri, Via, ViaRef};
 use weir_transport::{ListenerInfo, Transport};
 
 /// RFC 3261 magic cookie.
@@ -44,13 +44,20 @@ impl Identity {
     /// Whether `host[:port]` names this proxy. A missing port means the default 5060
     /// (5061 for `sips`), which must be one of ours.
     pub fn is_me(&self, host: &str, port: Option<u16>, secure: bool) -> bool {
-        let host = host.to_ascii_lowercase();
         let port = port.unwrap_or(if secure { 5061 } else { 5060 });
-        let named = self.aliases.contains(&host);
+        // `name` equals `host` lowercased (compared without making the lowercase copy).
+        let is_host = |name: &str| {
+            name.len() == host.len()
+                && name
+                    .bytes()
+                    .zip(host.bytes())
+                    .all(|(n, h)| n == h.to_ascii_lowercase())
+        };
+        let named = self.aliases.iter().any(|a| is_host(a));
         if named {
             return self.port_is_ours(port);
         }
-        self.addrs.iter().any(|(h, p, _)| *h == host && *p == port)
+        self.addrs.iter().any(|(h, p, _)| *p == port && is_host(h))
     }
 
     /// Whether a URI points at this proxy.
@@ -75,20 +82,29 @@ impl Identity {
 /// Hash of what identifies the transaction upstream: the incoming top Via branch when it
 /// carries the RFC 3261 cookie, so that retransmissions, the CANCEL and the ACK of a
 /// non-2xx reply get the same branch downstream (§16.11); otherwise the RFC 2543 fields.
-fn txn_hash(req: &Message, top: &Via) -> u64 {
+fn txn_hash(req: &Message, top: &ViaRef<'_>) -> u64 {
     let mut h = DefaultHasher::new();
     match top.branch() {
         Some(b) if b.starts_with(COOKIE) => {
             b.hash(&mut h);
-            top.host.to_ascii_lowercase().hash(&mut h);
+            // The host lowercased (a copy only when it has capitals).
+            if top.host.bytes().any(|c| c.is_ascii_uppercase()) {
+                top.host.to_ascii_lowercase().hash(&mut h);
+            } else {
+                top.host.hash(&mut h);
+            }
             top.port.hash(&mut h);
         }
         _ => {
             req.request_uri().hash(&mut h);
-            req.from_tag().hash(&mut h);
+            req.from_tag_ref().hash(&mut h);
             req.call_id().hash(&mut h);
             req.cseq().ok().map(|c| c.seq).hash(&mut h);
-            top.to_string().hash(&mut h);
+            // The whole via-parm, as re-serialised (rare: RFC 2543 peers only).
+            req.top_via()
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+                .hash(&mut h);
         }
     }
     h.finish()
@@ -99,7 +115,7 @@ fn txn_hash(req: &Message, top: &Via) -> u64 {
 pub(crate) fn loop_hash(req: &Message) -> u32 {
     let mut h = DefaultHasher::new();
     req.request_uri().hash(&mut h);
-    req.from_tag().hash(&mut h);
+    req.from_tag_ref().hash(&mut h);
     req.call_id().hash(&mut h);
     req.cseq().ok().map(|c| c.seq).hash(&mut h);
     for v in req.headers.get_all("Proxy-Require") {
@@ -113,7 +129,7 @@ pub(crate) fn loop_hash(req: &Message) -> u32 {
 }
 
 /// The branch for a request leaving by `route` (index into the route table).
-pub(crate) fn branch(req: &Message, top: &Via, route: usize, loop_hash: u32) -> String {
+pub(crate) fn branch(req: &Message, top: &ViaRef<'_>, route: usize, loop_hash: u32) -> String {
     format!("{MARK}{route}x{:016x}{loop_hash:08x}", txn_hash(req, top))
 }
 
@@ -129,7 +145,7 @@ pub(crate) fn parse_branch(branch: &str) -> Option<(usize, u32)> {
 
 /// The route index in the top Via's branch, when that Via is ours.
 pub(crate) fn route_of(msg: &Message) -> Option<usize> {
-    let top = msg.top_via().ok()?;
+    let top = msg.top_via_ref().ok()?;
     top.branch().and_then(parse_branch).map(|(r, _)| r)
 }
 
@@ -137,8 +153,8 @@ pub(crate) fn route_of(msg: &Message) -> Option<usize> {
 pub(crate) fn to_tag(req: &Message) -> String {
     let mut h = DefaultHasher::new();
     req.call_id().hash(&mut h);
-    req.from_tag().hash(&mut h);
-    if let Ok(v) = req.top_via() {
+    req.from_tag_ref().hash(&mut h);
+    if let Ok(v) = req.top_via_ref() {
         v.branch().hash(&mut h);
     }
     format!("w{:016x}", h.finish())
@@ -155,12 +171,33 @@ mod tests {
             &weir_message::Limits::default(),
         )
         .unwrap();
-        let top = req.top_via().unwrap();
+        let top = req.top_via_ref().unwrap();
         let lh = loop_hash(&req);
         let b = branch(&req, &top, 3, lh);
         assert!(b.starts_with("z9hG4bKw3x"));
         assert_eq!(parse_branch(&b), Some((3, lh)));
         assert_eq!(b, branch(&req, &top, 3, lh), "stable for retransmissions");
+        // The hash is the one of the owned Via's lowercased host and owned From tag.
+        let mut h = DefaultHasher::new();
+        "z9hG4bKabc".hash(&mut h);
+        "192.0.2.1".to_string().hash(&mut h);
+        None::<u16>.hash(&mut h);
+        assert!(b.contains(&format!("x{:016x}", h.finish())));
+        let upper = Message::parse(
+            b"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP Host.Example.COM;branch=z9hG4bKabc\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
+            &weir_message::Limits::default(),
+        )
+        .unwrap();
+        let lower = Message::parse(
+            b"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP host.example.com;branch=z9hG4bKabc\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
+            &weir_message::Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            branch(&upper, &upper.top_via_ref().unwrap(), 3, lh),
+            branch(&lower, &lower.top_via_ref().unwrap(), 3, lh),
+            "sent-by host compared case-insensitively"
+        );
         assert_eq!(parse_branch("z9hG4bKother"), None);
         assert_eq!(parse_branch("z9hG4bKw1xshort"), None);
     }
@@ -181,5 +218,16 @@ mod tests {
         assert!(id.is_me("PROXY.example.com", None, false));
         assert!(!id.is_me("proxy.example.com", None, true));
         assert!(!id.is_me("192.0.2.1", Some(5060), false));
+        assert!(!id.is_me("proxy.example.co", None, false));
+        // Aliases are compared as configured with the host lowercased.
+        let l = ListenerInfo {
+            name: "u".into(),
+            transport: Transport::Udp,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            host: "127.0.0.1".into(),
+            port: 5060,
+        };
+        let id = Identity::new(&[l], &["Proxy.example.com".into()]);
+        assert!(!id.is_me("Proxy.example.com", None, false));
     }
 }

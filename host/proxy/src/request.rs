@@ -1,6 +1,7 @@
 //! Requests: sanity, local answers, route selection, the module chain and stateless
 //! forwarding (RFC 3261 §16.3–16.6, §16.11).
 
+use std::borrow::Borrow;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -93,6 +94,23 @@ fn routes_of(v: &str) -> Option<Vec<NameAddr>> {
 fn first_route(msg: &Message) -> Option<NameAddr> {
     let v = msg.headers.get("Route")?;
     routes_of(v)?.into_iter().next()
+}
+
+/// Remove the first Route entry, known to parse ([`first_route`] found it): alone on
+/// its line, the line goes without a second parse.
+fn drop_first_route(msg: &mut Message) {
+    let Some(pos) = msg.headers.position("Route") else {
+        return;
+    };
+    if msg
+        .headers
+        .get_at(pos)
+        .is_some_and(|h| !h.value.contains(','))
+    {
+        msg.headers.remove_at(pos);
+    } else {
+        pop_first(msg, "Route", routes_of);
+    }
 }
 
 /// Remove the last Route entry (§16.4 strict-router recovery).
@@ -350,9 +368,7 @@ impl Core {
         // At most two: a double Record-Route (transport change) put two of ours in.
         for _ in 0..2 {
             match first_route(req) {
-                Some(r) if self.ident.is_my_uri(&r.uri) => {
-                    pop_first(req, "Route", routes_of);
-                }
+                Some(r) if self.ident.is_my_uri(&r.uri) => drop_first_route(req),
                 _ => break,
             }
         }
@@ -416,19 +432,44 @@ impl Core {
                 req.set_request_uri(r.uri.to_string());
                 (vec![r.uri], false)
             }
-            None => match self.next_hops.get(route_idx).and_then(|g| g.get(group)) {
-                Some(hops) => {
-                    let keep = hops.iter().all(|u| u.transport().is_none());
-                    (hops.clone(), keep)
-                }
-                None => (
-                    req.request_uri()
-                        .and_then(|u| Uri::parse(u).ok())
-                        .into_iter()
-                        .collect(),
-                    false,
-                ),
-            },
+            None => self.next_hop_destinations(req, route_idx, group),
+        }
+    }
+
+    /// [`Core::destinations`] without explicit targets, for a request it would leave
+    /// unchanged; `None` when it would rewrite it (a strict router first).
+    pub(crate) fn loose_destinations(
+        &self,
+        req: &Message,
+        route_idx: usize,
+        group: usize,
+    ) -> Option<(Vec<Uri>, bool)> {
+        match first_route(req) {
+            Some(r) if r.uri.has_lr() => Some((vec![r.uri], false)),
+            Some(_) => None,
+            None => Some(self.next_hop_destinations(req, route_idx, group)),
+        }
+    }
+
+    /// With no Route: the route's next hops of `group`, else the request URI.
+    fn next_hop_destinations(
+        &self,
+        req: &Message,
+        route_idx: usize,
+        group: usize,
+    ) -> (Vec<Uri>, bool) {
+        match self.next_hops.get(route_idx).and_then(|g| g.get(group)) {
+            Some(hops) => {
+                let keep = hops.iter().all(|u| u.transport().is_none());
+                (hops.clone(), keep)
+            }
+            None => (
+                req.request_uri()
+                    .and_then(|u| Uri::parse(u).ok())
+                    .into_iter()
+                    .collect(),
+                false,
+            ),
         }
     }
 
@@ -567,7 +608,7 @@ impl Core {
         if record_route {
             self.record_route(&mut req, rx.listener, out);
         }
-        let top = req.top_via().ok()?;
+        let top = req.top_via_ref().ok()?;
         let b = branch(&req, &top, route_idx, lh);
         let via = self.via_for(out, &b, suffix);
         req.headers.insert(0, "Via", via);
@@ -662,9 +703,17 @@ impl Core {
     }
 
     /// Send a response to where its top Via says (on streams: the connection it came
-    /// in on, whose address the stamped Via carries).
-    pub(crate) fn send_response(&self, resp: Message, rx: Rx) {
-        let Some(target) = resp.top_via().ok().as_ref().and_then(resolve::of_via) else {
+    /// in on, whose address the stamped Via carries). The response may be shared (the
+    /// transaction layer keeps the one it hands over for retransmission).
+    pub(crate) fn send_response<M>(&self, resp: M, rx: Rx)
+    where
+        M: Borrow<Message> + Send + 'static,
+    {
+        let target = match resp.borrow().top_via_ref() {
+            Ok(top) => resolve::of_via_ref(&top),
+            Err(_) => None,
+        };
+        let Some(target) = target else {
             inc(&self.stats.responses_dropped);
             return;
         };
@@ -672,7 +721,10 @@ impl Core {
     }
 
     /// Send a response to a destination already taken from its top Via.
-    pub(crate) fn send_response_to(&self, resp: Message, rx: Rx, target: resolve::Target) {
+    pub(crate) fn send_response_to<M>(&self, resp: M, rx: Rx, target: resolve::Target)
+    where
+        M: Borrow<Message> + Send + 'static,
+    {
         self.resolve_then(target, move |core, dest| {
             let Some(out) =
                 core.transports
@@ -681,7 +733,7 @@ impl Core {
                 inc(&core.stats.responses_dropped);
                 return;
             };
-            core.send(dest, out, &resp);
+            core.send(dest, out, resp.borrow());
         });
     }
 }

@@ -4,7 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use weir_message::{Scheme, Uri, Via};
+#[cfg(test)]
+use weir_message::Via;
+use weir_message::{Scheme, Uri, ViaRef};
 use weir_transport::{Destination, Transport};
 
 use crate::stats::inc;
@@ -110,13 +112,43 @@ pub(crate) fn of_uri(uri: &Uri) -> Result<Target, Unusable> {
     Ok(target(host, uri.port.unwrap_or(5060), transport))
 }
 
-/// Where a response goes by its (new) top Via (RFC 3261 §18.2.2, RFC 3581).
-pub(crate) fn of_via(via: &Via) -> Option<Target> {
-    let transport = transport_named(&via.transport).ok()?;
-    let host = via.received().unwrap_or(&via.host);
-    let port = match via.rport() {
+/// Where a response goes by its (new) top Via (RFC 3261 §18.2.2, RFC 3581), from a
+/// parsed Via: the tests' reference for [`of_via_ref`], which the proxy uses.
+#[cfg(test)]
+fn of_via(via: &Via) -> Option<Target> {
+    sent_to(
+        &via.transport,
+        via.received(),
+        &via.host,
+        via.rport(),
+        via.port,
+    )
+}
+
+/// Where a response goes by its (new) top Via (RFC 3261 §18.2.2, RFC 3581), read
+/// borrowed.
+pub(crate) fn of_via_ref(via: &ViaRef<'_>) -> Option<Target> {
+    sent_to(
+        via.transport,
+        via.received(),
+        via.host,
+        via.rport(),
+        via.port,
+    )
+}
+
+fn sent_to(
+    transport: &str,
+    received: Option<&str>,
+    host: &str,
+    rport: Option<Option<u16>>,
+    port: Option<u16>,
+) -> Option<Target> {
+    let transport = transport_named(transport).ok()?;
+    let host = received.unwrap_or(host);
+    let port = match rport {
         Some(Some(p)) => p,
-        _ => via.port.unwrap_or(5060),
+        _ => port.unwrap_or(5060),
     };
     Some(target(host, port, transport))
 }
@@ -210,6 +242,16 @@ mod tests {
                 addr: "127.0.0.3:4000".parse().unwrap()
             })
         );
+        for text in [
+            "SIP/2.0/UDP 192.0.2.1:5062;received=127.0.0.3;rport=4000;branch=z9hG4bK1",
+            "SIP/2.0/udp host.example.com;rport;branch=z9hG4bK1",
+            "SIP/2.0/tcp [::1]:5070;branch=z9hG4bK1, SIP/2.0/UDP 192.0.2.2",
+            "SIP/2.0/SCTP 192.0.2.1;branch=z9hG4bK1",
+        ] {
+            let owned = of_via(&Via::parse(text).unwrap());
+            let borrowed = of_via_ref(&ViaRef::parse(text).unwrap());
+            assert_eq!(owned, borrowed, "{text}");
+        }
         let v = Via::parse("SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1").unwrap();
         assert_eq!(
             of_via(&v).unwrap(),

@@ -4,7 +4,6 @@
 use weir_message::{Message, Via, ViaRef};
 
 use crate::ident::parse_branch;
-use crate::request::join;
 use crate::resolve;
 use crate::stats::inc;
 use crate::{Core, Rx};
@@ -43,58 +42,61 @@ impl Core {
             }
             _ => None,
         };
-        if let Some(route) = alone {
-            resp.headers.remove_at(pos);
-            let Ok(next) = resp.top_via() else {
-                // It answered a request we originated: nothing to relay.
-                inc(&self.stats.responses_dropped);
-                return;
-            };
-            return self.relay_response(resp, rx, route, &next);
-        }
-        let Some(mut line) = resp
-            .headers
-            .get_at(pos)
-            .and_then(|h| Via::parse_list(&h.value).ok())
-            .filter(|l| !l.is_empty())
-        else {
-            inc(&self.stats.responses_dropped);
-            return;
+        let route = match alone {
+            Some(route) => {
+                resp.headers.remove_at(pos);
+                route
+            }
+            None => {
+                // Several via-parms on our line (SIPp's UAS echoes every Via on one):
+                // ours is read borrowed, and the others stay as they were written.
+                let Some(line) = resp.headers.get_at(pos).map(|h| h.value.clone()) else {
+                    inc(&self.stats.responses_dropped);
+                    return;
+                };
+                let (Ok(top), Some(rest)) = (ViaRef::parse(&line), Via::rest_of_line(&line)) else {
+                    inc(&self.stats.responses_dropped);
+                    return;
+                };
+                let tls = top.transport.eq_ignore_ascii_case("TLS");
+                if !self.ident.is_me(top.host, top.port, tls) {
+                    // §18.1.2: a response whose top Via is not ours is discarded.
+                    inc(&self.stats.responses_dropped);
+                    tracing::debug!(src = %rx.src, "response not for us dropped");
+                    return;
+                }
+                if let Some(h) = resp.headers.get_mut(pos) {
+                    h.value = rest;
+                }
+                top.branch().and_then(parse_branch).map(|(r, _)| r)
+            }
         };
-        let top = line.remove(0);
-        if !self.ident.is_my_via(&top) {
-            // §18.1.2: a response whose top Via is not ours is discarded.
-            inc(&self.stats.responses_dropped);
-            tracing::debug!(src = %rx.src, "response not for us dropped");
-            return;
-        }
-        let route = top.branch().and_then(parse_branch).map(|(r, _)| r);
-        let next = if let (Some(next), Some(h)) = (line.first().cloned(), resp.headers.get_mut(pos))
-        {
-            h.value = join(&line).into();
-            Some(next)
-        } else {
-            resp.headers.remove_at(pos);
-            resp.top_via().ok()
-        };
-        let Some(next) = next else {
+        // The next Via (now the top one) says where the response goes.
+        let Ok(next) = resp.top_via_ref().map(|v| resolve::of_via_ref(&v)) else {
             // It answered a request we originated: nothing to relay.
             inc(&self.stats.responses_dropped);
             return;
         };
-        self.relay_response(resp, rx, route, &next);
+        self.relay_response(resp, rx, route, next);
     }
 
     /// Run the reply chain of `route` (the route index in our branch) and relay the
-    /// response, our Via removed, by `next`, its new top Via.
-    fn relay_response(&self, mut resp: Message, rx: Rx, route: Option<usize>, next: &Via) {
+    /// response, our Via removed, to `target` (from its new top Via; `None`: none
+    /// usable).
+    fn relay_response(
+        &self,
+        mut resp: Message,
+        rx: Rx,
+        route: Option<usize>,
+        target: Option<resolve::Target>,
+    ) {
         if let Some(route) = route.and_then(|r| self.routes.get(r)) {
             if !route.reply.is_empty() && !self.reply_chain(route, &mut resp, rx) {
                 inc(&self.stats.module_dropped);
                 return;
             }
         }
-        let Some(target) = resolve::of_via(next) else {
+        let Some(target) = target else {
             inc(&self.stats.responses_dropped);
             return;
         };

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use weir_config::{Config, OnError};
 use weir_message::{Message, Method, Uri};
 use weir_transaction::{
-    Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target, TimerConfig, TxId,
+    ClientKey, Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target, TimerConfig,
+    TxId,
 };
 use weir_transport::{Destination, FailHook, Transport};
 use weir_wasm::{Hook, Vars, Verdict};
@@ -614,18 +615,30 @@ impl Core {
     /// Start a leg: resolve the destinations, build one branch per destination, arm the
     /// failure hook when something could follow, and hand the branches to the table.
     pub(crate) fn fork(&self, tx: TxId, mut ctx: TxCtx, explicit: Option<Vec<BranchTarget>>) {
-        let mut req = ctx.req.clone();
-        let (branches, keep_transport) = match explicit {
-            Some(b) => (b, false),
-            None => {
-                let (uris, keep) = self.destinations(&mut req, ctx.route_idx, None, ctx.group);
-                (uris.into_iter().map(BranchTarget::to).collect(), keep)
-            }
-        };
         ctx.from_next_hops &= self
             .next_hops
             .get(ctx.route_idx)
             .is_some_and(|g| !g.is_empty());
+        // The leg's own copy of the request, made here only when the destinations
+        // rewrite it (a strict router); otherwise below, once it is known whether the
+        // context keeps the request.
+        let mut edited = None;
+        let (branches, keep_transport) = match explicit {
+            Some(b) => (b, false),
+            None => {
+                let (uris, keep) = match self.loose_destinations(&ctx.req, ctx.route_idx, ctx.group)
+                {
+                    Some(d) => d,
+                    None => {
+                        let mut req = ctx.req.clone();
+                        let d = self.destinations(&mut req, ctx.route_idx, None, ctx.group);
+                        edited = Some(req);
+                        d
+                    }
+                };
+                (uris.into_iter().map(BranchTarget::to).collect(), keep)
+            }
+        };
         let mut targets = Vec::with_capacity(branches.len());
         for b in branches {
             match resolve::of_uri(&b.hop) {
@@ -638,8 +651,22 @@ impl Core {
             self.tx_reply(tx, 478, "Unresolvable Destination", &[]);
             return;
         }
+        let ready = targets.iter().all(|(t, _)| matches!(t, Dest::Ready(_)));
+        // Starting now: whether the context stays is known now, and if it does not,
+        // the leg takes its request instead of a copy. After a name lookup it is
+        // decided then, as the leg starts.
+        let keep = ready.then(|| self.keeps_context(tx, &ctx));
+        let mut req = match edited {
+            Some(req) => req,
+            // The context is dropped when the leg starts: an empty request stays in it.
+            None if keep == Some(false) => std::mem::replace(
+                &mut ctx.req,
+                Message::new_request(Method::Options, String::new()),
+            ),
+            None => ctx.req.clone(),
+        };
         let record_route = self.prepare_forward(&mut req, ctx.route_idx, ctx.max_forwards);
-        if targets.iter().all(|(t, _)| matches!(t, Dest::Ready(_))) {
+        if ready {
             let dests = targets
                 .into_iter()
                 .filter_map(|(t, b)| match t {
@@ -647,7 +674,7 @@ impl Core {
                     Dest::Lookup { .. } => None,
                 })
                 .collect();
-            self.start_leg(tx, ctx, &req, dests, record_route);
+            self.start_leg(tx, ctx, req, dests, record_route, keep);
             return;
         }
         // Some names to look up first: do it off the message path, then start the leg.
@@ -679,7 +706,7 @@ impl Core {
             if dests.is_empty() {
                 core.tx_reply(tx, 478, "Unresolvable Destination", &[]);
             } else {
-                core.start_leg(tx, ctx, &req, dests, record_route);
+                core.start_leg(tx, ctx, req, dests, record_route, None);
             }
         });
     }
@@ -688,13 +715,17 @@ impl Core {
         &self,
         tx: TxId,
         ctx: TxCtx,
-        req: &Message,
+        req: Message,
         dests: Vec<(Destination, BranchTarget)>,
         record_route: bool,
+        keep: Option<bool>,
     ) {
         let mut targets = Vec::with_capacity(dests.len());
         let mut looped = false;
-        for (dest, branch) in dests {
+        // The last branch takes the leg's request itself, the others a copy.
+        let mut req = Some(req);
+        let last = dests.len().saturating_sub(1);
+        for (i, (dest, branch)) in dests.into_iter().enumerate() {
             if self.is_own_listener(dest) {
                 looped = true;
                 continue;
@@ -707,7 +738,10 @@ impl Core {
                 continue;
             };
             let n = self.branch_seq.fetch_add(1, Ordering::Relaxed);
-            let mut copy = req.clone();
+            let copy = if i == last { req.take() } else { req.clone() };
+            let Some(mut copy) = copy else {
+                continue;
+            };
             branch.edit(&mut copy);
             let Some(request) = self.outgoing(
                 copy,
@@ -739,20 +773,8 @@ impl Core {
             return;
         }
         let n = targets.len();
-        let route = self.routes.get(ctx.route_idx);
-        let more_groups = ctx.from_next_hops
-            && self
-                .next_hops
-                .get(ctx.route_idx)
-                .is_some_and(|g| ctx.group + 1 < g.len());
-        let has_failure_chain = route.is_some_and(|r| !r.failure.is_empty());
-        let kept = self.is_parked(tx)
-            || self
-                .services
-                .get()
-                .and_then(std::sync::Weak::upgrade)
-                .is_some_and(|s| s.is_watched(tx));
-        if (more_groups || has_failure_chain || kept) && self.tsx.arm_failure(tx).is_ok() {
+        let keep = keep.unwrap_or_else(|| self.keeps_context(tx, &ctx));
+        if keep && self.tsx.arm_failure(tx).is_ok() {
             self.contexts().insert(tx, Arc::new(ctx));
         }
         match self.tsx.forward(tx, targets, Instant::now()) {
@@ -765,6 +787,28 @@ impl Core {
                 self.tx_reply(tx, e.status(), "", &[]);
             }
         }
+    }
+
+    /// Whether `tx` keeps its context (for a failure chain, the route's next group, or
+    /// later branches) when a leg starts.
+    fn keeps_context(&self, tx: TxId, ctx: &TxCtx) -> bool {
+        let more_groups = ctx.from_next_hops
+            && self
+                .next_hops
+                .get(ctx.route_idx)
+                .is_some_and(|g| ctx.group + 1 < g.len());
+        let has_failure_chain = self
+            .routes
+            .get(ctx.route_idx)
+            .is_some_and(|r| !r.failure.is_empty());
+        more_groups
+            || has_failure_chain
+            || self.is_parked(tx)
+            || self
+                .services
+                .get()
+                .and_then(std::sync::Weak::upgrade)
+                .is_some_and(|s| s.is_watched(tx))
     }
 
     /// Every branch of the current leg failed and the hook was armed: the failure chain
@@ -863,8 +907,12 @@ impl Core {
     /// A response: its client transaction first. Returns it back when no transaction
     /// of ours matches, for the stateless path.
     pub(crate) fn stateful_response(&self, resp: Message, rx: Rx) -> Option<Message> {
-        let route = crate::ident::route_of(&resp);
-        let (outcome, out) = self.tsx.on_response(resp, Instant::now());
+        // The top Via is read once: for the client transaction and for our route.
+        let Ok(key) = ClientKey::of_response(&resp) else {
+            return Some(resp);
+        };
+        let route = crate::ident::parse_branch(&key.branch).map(|(r, _)| r);
+        let (outcome, out) = self.tsx.on_keyed_response(resp, key, Instant::now());
         self.execute(out);
         match outcome {
             ResponseOutcome::Unmatched(resp) => Some(resp),

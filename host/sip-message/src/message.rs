@@ -1564,7 +1564,10 @@ mod tests {
             let (a, p) = (raw.as_ptr() as usize, s.as_ptr() as usize);
             p >= a && p + s.len() <= a + raw.len()
         };
-        assert!(m.headers.iter().all(|h| inside(&h.name) && inside(&h.value)));
+        assert!(m
+            .headers
+            .iter()
+            .all(|h| inside(&h.name) && inside(&h.value)));
         assert!(inside(m.request_uri().unwrap()));
         // a folded value is joined into a string of its own
         let folded = Bytes::from(options("Subject: a\n b\n", "Content-Length: 0\n", ""));

@@ -7,6 +7,7 @@ use crate::chars::{
     take_while, ParamStyle,
 };
 use crate::error::HeaderError;
+use crate::text::Text;
 use crate::uri::valid_host;
 
 /// One `via-parm`: `SIP/2.0/<transport> <host>[:<port>] *(;param)`.
@@ -259,6 +260,37 @@ impl Via {
         split_list(value).map(Self::parse_one).collect()
     }
 
+    /// What is left of a Via line when its first via-parm goes (RFC 3261 §16.7 step 9):
+    /// the other via-parms as written, sharing `value`'s storage. `None` when the line
+    /// holds only one, or when it does not parse as [`Via::parse_list`] would (then the
+    /// whole line goes). The via-parms are checked without being built.
+    ///
+    /// ```
+    /// use weir_message::{Text, Via};
+    /// let line = Text::from("SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/udp  b ;x=1");
+    /// assert_eq!(Via::rest_of_line(&line).unwrap(), "SIP/2.0/udp  b ;x=1");
+    /// assert!(Via::rest_of_line(&Text::from("SIP/2.0/UDP a")).is_none());
+    /// assert!(Via::rest_of_line(&Text::from("SIP/2.0/UDP a, junk")).is_none());
+    /// ```
+    pub fn rest_of_line(value: &Text) -> Option<Text> {
+        let (first, rest) = split_first(value)?;
+        let rest = rest.trim_matches([' ', '\t']);
+        (ViaRef::parse(first).is_ok() && Via::is_valid_list(rest)).then(|| value.slice_ref(rest))
+    }
+
+    /// Whether [`Via::parse_list`] would parse `value` into at least one via-parm
+    /// (checked without building them).
+    pub fn is_valid_list(value: &str) -> bool {
+        let mut n = 0usize;
+        for item in split_list(value) {
+            if parse_parts(item, |_, _| {}).is_err() {
+                return false;
+            }
+            n += 1;
+        }
+        n > 0
+    }
+
     /// `None`: absent; `Some(None)`: flag without value.
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
         find_param(&self.params, name)
@@ -295,6 +327,42 @@ impl fmt::Display for Via {
         }
         fmt_params(f, &self.params)
     }
+}
+
+/// A list header value cut at its first comma outside quoted strings and `<...>`, as
+/// [`Via::parse_list`] splits it: the first item (trimmed of SP/HT) and the text after
+/// the comma. `None` without such a comma.
+fn split_first(value: &str) -> Option<(&str, &str)> {
+    let comma = value.find(',')?;
+    let before = value.get(..comma)?;
+    if !before.contains(['"', '<']) {
+        // Nothing before the first comma could hide it: it ends the first item.
+        return Some((before.trim_matches([' ', '\t']), value.get(comma + 1..)?));
+    }
+    let (mut in_quote, mut escaped, mut angle) = (false, false, false);
+    for (i, c) in value.bytes().enumerate() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_quote = true,
+            b'<' => angle = true,
+            b'>' => angle = false,
+            b',' if !angle => {
+                let first = value.get(..i)?.trim_matches([' ', '\t']);
+                return Some((first, value.get(i + 1..)?));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! What the state machines ask of their environment, and the timers they use.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -42,8 +43,9 @@ pub enum Timer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Hand this message to the transport: a request (client transactions) or a
-    /// response (server transactions), to the transaction's peer.
-    Send(Message),
+    /// response (server transactions), to the transaction's peer. Shared with the
+    /// machine, which keeps it for retransmission.
+    Send(Arc<Message>),
     /// Arm `timer` to fire `after` from now (replacing an earlier arming).
     StartTimer {
         /// Which timer.

@@ -91,14 +91,41 @@ pub fn pop_top_via(msg: &mut Message) {
     let Some(h) = msg.headers.get_mut(pos) else {
         return;
     };
-    match Via::parse_list(&h.value) {
-        Ok(vias) if vias.len() > 1 => {
-            let rest: Vec<String> = vias.iter().skip(1).map(ToString::to_string).collect();
-            h.value = rest.join(", ").into();
+    // Without a comma the line holds one via-parm (or does not parse): it goes whole,
+    // without being parsed.
+    if !h.value.contains(',') {
+        msg.headers.remove_at(pos);
+        return;
+    }
+    // Several via-parms on the line (SIPp echoes every Via on one): the others are kept
+    // as they were written (as Kamailio does). A line that does not parse goes whole.
+    match Via::rest_of_line(&h.value) {
+        Some(rest) => {
+            h.value = rest;
         }
-        _ => {
+        None => {
             msg.headers.remove_at(pos);
         }
+    }
+}
+
+/// What a transaction keeps of the request it received: the start line and the lines
+/// [`Message::reply`] copies (every Via, From, To, Call-ID, CSeq), in order. Its local
+/// replies come out exactly as from the whole request, without a copy of the rest.
+pub(crate) fn reply_source(req: &Message) -> Message {
+    let kept = ["via", "from", "to", "call-id", "cseq"];
+    // Room for the usual lines at once (collecting a Vec keeps its buffer).
+    let mut lines = Vec::with_capacity(8);
+    lines.extend(
+        req.headers
+            .iter()
+            .filter(|h| kept.iter().any(|k| names_equal(&h.name, k)))
+            .cloned(),
+    );
+    Message {
+        start: req.start.clone(),
+        headers: lines.into_iter().collect(),
+        body: Default::default(),
     }
 }
 
@@ -167,6 +194,26 @@ mod tests {
     }
 
     #[test]
+    fn reply_source_replies_like_the_request() {
+        let inv = req(
+            "INVITE",
+            "z9hG4bKup",
+            "Route: <sip:p2.example.com;lr>\r\nContact: <sip:a@192.0.2.1>\r\n\
+             Timestamp: 54\r\nRecord-Route: <sip:p1.example.com;lr>\r\nv: SIP/2.0/UDP b\r\n",
+        );
+        let src = reply_source(&inv);
+        assert_eq!(src.start, inv.start);
+        assert!(src.headers.get("Contact").is_none() && src.headers.get("Route").is_none());
+        for code in [100, 180, 200, 487, 603] {
+            assert_eq!(
+                local_reply(&src, code, "", "t1", Some("weir")),
+                local_reply(&inv, code, "", "t1", Some("weir")),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
     fn reasons() {
         assert_eq!(cancel_reason(200), COMPLETED_ELSEWHERE);
         assert_eq!(cancel_reason(603), "SIP;cause=603");
@@ -186,5 +233,44 @@ mod tests {
         assert_eq!(m.headers.get("Via"), Some("SIP/2.0/UDP c;branch=z9hG4bK3"));
         pop_top_via(&mut m);
         assert_eq!(m.headers.get("Via"), None);
+        // Alone on its line (as the proxy writes it): the line goes, the next stays.
+        let mut m = Message::new_response(200, "OK");
+        m.headers.push("Via", "SIP/2.0/UDP a;branch=z9hG4bK1");
+        m.headers
+            .push("Via", "SIP/2.0/UDP b;branch=z9hG4bK2, SIP/2.0/UDP c");
+        pop_top_via(&mut m);
+        assert_eq!(
+            m.headers.get_all("Via").collect::<Vec<_>>(),
+            ["SIP/2.0/UDP b;branch=z9hG4bK2, SIP/2.0/UDP c"]
+        );
+        // The same Vias as a parse of the whole line gives, kept as written.
+        for line in [
+            "SIP/2.0/UDP a;branch=z9hG4bK1 ,SIP/2.0/udp  b:05060 ; received=x;branch=z9hG4bK2",
+            "SIP/2.0/UDP a;branch=z9hG4bK1;q=\"x,y\", SIP/2.0/UDP b;n=\"\\\",\", SIP/2.0/TCP c",
+            "SIP/2.0/UDP a;branch=z9hG4bK1,",
+            "SIP/2.0/UDP a;branch=z9hG4bK1,, SIP/2.0/UDP b",
+            "SIP/2.0/UDP a;branch=z9hG4bK1 x, SIP/2.0/UDP b",
+            "SIP/2.0/UDP a;q=\"no comma, here\"",
+            "garbage, SIP/2.0/UDP b",
+        ] {
+            let mut m = Message::new_response(200, "OK");
+            m.headers.push("Via", line);
+            let want = match Via::parse_list(line) {
+                Ok(v) if v.len() > 1 => Some(v.get(1..).unwrap_or(&[]).to_vec()),
+                _ => None,
+            };
+            pop_top_via(&mut m);
+            let got = m.headers.get("Via");
+            assert_eq!(got.map(|g| Via::parse_list(g).unwrap()), want, "{line}");
+            if let Some(g) = got {
+                assert!(line.ends_with(g), "kept verbatim: {g:?} of {line:?}");
+            }
+        }
+        // Unparseable: removed, as before.
+        let mut m = Message::new_response(200, "OK");
+        m.headers.push("Via", "garbage");
+        m.headers.push("Via", "SIP/2.0/UDP c;branch=z9hG4bK3");
+        pop_top_via(&mut m);
+        assert_eq!(m.headers.get("Via"), Some("SIP/2.0/UDP c;branch=z9hG4bK3"));
     }
 }

@@ -9,7 +9,9 @@ use tokio::time::Instant;
 use weir_message::{reason_phrase, Message, Method};
 
 use crate::action::{Action, Timer};
-use crate::build::{cancel_for, local_reply, pop_top_via, CANCELED_REASON, TRYING_REASON};
+use crate::build::{
+    cancel_for, local_reply, pop_top_via, reply_source, CANCELED_REASON, TRYING_REASON,
+};
 use crate::client::{ClientEvent, ClientInvite, ClientNonInvite, ClientNonInviteState, ClientTx};
 use crate::config::{TableConfig, TimerConfig};
 use crate::context::{CtxAction, FinalOptions, ResponseContext};
@@ -67,6 +69,8 @@ pub(crate) struct Cell {
     pub id: TxId,
     pub key: ServerKey,
     invite: bool,
+    /// What local replies are built from: the request's start line and the lines a
+    /// reply copies ([`reply_source`]).
     request: Message,
     peer: Peer,
     server: ServerTx,
@@ -74,10 +78,15 @@ pub(crate) struct Cell {
     branches: Vec<Branch>,
     cfg: Arc<TableConfig>,
     timers: TimerConfig,
-    /// To tag of our local replies (RFC 3261 §8.2.6.2), also used for the CANCEL's 200.
-    pub to_tag: String,
+    /// To tag of our local replies (RFC 3261 §8.2.6.2), also used for the CANCEL's 200,
+    /// when set ([`Cell::set_to_tag`]); else [`Cell::to_tag`] makes the transaction's own.
+    to_tag: Option<String>,
+    /// Random per table; part of the transaction's own To tag.
+    tag_seed: u32,
     /// To tag of the final sent upstream (RFC 2543 ACK matching).
     final_to_tag: Option<String>,
+    /// An empty buffer for the actions of the next machine event (its capacity reused).
+    acts: Vec<Action>,
     /// The TU dropped the request ([`Cell::release`]).
     released: bool,
     /// Timer slots queued so far.
@@ -101,13 +110,16 @@ fn slot_index(b: usize) -> u16 {
 
 impl Cell {
     /// A transaction for `request` received from `peer`; the lifetime timer is armed.
-    /// Its local To tag is left empty for the table to set.
+    /// Its local To tag is made from `tag_seed` and `id` (unique across restarts too:
+    /// ids restart from 1, the seed does not repeat).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: TxId,
         key: ServerKey,
         request: &Message,
         peer: Peer,
         cfg: Arc<TableConfig>,
+        tag_seed: u32,
         now: Instant,
         fx: &mut Fx,
     ) -> Cell {
@@ -119,17 +131,20 @@ impl Cell {
             id,
             key,
             invite,
-            request: request.clone(),
+            request: reply_source(request),
             peer,
             server: ServerTx::new(&method, peer.transport.is_reliable(), timers),
             ctx: ResponseContext::new(invite, cfg.max_branches, cfg.relay_100),
             branches: Vec::new(),
-            to_tag: String::new(),
+            to_tag: None,
+            tag_seed,
             cfg,
             timers,
             final_to_tag: None,
+            acts: Vec::new(),
             released: false,
-            slots: Vec::new(),
+            // Lifetime, the server's and a branch's timers, without regrowing.
+            slots: Vec::with_capacity(8),
             created: now,
             lifetime_at: Some(lifetime_at),
         };
@@ -173,16 +188,30 @@ impl Cell {
         self.ctx.has_pending() && self.ctx.answered().is_none()
     }
 
+    /// The To tag of this transaction's local replies.
+    pub fn to_tag(&self) -> String {
+        match &self.to_tag {
+            Some(t) => t.clone(),
+            None => format!("w{:08x}{:x}", self.tag_seed, self.id.0),
+        }
+    }
+
+    /// Use `tag` as the To tag of local replies (a CANCEL's 200 carries its INVITE's).
+    pub fn set_to_tag(&mut self, tag: String) {
+        self.to_tag = Some(tag);
+    }
+
     /// The automatic `100 trying -- your call is important to us`.
     pub fn send_trying(&mut self, now: Instant, fx: &mut Fx) {
+        // A 100 carries no To tag.
         let trying = local_reply(
             &self.request,
             100,
             TRYING_REASON,
-            &self.to_tag,
+            "",
             self.cfg.server_header.as_deref(),
         );
-        self.server_event(ServerEvent::Respond(trying), now, fx);
+        self.server_event(ServerEvent::Respond(Arc::new(trying)), now, fx);
     }
 
     /// Whether every machine of the transaction is over.
@@ -197,14 +226,15 @@ impl Cell {
                 })
     }
 
-    /// Client keys this transaction put in the index.
-    pub fn client_keys(&self) -> impl Iterator<Item = ClientKey> + '_ {
-        self.branches.iter().flat_map(|b| {
+    /// The client keys this transaction put in the index, moved out of the cell (which
+    /// is being removed).
+    pub fn into_client_keys(self) -> impl Iterator<Item = ClientKey> {
+        self.branches.into_iter().flat_map(|b| {
             let cancel = b.cancel.as_ref().map(|_| ClientKey {
                 branch: b.key.branch.clone(),
                 method: Method::Cancel,
             });
-            std::iter::once(b.key.clone()).chain(cancel)
+            std::iter::once(b.key).chain(cancel)
         })
     }
 
@@ -238,7 +268,7 @@ impl Cell {
             &self.request,
             code,
             reason,
-            &self.to_tag,
+            &self.to_tag(),
             self.cfg.server_header.as_deref(),
         )
     }
@@ -246,13 +276,14 @@ impl Cell {
     // === Server side ===
 
     fn server_event(&mut self, ev: ServerEvent, now: Instant, fx: &mut Fx) -> bool {
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         self.server.on_event(ev, now, &mut acts);
         let mut delivered = false;
-        for a in acts {
+        for a in acts.drain(..) {
             match a {
                 Action::Send(m) => {
-                    if m.status().is_some_and(|c| c >= 200) {
+                    // Only RFC 2543 ACK matching looks at it.
+                    if self.key.is_rfc2543() && m.status().is_some_and(|c| c >= 200) {
                         self.final_to_tag = m.to_tag();
                     }
                     fx.out.push(Output::Response {
@@ -272,6 +303,8 @@ impl Cell {
                 Action::Terminated => {}
             }
         }
+        // Emptied: kept for the next event.
+        self.acts = acts;
         delivered
     }
 
@@ -297,7 +330,7 @@ impl Cell {
 
     /// Send `m` upstream: through the server transaction while it can take it, or (a
     /// late 2xx to an INVITE, §16.7 step 5 / RFC 6026) straight to the transport.
-    fn send_upstream(&mut self, m: Message, now: Instant, fx: &mut Fx) {
+    fn send_upstream(&mut self, m: Arc<Message>, now: Instant, fx: &mut Fx) {
         let code = m.status().unwrap_or(0);
         if self.server.can_send(code) {
             self.server_event(ServerEvent::Respond(m), now, fx);
@@ -331,14 +364,14 @@ impl Cell {
             &self.request,
             code,
             reason,
-            &self.to_tag,
+            &self.to_tag(),
             self.cfg.server_header.as_deref(),
         );
         for (n, v) in headers {
             m.headers.push(n.as_str(), v.as_str());
         }
         let acts = self.ctx.answer(code);
-        self.send_upstream(m, now, fx);
+        self.send_upstream(Arc::new(m), now, fx);
         self.apply(acts, now, fx);
         Ok(())
     }
@@ -351,26 +384,35 @@ impl Cell {
 
     // === Branches ===
 
-    pub fn forward(&mut self, targets: Vec<Target>, now: Instant, fx: &mut Fx) -> Result<()> {
+    /// Fork to `targets`; `keys[i]` is the client key of `targets[i]`'s request
+    /// ([`ClientKey::of_request`], which the table already computed).
+    pub fn forward(
+        &mut self,
+        targets: Vec<Target>,
+        keys: Vec<ClientKey>,
+        now: Instant,
+        fx: &mut Fx,
+    ) -> Result<()> {
         if self.server.final_sent() {
             return Err(Error::Completed);
         }
         self.ctx.can_add(targets.len())?;
-        let mut keys = Vec::with_capacity(targets.len());
-        for t in &targets {
+        if keys.len() != targets.len() {
+            return Err(Error::BadBranch);
+        }
+        for (i, (t, k)) in targets.iter().zip(&keys).enumerate() {
             if t.request.method() != self.request.method() {
                 return Err(Error::WrongKind("branch method differs from the request's"));
             }
-            let k = ClientKey::of_request(&t.request)?;
-            if keys.contains(&k) || self.branches.iter().any(|b| b.key == k) {
+            let dup = keys.get(..i).is_some_and(|earlier| earlier.contains(k));
+            if dup || self.branches.iter().any(|b| &b.key == k) {
                 return Err(Error::BadBranch);
             }
-            keys.push(k);
         }
         for (t, key) in targets.into_iter().zip(keys) {
             let b = self.ctx.add_branch()?;
             let reliable = t.to.transport.is_reliable();
-            let mut acts = Vec::new();
+            let mut acts = std::mem::take(&mut self.acts);
             let client = if self.invite {
                 ClientTx::Invite(ClientInvite::start(
                     t.request,
@@ -419,14 +461,14 @@ impl Cell {
         &mut self,
         b: usize,
         role: Role,
-        acts: Vec<Action>,
+        mut acts: Vec<Action>,
         now: Instant,
         fx: &mut Fx,
     ) -> Option<Message> {
         let peer = self.branches.get(b).map(|br| br.peer)?;
         let mut delivered = None;
         let mut timed_out = false;
-        for a in acts {
+        for a in acts.drain(..) {
             match a {
                 Action::Send(m) => fx.out.push(Output::Request {
                     tx: self.id,
@@ -453,6 +495,8 @@ impl Cell {
                 Action::Terminated => {}
             }
         }
+        // Emptied: kept for the next event.
+        self.acts = acts;
         if timed_out && role == Role::Main {
             let acts = self.ctx.on_timeout(b);
             self.apply(acts, now, fx);
@@ -463,7 +507,7 @@ impl Cell {
     /// Branch `b`'s request could not be sent: its client transaction ends (nothing to
     /// retransmit, nothing to CANCEL) and the branch counts as a local 477.
     pub fn on_transport_error(&mut self, b: usize, now: Instant, fx: &mut Fx) {
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         match self.branches.get_mut(b) {
             Some(br) => br.client.on_event(ClientEvent::Expire, now, &mut acts),
             None => return,
@@ -488,7 +532,7 @@ impl Cell {
             branch: br.key.branch.clone(),
             method: Method::Cancel,
         };
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         let tx = ClientNonInvite::start(cancel, reliable, self.timers, now, &mut acts);
         if let Some(br) = self.branches.get_mut(b) {
             br.cancel = Some(tx);
@@ -514,7 +558,7 @@ impl Cell {
         now: Instant,
         fx: &mut Fx,
     ) -> Option<Message> {
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         {
             let br = self.branches.get_mut(b)?;
             match role {
@@ -638,7 +682,7 @@ impl Cell {
     }
 
     fn client_timer(&mut self, b: usize, role: Role, t: Timer, now: Instant, fx: &mut Fx) {
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         {
             let Some(br) = self.branches.get_mut(b) else {
                 return;
@@ -672,7 +716,7 @@ impl Cell {
             if !pending {
                 continue;
             }
-            let mut acts = Vec::new();
+            let mut acts = std::mem::take(&mut self.acts);
             if let Some(br) = self.branches.get_mut(b) {
                 br.client.on_event(ClientEvent::Expire, now, &mut acts);
             }

@@ -1,6 +1,7 @@
 //! Client transactions: RFC 3261 §17.1.1 (INVITE, with the RFC 6026 Accepted state) and
 //! §17.1.2 (non-INVITE), with Kamailio's branch timers (`fr_timer`, `fr_inv_timer`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -43,12 +44,12 @@ pub enum ClientInviteState {
 #[derive(Clone, Debug)]
 pub struct ClientInvite {
     state: ClientInviteState,
-    request: Message,
+    request: Arc<Message>,
     reliable: bool,
     cfg: TimerConfig,
     timers: TimerSet,
     a_interval: Duration,
-    ack: Option<Message>,
+    ack: Option<Arc<Message>>,
     /// Timer C fired once; the next expiry ends the transaction (see [`Timer::C`]).
     c_fired: bool,
 }
@@ -64,7 +65,7 @@ impl ClientInvite {
     ) -> ClientInvite {
         let mut c = ClientInvite {
             state: ClientInviteState::Calling,
-            request,
+            request: Arc::new(request),
             reliable,
             cfg,
             timers: TimerSet::default(),
@@ -72,7 +73,7 @@ impl ClientInvite {
             ack: None,
             c_fired: false,
         };
-        out.push(Action::Send(c.request.clone()));
+        out.push(Action::Send(Arc::clone(&c.request)));
         if !reliable {
             c.timers.start(Timer::A, c.a_interval, now, out);
         }
@@ -154,8 +155,8 @@ impl ClientInvite {
                         self.timers.cancel(Timer::A, out);
                         self.timers.cancel(Timer::B, out);
                         self.timers.cancel(Timer::C, out);
-                        let ack = ack_for(&self.request, &resp);
-                        out.push(Action::Send(ack.clone()));
+                        let ack = Arc::new(ack_for(&self.request, &resp));
+                        out.push(Action::Send(Arc::clone(&ack)));
                         self.ack = Some(ack);
                         out.push(Action::Deliver(resp));
                         self.state = S::Completed;
@@ -168,7 +169,7 @@ impl ClientInvite {
                     (S::Completed, 300..=699) => {
                         // A retransmitted final: ACK it again, the TU does not see it.
                         if let Some(ack) = &self.ack {
-                            out.push(Action::Send(ack.clone()));
+                            out.push(Action::Send(Arc::clone(ack)));
                         }
                     }
                     _ => {}
@@ -180,7 +181,7 @@ impl ClientInvite {
                 }
                 match (self.state, t) {
                     (S::Calling, Timer::A) => {
-                        out.push(Action::Send(self.request.clone()));
+                        out.push(Action::Send(Arc::clone(&self.request)));
                         self.a_interval = self.cfg.backoff(self.a_interval);
                         self.timers.start(Timer::A, self.a_interval, now, out);
                     }
@@ -213,7 +214,7 @@ pub enum ClientNonInviteState {
 #[derive(Clone, Debug)]
 pub struct ClientNonInvite {
     state: ClientNonInviteState,
-    request: Message,
+    request: Arc<Message>,
     reliable: bool,
     cfg: TimerConfig,
     timers: TimerSet,
@@ -231,13 +232,13 @@ impl ClientNonInvite {
     ) -> ClientNonInvite {
         let mut c = ClientNonInvite {
             state: ClientNonInviteState::Trying,
-            request,
+            request: Arc::new(request),
             reliable,
             cfg,
             timers: TimerSet::default(),
             e_interval: cfg.t1,
         };
-        out.push(Action::Send(c.request.clone()));
+        out.push(Action::Send(Arc::clone(&c.request)));
         if !reliable {
             c.timers.start(Timer::E, c.e_interval, now, out);
         }
@@ -298,7 +299,7 @@ impl ClientNonInvite {
                 }
                 match (self.state, t) {
                     (S::Trying | S::Proceeding, Timer::E) => {
-                        out.push(Action::Send(self.request.clone()));
+                        out.push(Action::Send(Arc::clone(&self.request)));
                         self.e_interval = if self.state == S::Proceeding {
                             self.cfg.t2
                         } else {

@@ -2,6 +2,8 @@
 //! branches, with Kamailio `tm`'s choices: which responses go up at once, when siblings
 //! are CANCELled, and which final wins.
 
+use std::sync::Arc;
+
 use weir_message::{names_equal, reason_phrase, Message, Text};
 
 use crate::build::cancel_reason;
@@ -13,8 +15,9 @@ pub const SEND_FAILED: u16 = 477;
 /// What a branch ended with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// A final response received from downstream (our Via already removed).
-    Received(Message),
+    /// A final response received from downstream (our Via already removed), shared
+    /// with what went upstream.
+    Received(Arc<Message>),
     /// A final made up locally: 408 on a timeout (487 once cancelled).
     Local(u16),
 }
@@ -57,7 +60,7 @@ pub enum Winner {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CtxAction {
     /// Send this response upstream now: a provisional, or a 2xx.
-    Forward(Message),
+    Forward(Arc<Message>),
     /// Send a CANCEL on this branch, with this `Reason` value.
     Cancel {
         /// Branch index.
@@ -238,6 +241,7 @@ impl ResponseContext {
         let Some(slot) = self.branches.get_mut(b) else {
             return acts;
         };
+        let resp = Arc::new(resp);
         match code {
             100..=199
                 if self.answered.is_none()
@@ -249,7 +253,7 @@ impl ResponseContext {
             200..=299 if self.invite => {
                 // §16.7 step 5: every 2xx to an INVITE goes up, even late ones.
                 if slot.reply.as_ref().is_none_or(|r| r.code() >= 300) {
-                    slot.reply = Some(Reply::Received(resp.clone()));
+                    slot.reply = Some(Reply::Received(Arc::clone(&resp)));
                     slot.timed_out = false;
                 }
                 let first = self.answered.is_none_or(|a| a >= 300);
@@ -262,7 +266,7 @@ impl ResponseContext {
             }
             200..=299 => {
                 if slot.reply.is_none() {
-                    slot.reply = Some(Reply::Received(resp.clone()));
+                    slot.reply = Some(Reply::Received(Arc::clone(&resp)));
                 }
                 if self.answered.is_none() {
                     self.answered = Some(code);
@@ -489,17 +493,24 @@ impl ResponseContext {
         w: &Winner,
         opts: FinalOptions,
         local: impl Fn(u16) -> Message,
-    ) -> Message {
-        let (mut msg, winner_idx) = match w {
+    ) -> Arc<Message> {
+        let (msg, winner_idx) = match w {
             Winner::Branch(i) => match self.branches.get(*i).and_then(|s| s.reply.as_ref()) {
-                Some(Reply::Received(m)) => (m.clone(), Some(*i)),
-                Some(Reply::Local(c)) => (local(*c), Some(*i)),
-                None => (local(500), None),
+                Some(Reply::Received(m)) => (Arc::clone(m), Some(*i)),
+                Some(Reply::Local(c)) => (Arc::new(local(*c)), Some(*i)),
+                None => (Arc::new(local(500)), None),
             },
-            Winner::Local(c) => (local(*c), None),
+            Winner::Local(c) => (Arc::new(local(*c)), None),
         };
         let code = msg.status().unwrap_or(500);
-        if opts.aggregate_challenges && (code == 401 || code == 407) {
+        let aggregate = opts.aggregate_challenges && (code == 401 || code == 407);
+        let remap = opts.remap_503_500 && code == 503;
+        if !aggregate && !remap {
+            // Goes up as received (or as made): no copy.
+            return msg;
+        }
+        let mut msg = Arc::unwrap_or_clone(msg);
+        if aggregate {
             for (i, slot) in self.branches.iter().enumerate().skip(self.leg_start) {
                 if Some(i) == winner_idx {
                     continue;
@@ -524,13 +535,13 @@ impl ResponseContext {
                 }
             }
         }
-        if opts.remap_503_500 && code == 503 {
+        if remap {
             msg.start = weir_message::StartLine::Response {
                 code: 500,
                 reason: Text::from_static(reason_phrase(500)),
             };
         }
-        msg
+        Arc::new(msg)
     }
 }
 

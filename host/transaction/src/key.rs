@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 
-use weir_message::{HeaderError, Message, Method, Via};
+use weir_message::{HeaderError, Message, Method};
 
 use crate::error::{Error, Result};
 
@@ -181,17 +181,14 @@ impl ServerKey {
         let method = req
             .method()
             .ok_or(Error::WrongKind("response where a request was expected"))?;
-        let top = req.top_via()?;
-        Self::from_parts(req, &top, key_method(method))
-    }
-
-    fn from_parts(req: &Message, top: &Via, method: Method) -> Result<ServerKey> {
+        // Borrowed: only what the key keeps is copied.
+        let top = req.top_via_ref()?;
         match top.branch() {
             Some(b) if b.starts_with(MAGIC_COOKIE) => Ok(ServerKey::Rfc3261 {
                 branch: b.to_string(),
                 host: top.host.to_ascii_lowercase(),
                 port: top.port,
-                method,
+                method: key_method(method),
             }),
             _ => Ok(ServerKey::Rfc2543 {
                 request_uri: req.request_uri().unwrap_or_default().to_string(),
@@ -201,8 +198,8 @@ impl ServerKey {
                     .ok_or(HeaderError::Missing { name: "Call-ID" })?
                     .to_string(),
                 cseq: req.cseq()?.seq,
-                via: top.to_string(),
-                method,
+                via: req.top_via()?.to_string(),
+                method: key_method(method),
             }),
         }
     }
@@ -277,7 +274,7 @@ impl ClientKey {
             .ok_or(Error::WrongKind("response where a request was expected"))?
             .clone();
         let branch = req
-            .top_via()?
+            .top_via_ref()?
             .branch()
             .map(str::to_string)
             .ok_or(Error::BadBranch)?;
@@ -293,7 +290,7 @@ impl ClientKey {
             return Err(Error::WrongKind("request where a response was expected"));
         }
         let branch = resp
-            .top_via()?
+            .top_via_ref()?
             .branch()
             .map(str::to_string)
             .ok_or(Error::BadBranch)?;

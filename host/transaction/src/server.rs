@@ -1,6 +1,8 @@
 //! Server transactions: RFC 3261 §17.2.1 (INVITE, with the RFC 6026 Accepted state) and
 //! §17.2.2 (non-INVITE).
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
 use weir_message::{Message, Method};
 
@@ -13,8 +15,8 @@ pub enum ServerEvent {
     /// A request matched to this transaction after it was created: a retransmission, or
     /// (INVITE) the ACK.
     Request(Message),
-    /// A response from the TU to send upstream.
-    Respond(Message),
+    /// A response from the TU to send upstream (kept, shared, for retransmission).
+    Respond(Arc<Message>),
     /// A timer fired.
     Timer(Timer),
 }
@@ -48,7 +50,7 @@ pub struct ServerInvite {
     reliable: bool,
     cfg: TimerConfig,
     timers: TimerSet,
-    last: Option<Message>,
+    last: Option<Arc<Message>>,
     g_interval: std::time::Duration,
 }
 
@@ -73,7 +75,7 @@ impl ServerInvite {
 
     /// The last response sent upstream.
     pub fn last_response(&self) -> Option<&Message> {
-        self.last.as_ref()
+        self.last.as_deref()
     }
 
     /// Replace the timers used from now on (running timers keep their deadlines).
@@ -96,7 +98,7 @@ impl ServerInvite {
             {
                 // §17.2.1: a retransmitted INVITE gets the last response again.
                 if let Some(last) = &self.last {
-                    out.push(Action::Send(last.clone()));
+                    out.push(Action::Send(Arc::clone(last)));
                 }
             }
             (S::Completed, ServerEvent::Request(r)) if r.method() == Some(&Method::Ack) => {
@@ -118,7 +120,7 @@ impl ServerInvite {
             (_, ServerEvent::Request(_)) => {}
             (S::Proceeding, ServerEvent::Respond(resp)) => {
                 let code = resp.status().unwrap_or(0);
-                out.push(Action::Send(resp.clone()));
+                out.push(Action::Send(Arc::clone(&resp)));
                 self.last = Some(resp);
                 if (200..300).contains(&code) {
                     self.state = S::Accepted;
@@ -136,7 +138,7 @@ impl ServerInvite {
                 if resp.status().is_some_and(|c| (200..300).contains(&c)) =>
             {
                 // 2xx retransmissions (or 2xx from other branches) pass through.
-                out.push(Action::Send(resp.clone()));
+                out.push(Action::Send(Arc::clone(&resp)));
                 self.last = Some(resp);
             }
             (_, ServerEvent::Respond(_)) => {}
@@ -147,7 +149,7 @@ impl ServerInvite {
                 match (state, t) {
                     (S::Completed, Timer::G) => {
                         if let Some(last) = &self.last {
-                            out.push(Action::Send(last.clone()));
+                            out.push(Action::Send(Arc::clone(last)));
                         }
                         self.g_interval = self.cfg.backoff(self.g_interval);
                         self.timers.start(Timer::G, self.g_interval, now, out);
@@ -186,7 +188,7 @@ pub struct ServerNonInvite {
     reliable: bool,
     cfg: TimerConfig,
     timers: TimerSet,
-    last: Option<Message>,
+    last: Option<Arc<Message>>,
 }
 
 impl ServerNonInvite {
@@ -208,7 +210,7 @@ impl ServerNonInvite {
 
     /// The last response sent upstream.
     pub fn last_response(&self) -> Option<&Message> {
-        self.last.as_ref()
+        self.last.as_deref()
     }
 
     /// Replace the timers used from now on.
@@ -228,13 +230,13 @@ impl ServerNonInvite {
         match (self.state, ev) {
             (S::Proceeding | S::Completed, ServerEvent::Request(_)) => {
                 if let Some(last) = &self.last {
-                    out.push(Action::Send(last.clone()));
+                    out.push(Action::Send(Arc::clone(last)));
                 }
             }
             (_, ServerEvent::Request(_)) => {}
             (S::Trying | S::Proceeding, ServerEvent::Respond(resp)) => {
                 let code = resp.status().unwrap_or(0);
-                out.push(Action::Send(resp.clone()));
+                out.push(Action::Send(Arc::clone(&resp)));
                 self.last = Some(resp);
                 if is_final(code) {
                     self.state = S::Completed;
@@ -383,7 +385,11 @@ mod tests {
         let mut s = ServerInvite::new(false, TimerConfig::default());
         // Retransmission before any response: nothing to resend.
         assert!(run(&mut s, ServerEvent::Request(inv.clone()), t0).is_empty());
-        let acts = run(&mut s, ServerEvent::Respond(inv.reply(100, "", None)), t0);
+        let acts = run(
+            &mut s,
+            ServerEvent::Respond(inv.reply(100, "", None).into()),
+            t0,
+        );
         assert_eq!(sends(&acts), [100]);
         assert_eq!(
             sends(&run(&mut s, ServerEvent::Request(inv.clone()), t0)),
@@ -391,7 +397,7 @@ mod tests {
         );
         let acts = run(
             &mut s,
-            ServerEvent::Respond(inv.reply(486, "", Some("x"))),
+            ServerEvent::Respond(inv.reply(486, "", Some("x")).into()),
             t0,
         );
         assert_eq!(sends(&acts), [486]);
@@ -451,7 +457,7 @@ mod tests {
         s.on_event(ServerEvent::Request(r.clone()), t0, &mut out);
         assert!(out.is_empty(), "Trying absorbs silently");
         s.on_event(
-            ServerEvent::Respond(r.reply(200, "", Some("t"))),
+            ServerEvent::Respond(r.reply(200, "", Some("t")).into()),
             t0,
             &mut out,
         );

@@ -29,8 +29,9 @@ pub enum Output {
         tx: TxId,
         /// The peer the request came from (listener and transport to answer on).
         to: Peer,
-        /// The response.
-        response: Message,
+        /// The response (shared with the server transaction, which keeps the last
+        /// one for retransmission).
+        response: Arc<Message>,
     },
     /// Send this request on a branch: the forwarded request, its retransmission, our
     /// ACK of a non-2xx final, or the branch's CANCEL.
@@ -41,8 +42,9 @@ pub enum Output {
         branch: usize,
         /// Where the branch goes.
         to: Peer,
-        /// The request.
-        request: Message,
+        /// The request (shared with the client transaction, which keeps it for
+        /// retransmission and for its ACK and CANCEL).
+        request: Arc<Message>,
     },
     /// A branch ended without success (a final >= 300, or a timeout: 408, or 487 once
     /// cancelled). Kamailio's `tm:branch-failure` event: a module may react, e.g. add
@@ -228,8 +230,9 @@ impl Shard {
             self.server.remove(&cell.key);
         }
         len.fetch_sub(1, Ordering::AcqRel);
-        fx.dead_keys.extend(cell.client_keys().map(|k| (k, tx)));
         fx.dead_timers.extend(cell.timer_ids());
+        fx.dead_keys
+            .extend(cell.into_client_keys().map(|k| (k, tx)));
         fx.out.push(Output::Terminated { tx });
         tracing::trace!(%tx, "transaction removed");
     }
@@ -358,9 +361,16 @@ impl TransactionTable {
     ) -> Result<TxId> {
         self.reserve()?;
         let id = shard.alloc_id();
-        let mut cell = Cell::new(id, key.clone(), req, from, self.cfg.clone(), now, fx);
-        // Unique across restarts too: ids restart from 1, the seed does not repeat.
-        cell.to_tag = format!("w{:08x}{:x}", self.tag_seed, id.0);
+        let cell = Cell::new(
+            id,
+            key.clone(),
+            req,
+            from,
+            self.cfg.clone(),
+            self.tag_seed,
+            now,
+            fx,
+        );
         shard.server.insert(key, id);
         shard.cells.insert(id, cell);
         Ok(id)
@@ -516,7 +526,7 @@ impl TransactionTable {
         let (pending, to_tag) = shard
             .cells
             .get(&inv)
-            .map(|c| (c.has_pending_branches(), c.to_tag.clone()))
+            .map(|c| (c.has_pending_branches(), c.to_tag()))
             .unwrap_or_default();
         let reason = if pending {
             CANCELING_REASON
@@ -527,7 +537,7 @@ impl TransactionTable {
         match self.create(shard, key, req, from, now, fx) {
             Ok(tx) => {
                 if let Some(c) = shard.cells.get_mut(&tx) {
-                    c.to_tag = to_tag;
+                    c.set_to_tag(to_tag);
                     let _ = c.reply(200, reason, &[], now, fx);
                 }
                 shard.reap(tx, &self.len, fx);
@@ -537,7 +547,13 @@ impl TransactionTable {
             Err(Error::Full { .. }) => fx.out.push(Output::Response {
                 tx: inv,
                 to: from,
-                response: local_reply(req, 200, reason, &to_tag, self.cfg.server_header.as_deref()),
+                response: Arc::new(local_reply(
+                    req,
+                    200,
+                    reason,
+                    &to_tag,
+                    self.cfg.server_header.as_deref(),
+                )),
             }),
             Err(e) => return Err(e),
         }
@@ -553,6 +569,7 @@ impl TransactionTable {
     /// gone upstream, the request was not cancelled and no 6xx arrived; after
     /// [`Output::Failure`] this starts a new serial leg.
     pub fn forward(&self, tx: TxId, targets: Vec<Target>, now: Instant) -> Result<Vec<Output>> {
+        let mut keys = Vec::with_capacity(targets.len());
         for t in &targets {
             let k = ClientKey::of_request(&t.request)?;
             if self
@@ -562,8 +579,9 @@ impl TransactionTable {
             {
                 return Err(Error::BadBranch);
             }
+            keys.push(k);
         }
-        self.with_cell(tx, |c, fx| c.forward(targets, now, fx))
+        self.with_cell(tx, |c, fx| c.forward(targets, keys, now, fx))
             .map(|(_, out)| out)
     }
 
@@ -649,9 +667,20 @@ impl TransactionTable {
     /// A response arrived. Step 1: its client transaction (retransmissions absorbed,
     /// our ACK of a non-2xx final sent, a CANCEL owed on the first provisional sent).
     pub fn on_response(&self, resp: Message, now: Instant) -> (ResponseOutcome, Vec<Output>) {
-        let Ok(key) = ClientKey::of_response(&resp) else {
-            return (ResponseOutcome::Unmatched(resp), Vec::new());
-        };
+        match ClientKey::of_response(&resp) {
+            Ok(key) => self.on_keyed_response(resp, key, now),
+            Err(_) => (ResponseOutcome::Unmatched(resp), Vec::new()),
+        }
+    }
+
+    /// [`TransactionTable::on_response`] for a caller that already has the response's
+    /// key (`key` must be [`ClientKey::of_response`] of `resp`).
+    pub fn on_keyed_response(
+        &self,
+        resp: Message,
+        key: ClientKey,
+        now: Instant,
+    ) -> (ResponseOutcome, Vec<Output>) {
         let found = self
             .lock(self.shard_of(key.shard_hash()))
             .client

@@ -180,7 +180,7 @@ fn response_of(out: &[Output], code: u16) -> Message {
     out.iter()
         .find_map(|o| match o {
             Output::Response { response, .. } if response.status() == Some(code) => {
-                Some(response.clone())
+                Some(Message::clone(response))
             }
             _ => None,
         })
@@ -193,7 +193,7 @@ fn request_of(out: &[Output], method: &str) -> Message {
             Output::Request { request, .. }
                 if request.method().map(Method::as_str) == Some(method) =>
             {
-                Some(request.clone())
+                Some(Message::clone(request))
             }
             _ => None,
         })

@@ -194,7 +194,7 @@ fn a_2xx_goes_up_at_once_and_cancels_siblings() {
                 branch: 1,
                 reason: Some(COMPLETED.into())
             },
-            CtxAction::Forward(resp(200, &[])),
+            CtxAction::Forward(resp(200, &[]).into()),
         ]
     );
     // Branch 2 had no provisional: its CANCEL waits for one.
