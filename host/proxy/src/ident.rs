@@ -202,15 +202,19 @@ mod tests {
         assert_eq!(parse_branch("z9hG4bKw1xshort"), None);
     }
 
-    #[test]
-    fn identity_matches_ports_and_aliases() {
-        let l = ListenerInfo {
+    fn udp_listener() -> ListenerInfo {
+        ListenerInfo {
             name: "u".into(),
             transport: Transport::Udp,
             local: "127.0.0.1:5060".parse().unwrap(),
             host: "127.0.0.1".into(),
             port: 5060,
-        };
+        }
+    }
+
+    #[test]
+    fn identity_matches_ports_and_aliases() {
+        let l = udp_listener();
         let id = Identity::new(&[l], &["proxy.example.com".into()]);
         assert!(id.is_me("127.0.0.1", Some(5060), false));
         assert!(id.is_me("127.0.0.1", None, false));
@@ -220,13 +224,7 @@ mod tests {
         assert!(!id.is_me("192.0.2.1", Some(5060), false));
         assert!(!id.is_me("proxy.example.co", None, false));
         // Aliases are compared as configured with the host lowercased.
-        let l = ListenerInfo {
-            name: "u".into(),
-            transport: Transport::Udp,
-            local: "127.0.0.1:5060".parse().unwrap(),
-            host: "127.0.0.1".into(),
-            port: 5060,
-        };
+        let l = udp_listener();
         let id = Identity::new(&[l], &["Proxy.example.com".into()]);
         assert!(!id.is_me("Proxy.example.com", None, false));
     }

@@ -254,6 +254,18 @@ pub(crate) struct ListSplit<'a> {
     done: bool,
 }
 
+impl<'a> ListSplit<'a> {
+    /// The text after the comma that ended the last item; `None` once the last item
+    /// was returned.
+    pub(crate) fn rest(&self) -> Option<&'a str> {
+        if self.done {
+            None
+        } else {
+            self.s.get(self.pos..)
+        }
+    }
+}
+
 impl<'a> Iterator for ListSplit<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {

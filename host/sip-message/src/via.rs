@@ -333,36 +333,9 @@ impl fmt::Display for Via {
 /// [`Via::parse_list`] splits it: the first item (trimmed of SP/HT) and the text after
 /// the comma. `None` without such a comma.
 fn split_first(value: &str) -> Option<(&str, &str)> {
-    let comma = value.find(',')?;
-    let before = value.get(..comma)?;
-    if !before.contains(['"', '<']) {
-        // Nothing before the first comma could hide it: it ends the first item.
-        return Some((before.trim_matches([' ', '\t']), value.get(comma + 1..)?));
-    }
-    let (mut in_quote, mut escaped, mut angle) = (false, false, false);
-    for (i, c) in value.bytes().enumerate() {
-        if in_quote {
-            if escaped {
-                escaped = false;
-            } else if c == b'\\' {
-                escaped = true;
-            } else if c == b'"' {
-                in_quote = false;
-            }
-            continue;
-        }
-        match c {
-            b'"' => in_quote = true,
-            b'<' => angle = true,
-            b'>' => angle = false,
-            b',' if !angle => {
-                let first = value.get(..i)?.trim_matches([' ', '\t']);
-                return Some((first, value.get(i + 1..)?));
-            }
-            _ => {}
-        }
-    }
-    None
+    let mut items = split_list(value);
+    let first = items.next()?;
+    Some((first, items.rest()?))
 }
 
 #[cfg(test)]
