@@ -71,7 +71,23 @@ pub fn realm_of(value: &str) -> Option<String> {
 
 /// Parse a credentials header value.
 pub fn parse(value: &str) -> Result<DigestCredentials, Malformed> {
-    let params = parse_params(value)?;
+    from_params(parse_params(value)?)
+}
+
+/// The credentials of `value` if they are for `realm`: `None` when the value is not
+/// Digest credentials or names another realm (as [`realm_of`]), else [`parse`]'s result,
+/// from one pass over the value.
+pub fn parse_for_realm(value: &str, realm: &str) -> Option<Result<DigestCredentials, Malformed>> {
+    let params = parse_params(value).ok()?;
+    let ours = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("realm"))
+        .is_some_and(|(_, v)| v == realm);
+    ours.then(|| from_params(params))
+}
+
+/// Credentials from their parsed params.
+fn from_params(params: Vec<(String, String)>) -> Result<DigestCredentials, Malformed> {
     let mut c = DigestCredentials::default();
     let mut seen: Vec<String> = Vec::new();
     let (mut user, mut realm, mut nonce, mut uri, mut resp) = (false, false, false, false, false);
@@ -113,92 +129,97 @@ pub fn parse(value: &str) -> Result<DigestCredentials, Malformed> {
     Ok(c)
 }
 
-/// The `name=value` params after the `Digest` scheme, in order.
+/// The `name=value` params after the `Digest` scheme, in order. Scans bytes (every
+/// delimiter is ASCII) and copies each name and value once.
 fn parse_params(value: &str) -> Result<Vec<(String, String)>, Malformed> {
     if value.len() > MAX_CREDENTIALS {
         return Err(Malformed::TooLong);
     }
     let v = value.trim_start();
     let scheme_end = v.find([' ', '\t']).ok_or(Malformed::NotDigest)?;
-    if !v[..scheme_end].eq_ignore_ascii_case("Digest") {
+    if !v
+        .get(..scheme_end)
+        .is_some_and(|s| s.eq_ignore_ascii_case("Digest"))
+    {
         return Err(Malformed::NotDigest);
     }
-    let mut rest = v[scheme_end..].chars().peekable();
-    let mut out = Vec::new();
+    let s = v.get(scheme_end..).unwrap_or("");
+    let b = s.as_bytes();
+    let ws = |mut i: usize| {
+        while matches!(b.get(i), Some(b' ' | b'\t')) {
+            i += 1;
+        }
+        i
+    };
+    let mut out = Vec::with_capacity(10);
+    let mut i = 0;
     loop {
-        skip_ws(&mut rest);
-        if rest.peek().is_none() {
+        i = ws(i);
+        if i >= b.len() {
             if out.is_empty() {
                 return Err(Malformed::Syntax("no params"));
             }
             return Ok(out);
         }
-        // name
-        let mut name = String::new();
-        while let Some(&ch) = rest.peek() {
-            if is_token_char(ch) {
-                name.push(ch);
-                rest.next();
-            } else {
-                break;
-            }
+        let start = i;
+        while b.get(i).is_some_and(|&c| is_token_char(char::from(c))) {
+            i += 1;
         }
-        if name.is_empty() {
+        if i == start {
             return Err(Malformed::Syntax("expected a param name"));
         }
-        skip_ws(&mut rest);
-        if rest.next() != Some('=') {
+        let name = s.get(start..i).unwrap_or("").to_string();
+        i = ws(i);
+        if b.get(i) != Some(&b'=') {
             return Err(Malformed::Syntax("expected `=` after a param name"));
         }
-        skip_ws(&mut rest);
-        // value
-        let mut val = String::new();
-        if rest.peek() == Some(&'"') {
-            rest.next();
-            let mut closed = false;
-            while let Some(ch) = rest.next() {
-                match ch {
-                    '"' => {
-                        closed = true;
+        i = ws(i + 1);
+        let val = if b.get(i) == Some(&b'"') {
+            i += 1;
+            let mut val = String::new();
+            let mut from = i;
+            loop {
+                match b.get(i) {
+                    None => return Err(Malformed::Syntax("unterminated quoted string")),
+                    Some(b'"') => {
+                        val.push_str(s.get(from..i).unwrap_or(""));
+                        i += 1;
                         break;
                     }
-                    '\\' => match rest.next() {
-                        Some(escaped) => val.push(escaped),
-                        None => return Err(Malformed::Syntax("dangling `\\`")),
-                    },
-                    '\r' | '\n' => return Err(Malformed::Syntax("line break in a value")),
-                    other => val.push(other),
+                    Some(b'\\') => {
+                        val.push_str(s.get(from..i).unwrap_or(""));
+                        let Some(escaped) = s.get(i + 1..).and_then(|r| r.chars().next()) else {
+                            return Err(Malformed::Syntax("dangling `\\`"));
+                        };
+                        val.push(escaped);
+                        i += 1 + escaped.len_utf8();
+                        from = i;
+                    }
+                    Some(b'\r' | b'\n') => return Err(Malformed::Syntax("line break in a value")),
+                    Some(_) => i += 1,
                 }
             }
-            if !closed {
-                return Err(Malformed::Syntax("unterminated quoted string"));
-            }
+            val
         } else {
-            while let Some(&ch) = rest.peek() {
-                if is_token_char(ch) || ch == '/' || ch == ':' || ch == '@' {
-                    val.push(ch);
-                    rest.next();
-                } else {
-                    break;
-                }
+            let start = i;
+            while b
+                .get(i)
+                .is_some_and(|&c| is_token_char(char::from(c)) || matches!(c, b'/' | b':' | b'@'))
+            {
+                i += 1;
             }
-            if val.is_empty() {
+            if i == start {
                 return Err(Malformed::Syntax("expected a param value"));
             }
-        }
+            s.get(start..i).unwrap_or("").to_string()
+        };
         out.push((name, val));
-        skip_ws(&mut rest);
-        match rest.next() {
+        i = ws(i);
+        match b.get(i) {
             None => return Ok(out),
-            Some(',') => {}
+            Some(b',') => i += 1,
             Some(_) => return Err(Malformed::Syntax("expected `,` between params")),
         }
-    }
-}
-
-fn skip_ws(it: &mut std::iter::Peekable<std::str::Chars<'_>>) {
-    while it.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
-        it.next();
     }
 }
 

@@ -359,9 +359,9 @@ impl AuthDigest {
         // Several credentials may travel (one per proxy realm): ours is the first whose
         // realm matches (Kamailio find_credentials).
         let values = msg.header_values(header);
-        let Some(value) = values
+        let Some(parsed) = values
             .iter()
-            .find(|v| credentials::realm_of(v).as_deref() == Some(realm))
+            .find_map(|v| credentials::parse_for_realm(v, realm))
         else {
             // A header that is not even Digest credentials for any realm is malformed.
             if let Some(v) = values.first() {
@@ -373,7 +373,7 @@ impl AuthDigest {
             }
             return Outcome::NoCredentials;
         };
-        let c = match credentials::parse(value) {
+        let c = match parsed {
             Ok(c) => c,
             Err(e) => return Outcome::Malformed(e.to_string()),
         };

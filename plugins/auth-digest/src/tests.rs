@@ -301,6 +301,30 @@ fn refuses_malformed_credentials() {
         Err(Malformed::TooLong)
     );
     assert_eq!(credentials::realm_of(ok).as_deref(), Some("r"));
+    // escapes, a multi-byte escaped character, line breaks, a trailing backslash
+    let c = credentials::parse(
+        "Digest username=\"\\\\b\\ü\\\"\", realm=\"r\", nonce=\"n\", uri=\"u\", response=x",
+    )
+    .unwrap();
+    assert_eq!(c.username, "\\bü\"");
+    assert!(matches!(
+        credentials::parse("Digest username=\"a\r\nb\""),
+        Err(Malformed::Syntax("line break in a value"))
+    ));
+    assert!(matches!(
+        credentials::parse("Digest username=\"a\\"),
+        Err(Malformed::Syntax("dangling `\\`"))
+    ));
+    // one pass picks our realm's credentials: another realm or scheme is None, ours
+    // parses (or is malformed) as `parse` says
+    assert!(credentials::parse_for_realm(ok, "other").is_none());
+    assert!(credentials::parse_for_realm("Basic abc", "r").is_none());
+    assert_eq!(credentials::parse_for_realm(ok, "r"), Some(credentials::parse(ok)));
+    let missing = "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\"";
+    assert_eq!(
+        credentials::parse_for_realm(missing, "r"),
+        Some(Err(Malformed::Missing("response")))
+    );
 }
 
 #[test]
