@@ -319,7 +319,10 @@ fn refuses_malformed_credentials() {
     // parses (or is malformed) as `parse` says
     assert!(credentials::parse_for_realm(ok, "other").is_none());
     assert!(credentials::parse_for_realm("Basic abc", "r").is_none());
-    assert_eq!(credentials::parse_for_realm(ok, "r"), Some(credentials::parse(ok)));
+    assert_eq!(
+        credentials::parse_for_realm(ok, "r"),
+        Some(credentials::parse(ok))
+    );
     let missing = "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\"";
     assert_eq!(
         credentials::parse_for_realm(missing, "r"),
