@@ -3,13 +3,16 @@
 # comparing two builds without the noise of CPU time (no Kamailio; bench/run
 # --instructions does the comparison against it).
 #
-#   bench/lib/callgrind-weir.sh [--stateless|--register] BIN MODULE OUTDIR
+#   bench/lib/callgrind-weir.sh [--stateless|--register|--register-auth] BIN MODULE OUTDIR
 #
 # Runs BIN twice under valgrind (stateful: 100 and 600 calls at 20 calls/s, with
 # bench/weir/stateful.toml and the SIPp scenarios of bench/run --mode stateful;
 # --stateless: 200 and 1,200 calls at 100 calls/s with bench/weir/stateless.toml;
 # --register: 200 and 1,200 REGISTERs of distinct users at 100/s with
-# bench/weir/register.toml, MODULE unused) on ports PORT (default 5560, the proxy),
+# bench/weir/register.toml, MODULE unused; --register-auth: the same with digest auth,
+# bench/weir/register-auth.toml with MODULE as its auth-digest module, a subscribers file
+# of the users and bench/sipp/uac-register-auth.xml, one registration being REGISTER,
+# 401, REGISTER, 200) on ports PORT (default 5560, the proxy),
 # PORT+20 (UAS) and PORT+30 (UAC), and prints the difference per extra call, which
 # cancels start-up and shutdown. The callgrind files stay in OUTDIR for
 # callgrind_annotate. Loopback only; stops what it started.
@@ -18,8 +21,9 @@ mode=stateful
 case "${1:-}" in
     --stateless) mode=stateless; shift ;;
     --register) mode=register; shift ;;
+    --register-auth) mode=register-auth; shift ;;
 esac
-if [ $# -ne 3 ]; then sed -n '2,15p' "$0"; exit 2; fi
+if [ $# -ne 3 ]; then sed -n '2,18p' "$0"; exit 2; fi
 port=${PORT:-5560}
 bin=$1; module=$2; out=$3
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -31,13 +35,26 @@ elif [ $mode = stateless ]; then
     uas=(-sn uas) uac="$root/bench/sipp/uac.xml"
 else
     n1=200 n2=1200 rate=100
-    uas=() uac="$root/bench/sipp/uac-register.xml"
+    uas=() uac="$root/bench/sipp/uac-$mode.xml"
 fi
 mkdir -p "$out"
+out=$(realpath "$out")
 users="$out/users.csv"
-{ echo SEQUENTIAL; for i in $(seq 1 $n2); do echo "cg$i;pw$i"; done; } > "$users"
+if [ $mode = register-auth ]; then
+    module=$(realpath "$module")
+    # As bench/lib/register.py write_users: SIPp's [authentication] keyword in field1
+    # (SIPp does not expand a field inside it), and `user,domain,password` subscribers.
+    {
+        echo SEQUENTIAL
+        for i in $(seq 1 $n2); do echo "ca$i;[authentication username=ca$i password=pw${i}x]"; done
+    } > "$users"
+    for i in $(seq 1 $n2); do echo "ca$i,127.0.0.1,pw${i}x"; done > "$out/subscribers.txt"
+else
+    { echo SEQUENTIAL; for i in $(seq 1 $n2); do echo "cg$i;pw$i"; done; } > "$users"
+fi
 cfg="$out/weir.toml"
 sed -e "s#component = \".*\"#component = \"$module\"#" \
+    -e "s#file = \"subscribers.txt\"#file = \"$out/subscribers.txt\"#" \
     -e "s/127.0.0.1:5160/127.0.0.1:$port/" -e "s/127.0.0.1:5170/127.0.0.1:$((port + 20))/" \
     "$root/bench/weir/$mode.toml" > "$cfg"
 vg=(valgrind --tool=callgrind --smc-check=all-non-file)
