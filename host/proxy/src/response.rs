@@ -21,56 +21,42 @@ impl Core {
                 None => return,
             }
         }
-        // The first Via line is parsed once: it gives our Via and, when the previous hop
-        // put several on one line (SIPp does), the next one too.
         let Some(pos) = resp.headers.position("Via") else {
             inc(&self.stats.responses_dropped);
             return;
         };
-        // Our own Via is alone on its line (we insert it so): read it borrowed, remove
-        // the line, and parse only the next Via.
-        let alone = match resp.headers.get_at(pos).map(|h| ViaRef::parse(&h.value)) {
-            Some(Ok(top)) if !top.more => {
-                let tls = top.transport.eq_ignore_ascii_case("TLS");
-                if !self.ident.is_me(top.host, top.port, tls) {
-                    // §18.1.2: a response whose top Via is not ours is discarded.
-                    inc(&self.stats.responses_dropped);
-                    tracing::debug!(src = %rx.src, "response not for us dropped");
-                    return;
-                }
-                Some(top.branch().and_then(parse_branch).map(|(r, _)| r))
-            }
-            _ => None,
+        // Our own Via, read borrowed (from a shared handle on the line, which changes
+        // below).
+        let Some(line) = resp.headers.get_at(pos).map(|h| h.value.clone()) else {
+            inc(&self.stats.responses_dropped);
+            return;
         };
-        let route = match alone {
-            Some(route) => {
-                resp.headers.remove_at(pos);
-                route
-            }
-            None => {
-                // Several via-parms on our line (SIPp's UAS echoes every Via on one):
-                // ours is read borrowed, and the others stay as they were written.
-                let Some(line) = resp.headers.get_at(pos).map(|h| h.value.clone()) else {
-                    inc(&self.stats.responses_dropped);
-                    return;
-                };
-                let (Ok(top), Some(rest)) = (ViaRef::parse(&line), Via::rest_of_line(&line)) else {
-                    inc(&self.stats.responses_dropped);
-                    return;
-                };
-                let tls = top.transport.eq_ignore_ascii_case("TLS");
-                if !self.ident.is_me(top.host, top.port, tls) {
-                    // §18.1.2: a response whose top Via is not ours is discarded.
-                    inc(&self.stats.responses_dropped);
-                    tracing::debug!(src = %rx.src, "response not for us dropped");
-                    return;
-                }
-                if let Some(h) = resp.headers.get_mut(pos) {
-                    h.value = rest;
-                }
-                top.branch().and_then(parse_branch).map(|(r, _)| r)
-            }
+        let Ok(top) = ViaRef::parse(&line) else {
+            inc(&self.stats.responses_dropped);
+            return;
         };
+        let tls = top.transport.eq_ignore_ascii_case("TLS");
+        if !self.ident.is_me(top.host, top.port, tls) {
+            // §18.1.2: a response whose top Via is not ours is discarded.
+            inc(&self.stats.responses_dropped);
+            tracing::debug!(src = %rx.src, "response not for us dropped");
+            return;
+        }
+        let route = top.branch().and_then(parse_branch).map(|(r, _)| r);
+        if !top.more {
+            // Alone on its line (we insert it so): the line goes.
+            resp.headers.remove_at(pos);
+        } else {
+            // Several via-parms on our line (SIPp's UAS echoes every Via on one): the
+            // others stay as they were written.
+            let Some(rest) = Via::rest_of_line(&line) else {
+                inc(&self.stats.responses_dropped);
+                return;
+            };
+            if let Some(h) = resp.headers.get_mut(pos) {
+                h.value = rest;
+            }
+        }
         // The next Via (now the top one) says where the response goes.
         let Ok(next) = resp.top_via_ref().map(|v| resolve::of_via_ref(&v)) else {
             // It answered a request we originated: nothing to relay.

@@ -273,9 +273,8 @@ impl Via {
     /// assert!(Via::rest_of_line(&Text::from("SIP/2.0/UDP a, junk")).is_none());
     /// ```
     pub fn rest_of_line(value: &Text) -> Option<Text> {
-        let (first, rest) = split_first(value)?;
-        let rest = rest.trim_matches([' ', '\t']);
-        (ViaRef::parse(first).is_ok() && Via::is_valid_list(rest)).then(|| value.slice_ref(rest))
+        let (_, rest) = split_first(value)?;
+        Via::is_valid_list(value).then(|| value.slice_ref(rest.trim_matches([' ', '\t'])))
     }
 
     /// Whether [`Via::parse_list`] would parse `value` into at least one via-parm

@@ -91,14 +91,9 @@ pub fn pop_top_via(msg: &mut Message) {
     let Some(h) = msg.headers.get_mut(pos) else {
         return;
     };
-    // Without a comma the line holds one via-parm (or does not parse): it goes whole,
-    // without being parsed.
-    if !h.value.contains(',') {
-        msg.headers.remove_at(pos);
-        return;
-    }
     // Several via-parms on the line (SIPp echoes every Via on one): the others are kept
-    // as they were written (as Kamailio does). A line that does not parse goes whole.
+    // as they were written (as Kamailio does). A line with one via-parm, or that does
+    // not parse, goes whole.
     match Via::rest_of_line(&h.value) {
         Some(rest) => {
             h.value = rest;
