@@ -56,8 +56,34 @@ impl Dest {
         self.dir.path().join("invites.log")
     }
 
+    /// Start sipp on the port; a sipp that exits at once (its port taken for a moment
+    /// by another test's socket) is started again, twice at most, and a failure shows
+    /// what sipp said.
     fn spawn(&mut self) {
         assert!(self.child.is_none());
+        for _ in 0..3 {
+            self.spawn_once();
+            let up = wait::until(Duration::from_secs(20), || {
+                if ports::udp_in_use(LOCAL, self.port) {
+                    return Some(true);
+                }
+                let exited = self
+                    .child
+                    .as_mut()
+                    .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+                exited.then_some(false)
+            });
+            if up == Some(true) {
+                return;
+            }
+            self.stop();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let said = std::fs::read_to_string(self.dir.path().join("uas.out")).unwrap_or_default();
+        panic!("sipp UAS on {} did not start:\n{said}", self.port);
+    }
+
+    fn spawn_once(&mut self) {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -81,10 +107,6 @@ impl Dest {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run sipp (is it installed?): {e}"));
         self.child = Some(child);
-        let up = wait::until(Duration::from_secs(20), || {
-            ports::udp_in_use(LOCAL, self.port).then_some(())
-        });
-        assert!(up.is_some(), "sipp UAS on {} did not start", self.port);
     }
 
     fn stop(&mut self) {
