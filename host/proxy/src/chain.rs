@@ -57,12 +57,25 @@ impl Core {
         hook: Hook,
         extra: Extra<'_>,
     ) -> Result<Verdict, ModuleFailure> {
-        let Some(module) = self.registry.get(&entry.module) else {
-            return Err(ModuleFailure::Error(format!(
-                "module {} is not loaded",
-                entry.module
-            )));
-        };
+        self.registry.with(&entry.module, |module| {
+            let Some(module) = module else {
+                return Err(ModuleFailure::Error(format!(
+                    "module {} is not loaded",
+                    entry.module
+                )));
+            };
+            self.call_module(module, msg, rx, hook, extra)
+        })
+    }
+
+    fn call_module(
+        &self,
+        module: &weir_wasm::LoadedModule,
+        msg: &mut Message,
+        rx: Rx,
+        hook: Hook,
+        extra: Extra<'_>,
+    ) -> Result<Verdict, ModuleFailure> {
         let listener = self
             .transports
             .listeners()

@@ -779,7 +779,7 @@ impl Core {
         }
         match self.tsx.forward(tx, targets, Instant::now()) {
             Ok(out) => {
-                self.stats.forwarded.fetch_add(n as u64, Ordering::Relaxed);
+                self.stats.forwarded.add(n as u64);
                 self.execute(out);
             }
             Err(e) => {

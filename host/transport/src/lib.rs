@@ -16,11 +16,12 @@ mod tcp;
 mod udp;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use weir_config::{Limits, Listener};
+use weir_metrics::Counter;
 
 pub use tcp::FailHook;
 pub use weir_config::Transport;
@@ -105,36 +106,37 @@ pub enum SendError {
     Stopped,
 }
 
-/// Counters for everything the transports did or refused to do.
+/// Counters for everything the transports did or refused to do ([`Counter`]: each
+/// thread counts in its own cache line).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Datagrams received.
-    pub udp_received: AtomicU64,
+    pub udp_received: Counter,
     /// Datagrams sent.
-    pub udp_sent: AtomicU64,
+    pub udp_sent: Counter,
     /// Messages framed from TCP streams.
-    pub tcp_received: AtomicU64,
+    pub tcp_received: Counter,
     /// Messages queued to TCP connections.
-    pub tcp_sent: AtomicU64,
+    pub tcp_sent: Counter,
     /// Messages over the size limit, dropped.
-    pub oversize_dropped: AtomicU64,
+    pub oversize_dropped: Counter,
     /// Keep-alive pings (CRLF) seen.
-    pub keepalives: AtomicU64,
+    pub keepalives: Counter,
     /// Sends that failed (queue full, socket error, connect failure).
-    pub send_failures: AtomicU64,
+    pub send_failures: Counter,
     /// TCP connections open now.
-    pub tcp_open: AtomicU64,
+    pub tcp_open: Counter,
     /// TCP connections refused because the table was full.
-    pub tcp_refused: AtomicU64,
+    pub tcp_refused: Counter,
     /// TCP streams closed because of a framing error.
-    pub tcp_framing_errors: AtomicU64,
+    pub tcp_framing_errors: Counter,
     /// Outbound TCP connects that failed or timed out.
-    pub tcp_connect_failures: AtomicU64,
+    pub tcp_connect_failures: Counter,
 }
 
 /// Bump a counter.
-pub(crate) fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+pub(crate) fn inc(c: &Counter) {
+    c.inc();
 }
 
 /// The set of bound listeners and the TCP connection table.

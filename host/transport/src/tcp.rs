@@ -86,7 +86,7 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.limits.tcp_send_queue);
         if table.insert(remote, Conn { id, tx, pending }).is_none() {
-            self.stats.tcp_open.fetch_add(1, Ordering::Relaxed);
+            self.stats.tcp_open.inc();
         }
         Some((id, rx))
     }
@@ -96,7 +96,7 @@ impl Shared {
     fn unregister(&self, remote: SocketAddr, id: u64) -> Vec<FailHook> {
         let mut table = self.table();
         if table.get(&remote).is_some_and(|c| c.id == id) {
-            self.stats.tcp_open.fetch_sub(1, Ordering::Relaxed);
+            self.stats.tcp_open.sub(1);
             return table
                 .remove(&remote)
                 .and_then(|c| c.pending)

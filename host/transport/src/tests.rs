@@ -67,8 +67,8 @@ async fn udp_receive_send_and_oversize() {
     assert_eq!(&got[0].data[..], MSG);
     assert_eq!(got[0].src, peer.local_addr().unwrap());
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(t.stats().oversize_dropped.load(Ordering::Relaxed), 1);
-    assert_eq!(t.stats().keepalives.load(Ordering::Relaxed), 1);
+    assert_eq!(t.stats().oversize_dropped.get(), 1);
+    assert_eq!(t.stats().keepalives.get(), 1);
 
     let dest = Destination {
         transport: Transport::Udp,
@@ -123,7 +123,7 @@ async fn tcp_framing_reuse_and_limits() {
     let mut back = [0u8; 16];
     s.read_exact(&mut back).await.unwrap();
     assert_eq!(&back, b"SIP/2.0 200 OK\r\n");
-    assert_eq!(t.stats().tcp_open.load(Ordering::Relaxed), 1);
+    assert_eq!(t.stats().tcp_open.get(), 1);
 
     // The table holds at most two connections: the third is refused.
     let _s2 = tokio::net::TcpStream::connect(local).await.unwrap();
@@ -134,7 +134,7 @@ async fn tcp_framing_reuse_and_limits() {
         matches!(r, Ok(Ok(0)) | Ok(Err(_))),
         "third connection should be closed"
     );
-    assert_eq!(t.stats().tcp_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(t.stats().tcp_refused.get(), 1);
 
     // A framing error (negative Content-Length) closes the stream.
     drop(s);
@@ -145,7 +145,7 @@ async fn tcp_framing_reuse_and_limits() {
         .unwrap();
     let r = tokio::time::timeout(Duration::from_secs(2), bad.read(&mut b)).await;
     assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))));
-    assert_eq!(t.stats().tcp_framing_errors.load(Ordering::Relaxed), 1);
+    assert_eq!(t.stats().tcp_framing_errors.get(), 1);
     t.stop();
 }
 
@@ -187,12 +187,12 @@ async fn tcp_outbound_connects_and_receives_replies() {
     };
     t.send(dead, 0, Bytes::from_static(MSG)).unwrap();
     for _ in 0..100 {
-        if t.stats().tcp_connect_failures.load(Ordering::Relaxed) == 1 {
+        if t.stats().tcp_connect_failures.get() == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(t.stats().tcp_connect_failures.load(Ordering::Relaxed), 1);
+    assert_eq!(t.stats().tcp_connect_failures.get(), 1);
     t.stop();
 }
 

@@ -1,9 +1,20 @@
 //! Name -> module map whose entries can be replaced atomically.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
+
+use weir_metrics::STRIPES;
 
 use crate::module::LoadedModule;
+
+type Modules = Arc<HashMap<String, Arc<LoadedModule>>>;
+
+/// One thread slot's copy of the map, with the generation it was read at, alone on its
+/// cache line.
+#[derive(Default)]
+#[repr(align(64))]
+struct Copy(Mutex<Option<(u64, Modules)>>);
 
 /// The modules in service, by name. Weir registers each module under its config name
 /// (`[modules.NAME]`, unique across tenants; [`LoadedModule::name`]), which is also
@@ -13,9 +24,18 @@ use crate::module::LoadedModule;
 /// module never disturbs a call in progress: in-flight calls finish on the old
 /// version, whose instances are freed when the last call drops its `Arc`. Writers
 /// copy the map and swap it in (copy-on-write), so a read never waits for a load.
+///
+/// [`ModuleRegistry::with`], the per-message path, reads a per-thread copy of the map
+/// (one per [`weir_metrics::thread_slot`]) checked against a generation number that
+/// every change bumps: a call then takes no lock and no reference count that the other
+/// receive threads also touch. A thread's copy keeps the modules it last saw alive until
+/// that thread's next call after a change.
 #[derive(Default)]
 pub struct ModuleRegistry {
-    modules: RwLock<Arc<HashMap<String, Arc<LoadedModule>>>>,
+    modules: RwLock<Modules>,
+    /// Bumped by every change, after the new map is in place.
+    generation: AtomicU64,
+    copies: [Copy; STRIPES],
 }
 
 impl ModuleRegistry {
@@ -29,6 +49,31 @@ impl ModuleRegistry {
         self.read().get(name).cloned()
     }
 
+    /// Run `f` with the module registered under `name` (`None` if there is none), read
+    /// from this thread's copy of the map, refreshed first if the registry changed. The
+    /// module stays alive for the whole of `f`, as with [`get`](Self::get). A nested
+    /// call (from within `f`) or a thread sharing its slot with a busy one reads the
+    /// shared map instead.
+    pub fn with<T>(&self, name: &str, f: impl FnOnce(Option<&Arc<LoadedModule>>) -> T) -> T {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(copy) = self.copies.get(weir_metrics::thread_slot()) {
+            let held = match copy.0.try_lock() {
+                Ok(c) => Some(c),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut c) = held {
+                if !matches!(&*c, Some((g, _)) if *g == generation) {
+                    *c = Some((generation, self.read()));
+                }
+                if let Some((_, map)) = &*c {
+                    return f(map.get(name));
+                }
+            }
+        }
+        f(self.read().get(name))
+    }
+
     /// Registers `module` under `name`; returns the module it replaces.
     pub fn replace(
         &self,
@@ -39,6 +84,7 @@ impl ModuleRegistry {
         let mut next = HashMap::clone(&guard);
         let previous = next.insert(name.into(), module);
         *guard = Arc::new(next);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         previous
     }
 
@@ -51,6 +97,7 @@ impl ModuleRegistry {
         let mut next = HashMap::clone(&guard);
         let previous = next.remove(name);
         *guard = Arc::new(next);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         previous
     }
 
@@ -60,7 +107,9 @@ impl ModuleRegistry {
         modules: HashMap<String, Arc<LoadedModule>>,
     ) -> Arc<HashMap<String, Arc<LoadedModule>>> {
         let mut guard = self.modules.write().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *guard, Arc::new(modules))
+        let previous = std::mem::replace(&mut *guard, Arc::new(modules));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        previous
     }
 
     /// The current set, consistent at one instant.
@@ -78,7 +127,7 @@ impl ModuleRegistry {
         self.read().is_empty()
     }
 
-    fn read(&self) -> Arc<HashMap<String, Arc<LoadedModule>>> {
+    fn read(&self) -> Modules {
         self.modules
             .read()
             .unwrap_or_else(PoisonError::into_inner)

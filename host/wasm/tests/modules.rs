@@ -406,6 +406,65 @@ fn registry_swap_leaves_in_flight_calls_on_the_old_version() {
 }
 
 #[test]
+fn the_per_thread_registry_copy_follows_every_change() {
+    let (rt, _) = runtime();
+    let registry = ModuleRegistry::new();
+    let call = |registry: &ModuleRegistry| {
+        registry.with("test/route", |m| {
+            m.map(|m| {
+                let mut msg = invite();
+                m.on_request(&mut msg, &ctx())
+            })
+        })
+    };
+    assert_eq!(call(&registry), None);
+    registry.replace("test/route", rt.load(&spec("route", "test", "ok")).unwrap());
+    assert_eq!(call(&registry), Some(Ok(Verdict::Continue)));
+    registry.replace(
+        "test/route",
+        rt.load(&spec("route", "test", "reply")).unwrap(),
+    );
+    assert!(matches!(
+        call(&registry),
+        Some(Ok(Verdict::Reply { code: 403, .. }))
+    ));
+    // A nested read (the slot's copy is in use) reads the shared map.
+    let nested = registry.with("test/route", |outer| {
+        registry.with("test/route", |inner| match (outer, inner) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        })
+    });
+    assert!(nested);
+    registry.remove("test/route");
+    assert_eq!(call(&registry), None);
+}
+
+#[test]
+fn each_thread_keeps_its_own_instance() {
+    let (rt, _) = runtime();
+    let m = load(&rt, "affine", "ok", TIMEOUT);
+    // Two threads calling in turn: two instances, each reused by its thread, none made
+    // per call.
+    for _ in 0..50 {
+        for _ in 0..2 {
+            let m = m.clone();
+            let t = thread::spawn(move || {
+                let mut msg = invite();
+                m.on_request(&mut msg, &ctx())
+            });
+            assert_eq!(t.join().unwrap(), Ok(Verdict::Continue));
+        }
+    }
+    let s = m.stats();
+    assert_eq!(s.calls, 100);
+    // Threads are new each time, so they share slots and take instances left in
+    // others' slots rather than make new ones.
+    assert_eq!(s.instances_created, 1, "{s:?}");
+    assert_eq!(s.idle_instances, 1, "{s:?}");
+}
+
+#[test]
 fn chain_context_reaches_the_module() {
     let (rt, _) = runtime();
     let m = load(&rt, "inspect-ctx", "inspect", TIMEOUT);
