@@ -1,6 +1,6 @@
 //! Who "we" are (listener addresses and aliases), and the Via branches we generate.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use weir_message::{Message, Uri, Via, ViaRef};
 use weir_transport::{ListenerInfo, Transport};
@@ -9,6 +9,13 @@ use weir_transport::{ListenerInfo, Transport};
 const COOKIE: &str = "z9hG4bK";
 /// Marks a branch Weir generated: `z9hG4bKw<route>x<txn hash><loop hash>`.
 pub(crate) const MARK: &str = "z9hG4bKw";
+
+/// The hasher of the branch and tag hashes: the same in every run of a build (a
+/// stateless retransmission after a restart keeps its branch), and foldhash rather than
+/// SipHash for speed (ADR 0008). Nothing is looked up by these hashes.
+fn fixed_hasher() -> foldhash::fast::FoldHasher<'static> {
+    foldhash::fast::FixedState::with_seed(0x5765_6972_2d62_7268).build_hasher()
+}
 
 /// The addresses and names that mean this proxy.
 #[derive(Debug, Clone)]
@@ -83,7 +90,7 @@ impl Identity {
 /// carries the RFC 3261 cookie, so that retransmissions, the CANCEL and the ACK of a
 /// non-2xx reply get the same branch downstream (§16.11); otherwise the RFC 2543 fields.
 fn txn_hash(req: &Message, top: &ViaRef<'_>) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = fixed_hasher();
     match top.branch() {
         Some(b) if b.starts_with(COOKIE) => {
             b.hash(&mut h);
@@ -113,7 +120,7 @@ fn txn_hash(req: &Message, top: &ViaRef<'_>) -> u64 {
 /// Hash of the fields §16.3 step 4 uses to tell a loop from a spiral. The To tag is left
 /// out so the ACK of a non-2xx reply keeps the INVITE's branch.
 pub(crate) fn loop_hash(req: &Message) -> u32 {
-    let mut h = DefaultHasher::new();
+    let mut h = fixed_hasher();
     req.request_uri().hash(&mut h);
     req.from_tag_ref().hash(&mut h);
     req.call_id().hash(&mut h);
@@ -151,7 +158,7 @@ pub(crate) fn route_of(msg: &Message) -> Option<usize> {
 
 /// A To tag for stateless replies: stable for retransmissions of the same request.
 pub(crate) fn to_tag(req: &Message) -> String {
-    let mut h = DefaultHasher::new();
+    let mut h = fixed_hasher();
     req.call_id().hash(&mut h);
     req.from_tag_ref().hash(&mut h);
     if let Ok(v) = req.top_via_ref() {
@@ -178,7 +185,7 @@ mod tests {
         assert_eq!(parse_branch(&b), Some((3, lh)));
         assert_eq!(b, branch(&req, &top, 3, lh), "stable for retransmissions");
         // The hash is the one of the owned Via's lowercased host and owned From tag.
-        let mut h = DefaultHasher::new();
+        let mut h = fixed_hasher();
         "z9hG4bKabc".hash(&mut h);
         "192.0.2.1".to_string().hash(&mut h);
         None::<u16>.hash(&mut h);

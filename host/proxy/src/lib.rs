@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::Bytes;
 use weir_config::{Config, Route};
 use weir_message::{Limits, Message, Uri};
-use weir_transaction::{TransactionTable, TxId};
+use weir_transaction::{IdHash, TransactionTable, TxId};
 use weir_transport::{Destination, Handler, Inbound, ListenerId, Transport, Transports};
 use weir_wasm::ModuleRegistry;
 
@@ -52,7 +52,7 @@ pub struct Core {
     /// Whether any route is stateful (responses then go to the table first).
     has_stateful: bool,
     /// What a stateful transaction needs for failover, by transaction.
-    tx_ctx: Mutex<HashMap<TxId, Arc<stateful::TxCtx>>>,
+    tx_ctx: Mutex<HashMap<TxId, Arc<stateful::TxCtx>, IdHash>>,
     /// Makes stateful branches unique.
     branch_seq: AtomicU64,
     /// The registrar and location service, when configured.
@@ -60,9 +60,9 @@ pub struct Core {
     /// Modules told of registrar binding events (`[events] binding`).
     binding_modules: Vec<weir_config::ChainEntry>,
     /// Lookup targets of live transactions, for `unregister_on`.
-    lookup_branches: Mutex<HashMap<TxId, location::LookupBranches>>,
+    lookup_branches: Mutex<HashMap<TxId, location::LookupBranches, IdHash>>,
     /// Transactions modules keep pending (verdict `wait`).
-    parked: Mutex<HashMap<TxId, stateful::Parked>>,
+    parked: Mutex<HashMap<TxId, stateful::Parked, IdHash>>,
     /// `parked.len()`, read without the lock on the per-transaction path.
     parked_len: std::sync::atomic::AtomicUsize,
     /// Module-originated requests in flight.
@@ -126,12 +126,12 @@ impl Core {
                 .routes
                 .iter()
                 .any(|r| r.mode == weir_config::Mode::Stateful),
-            tx_ctx: Mutex::new(HashMap::new()),
+            tx_ctx: Mutex::new(HashMap::default()),
             branch_seq: AtomicU64::new(1),
             registrar,
             binding_modules: config.events.binding.clone(),
-            lookup_branches: Mutex::new(HashMap::new()),
-            parked: Mutex::new(HashMap::new()),
+            lookup_branches: Mutex::new(HashMap::default()),
+            parked: Mutex::new(HashMap::default()),
             parked_len: std::sync::atomic::AtomicUsize::new(0),
             uac: uac::Uac::default(),
             services: std::sync::OnceLock::new(),

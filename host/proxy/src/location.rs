@@ -12,7 +12,7 @@ use std::sync::MutexGuard;
 use weir_message::{Message, Method};
 use weir_registrar::{Event, EventKind, Lookup, Registered, RequestContext, Target};
 use weir_store::now_ms;
-use weir_transaction::TxId;
+use weir_transaction::{IdHash, TxId};
 use weir_wasm::{BindingChange, BindingEvent};
 
 use crate::stateful::BranchTarget;
@@ -40,7 +40,7 @@ fn looked_up(req: &Message) -> bool {
 }
 
 impl Core {
-    fn lookups(&self) -> MutexGuard<'_, HashMap<TxId, LookupBranches>> {
+    fn lookups(&self) -> MutexGuard<'_, HashMap<TxId, LookupBranches, IdHash>> {
         // Every critical section is one insert, get or remove: a poisoned map is whole.
         self.lookup_branches
             .lock()

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use weir_registrar::Lookup;
 use weir_store::now_ms;
-use weir_transaction::TxId;
+use weir_transaction::{IdHash, TxId};
 use weir_wasm::{
     BranchTarget, Event, HttpRequest, HttpResponse, LocationBinding, OutgoingRequest, Services,
     TxState,
@@ -48,7 +48,7 @@ pub struct ModuleServices {
     /// In-flight SIP and HTTP requests per module.
     in_flight: Mutex<HashMap<String, (usize, usize)>>,
     /// Modules to tell when a transaction ends.
-    watchers: Mutex<HashMap<TxId, Vec<String>>>,
+    watchers: Mutex<HashMap<TxId, Vec<String>, IdHash>>,
     /// `watchers.len()`, read without the lock on the per-transaction path.
     watched: std::sync::atomic::AtomicUsize,
     http: weir_http::Client,
@@ -75,7 +75,7 @@ impl ModuleServices {
             generation: AtomicU64::new(1),
             next_id: AtomicU64::new(1),
             in_flight: Mutex::new(HashMap::new()),
-            watchers: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(HashMap::default()),
             watched: std::sync::atomic::AtomicUsize::new(0),
             http: weir_http::Client::new(weir_http::ClientConfig::default()),
         })

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use weir_config::{Config, OnError};
 use weir_message::{Message, Method, Uri};
 use weir_transaction::{
-    ClientKey, Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target, TimerConfig,
-    TxId,
+    ClientKey, IdHash, Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target,
+    TimerConfig, TxId,
 };
 use weir_transport::{Destination, FailHook, Transport};
 use weir_wasm::{Hook, Vars, Verdict};
@@ -170,7 +170,7 @@ fn peer(rx: Rx) -> Peer {
 }
 
 impl Core {
-    fn contexts(&self) -> MutexGuard<'_, std::collections::HashMap<TxId, Arc<TxCtx>>> {
+    fn contexts(&self) -> MutexGuard<'_, std::collections::HashMap<TxId, Arc<TxCtx>, IdHash>> {
         // Every critical section is one insert, get or remove: a poisoned map is whole.
         self.tx_ctx.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -437,7 +437,7 @@ impl Core {
         self.fork(tx, ctx, explicit);
     }
 
-    fn parked(&self) -> MutexGuard<'_, std::collections::HashMap<TxId, Parked>> {
+    fn parked(&self) -> MutexGuard<'_, std::collections::HashMap<TxId, Parked, IdHash>> {
         // Every critical section is one insert, get or remove: a poisoned map is whole.
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -1,7 +1,7 @@
 //! Transaction keys (RFC 3261 §17.1.3, §17.2.3) and where messages come from.
 
 use std::fmt;
-use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::SocketAddr;
 
 use weir_message::{HeaderError, Message, Method};
@@ -49,9 +49,9 @@ pub struct Peer {
 }
 
 /// A fast hash for ids Weir makes itself ([`TxId`], timer ids), never for anything a peer
-/// chooses (branches, Call-IDs: those keep the keyed default hash).
+/// chooses (branches, Call-IDs: those use [`PeerHash`], seeded at random per process).
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl IdHasher {
     fn add(&mut self, v: u64) {
@@ -96,7 +96,21 @@ impl Hasher for IdHasher {
 }
 
 /// [`IdHasher`] for `HashMap`s keyed by our own ids.
-pub(crate) type IdHash = BuildHasherDefault<IdHasher>;
+pub type IdHash = BuildHasherDefault<IdHasher>;
+
+/// The hash for maps keyed by what peers choose (branches, hosts, Call-IDs): foldhash
+/// with random seeds (ADR 0008), several times cheaper than the standard library's
+/// SipHash on these short keys. A map made with `Default` gets its own seed.
+pub type PeerHash = foldhash::fast::RandomState;
+
+/// One seed per process for [`ServerKey::shard_hash`] / [`ClientKey::shard_hash`], which
+/// must agree across calls (the shard of a key) but need not across runs.
+static SHARD_HASH: std::sync::LazyLock<PeerHash> = std::sync::LazyLock::new(PeerHash::default);
+
+fn shard_hasher() -> foldhash::fast::FoldHasher<'static> {
+    use std::hash::BuildHasher;
+    SHARD_HASH.build_hasher()
+}
 
 /// Identifies one transaction in a [`TransactionTable`](crate::TransactionTable). Never
 /// reused, so a stale id simply finds nothing.
@@ -228,7 +242,7 @@ impl ServerKey {
     /// Hash of everything but the method, so an INVITE, its ACK and its CANCEL land in
     /// the same shard and are handled under one lock.
     pub(crate) fn shard_hash(&self) -> u64 {
-        let mut h = DefaultHasher::new();
+        let mut h = shard_hasher();
         match self {
             ServerKey::Rfc3261 {
                 branch, host, port, ..
@@ -301,7 +315,7 @@ impl ClientKey {
     }
 
     pub(crate) fn shard_hash(&self) -> u64 {
-        let mut h = DefaultHasher::new();
+        let mut h = shard_hasher();
         self.branch.hash(&mut h);
         h.finish()
     }

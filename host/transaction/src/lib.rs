@@ -106,7 +106,9 @@ pub use config::{TableConfig, TimerConfig};
 pub use context::{priority, BranchSlot, CtxAction, FinalOptions, Reply, ResponseContext, Winner};
 pub use driver::{run_timers, Slot, TimerId, TimerQueue};
 pub use error::{Error, Result};
-pub use key::{ClientKey, Peer, ServerKey, Transport, TxId, MAGIC_COOKIE};
+pub use key::{
+    ClientKey, IdHash, IdHasher, Peer, PeerHash, ServerKey, Transport, TxId, MAGIC_COOKIE,
+};
 pub use server::{
     ServerEvent, ServerInvite, ServerInviteState, ServerNonInvite, ServerNonInviteState, ServerTx,
 };

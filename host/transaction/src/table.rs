@@ -13,7 +13,7 @@ use crate::cell::{AckMatch, Cell, ClientRef, Fx};
 use crate::config::{TableConfig, TimerConfig};
 use crate::driver::{TimerId, TimerQueue};
 use crate::error::{Error, Result};
-use crate::key::{ClientKey, IdHash, Peer, ServerKey, TxId};
+use crate::key::{ClientKey, IdHash, Peer, PeerHash, ServerKey, TxId};
 
 // === Types ===
 
@@ -159,9 +159,9 @@ struct Shard {
     index: usize,
     next_seq: u64,
     cells: HashMap<TxId, Cell, IdHash>,
-    server: HashMap<ServerKey, TxId>,
-    client: HashMap<ClientKey, ClientRef>,
-    tombstones: HashMap<ServerKey, Tombstone>,
+    server: HashMap<ServerKey, TxId, PeerHash>,
+    client: HashMap<ClientKey, ClientRef, PeerHash>,
+    tombstones: HashMap<ServerKey, Tombstone, PeerHash>,
 }
 
 /// All live transactions.
