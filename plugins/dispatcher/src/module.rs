@@ -602,11 +602,12 @@ fn store_health(uri: &str, h: &DestHealth) {
     }
 }
 
-/// The current `hgen` (0 when absent); `None` when it cannot be read.
+/// The current `hgen` (0 when absent); `None` when it cannot be read. Read with an
+/// `incr` by 0: an integer comes back, where a `get` copies bytes into the guest to
+/// be parsed (about half the instructions of the host call).
 fn health_gen() -> Option<i64> {
-    match kv::get(HEALTH_GEN) {
-        Ok(None) => Some(0),
-        Ok(Some(v)) => std::str::from_utf8(&v).ok()?.trim().parse().ok(),
+    match kv::incr(HEALTH_GEN, 0, None) {
+        Ok(g) => Some(g),
         Err(e) => {
             log::debug!("dispatcher: {HEALTH_GEN}: {e}");
             None
