@@ -3,7 +3,7 @@
 # comparing two builds without the noise of CPU time (no Kamailio; bench/run
 # --instructions does the comparison against it).
 #
-#   bench/lib/callgrind-weir.sh [--stateless|--register|--register-auth] BIN MODULE OUTDIR
+#   bench/lib/callgrind-weir.sh [--stateless|--register|--register-auth|--dispatcher] BIN MODULE OUTDIR
 #
 # Runs BIN twice under valgrind (stateful: 100 and 600 calls at 20 calls/s, with
 # bench/weir/stateful.toml and the SIPp scenarios of bench/run --mode stateful;
@@ -12,8 +12,10 @@
 # bench/weir/register.toml, MODULE unused; --register-auth: the same with digest auth,
 # bench/weir/register-auth.toml with MODULE as its auth-digest module, a subscribers file
 # of the users and bench/sipp/uac-register-auth.xml, one registration being REGISTER,
-# 401, REGISTER, 200) on ports PORT (default 5560, the proxy),
-# PORT+20 (UAS) and PORT+30 (UAC), and prints the difference per extra call, which
+# 401, REGISTER, 200; --dispatcher: the stateful calls through bench/weir/dispatcher.toml
+# with MODULE as its dispatcher module, round robin over three SIPp UAS on PORT+20..22
+# answering the OPTIONS probes, as bench/dispatcher) on ports PORT (default 5560, the
+# proxy), PORT+20 (UAS) and PORT+30 (UAC), and prints the difference per extra call, which
 # cancels start-up and shutdown. The callgrind files stay in OUTDIR for
 # callgrind_annotate. Loopback only; stops what it started.
 set -euo pipefail
@@ -22,14 +24,21 @@ case "${1:-}" in
     --stateless) mode=stateless; shift ;;
     --register) mode=register; shift ;;
     --register-auth) mode=register-auth; shift ;;
+    --dispatcher) mode=dispatcher; shift ;;
 esac
-if [ $# -ne 3 ]; then sed -n '2,18p' "$0"; exit 2; fi
+if [ $# -ne 3 ]; then sed -n '2,20p' "$0"; exit 2; fi
 port=${PORT:-5560}
 bin=$1; module=$2; out=$3
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-if [ $mode = stateful ]; then
+# UAS ports: one, or the three destinations of the dispatcher's list
+uas_ports=($((port + 20)))
+if [ $mode = stateful ] || [ $mode = dispatcher ]; then
     n1=100 n2=600 rate=20
     uas=(-sf "$root/bench/sipp/uas-stateful.xml") uac="$root/bench/sipp/uac-stateful.xml"
+    if [ $mode = dispatcher ]; then
+        uas+=(-aa)
+        uas_ports=($((port + 20)) $((port + 21)) $((port + 22)))
+    fi
 elif [ $mode = stateless ]; then
     n1=200 n2=1200 rate=100
     uas=(-sn uas) uac="$root/bench/sipp/uac.xml"
@@ -52,10 +61,18 @@ if [ $mode = register-auth ]; then
 else
     { echo SEQUENTIAL; for i in $(seq 1 $n2); do echo "cg$i;pw$i"; done; } > "$users"
 fi
+if [ $mode = dispatcher ]; then
+    module=$(realpath "$module")
+    # bench/weir/dispatcher.list with our UAS ports (read relative to the config)
+    sed -e "s/127.0.0.1:5271/127.0.0.1:${uas_ports[0]}/" \
+        -e "s/127.0.0.1:5272/127.0.0.1:${uas_ports[1]}/" \
+        -e "s/127.0.0.1:5273/127.0.0.1:${uas_ports[2]}/" \
+        "$root/bench/weir/dispatcher.list" > "$out/dispatcher.list"
+fi
 cfg="$out/weir.toml"
 sed -e "s#component = \".*\"#component = \"$module\"#" \
     -e "s#file = \"subscribers.txt\"#file = \"$out/subscribers.txt\"#" \
-    -e "s/127.0.0.1:5160/127.0.0.1:$port/" -e "s/127.0.0.1:5170/127.0.0.1:$((port + 20))/" \
+    -e "s/127.0.0.1:5160/127.0.0.1:$port/" -e "s/127.0.0.1:5360/127.0.0.1:$port/" -e "s/127.0.0.1:5170/127.0.0.1:$((port + 20))/" \
     "$root/bench/weir/$mode.toml" > "$cfg"
 vg=(valgrind --tool=callgrind --smc-check=all-non-file)
 # compile the module once under valgrind, so both runs load it from the cache
@@ -66,23 +83,27 @@ trap cleanup EXIT
 declare -A total mallocs
 for n in $n1 $n2; do
     rm -f "$out"/cg."$n".*
+    # the UAS first: the dispatcher's first probes find them answering
+    pids=()
+    u=()
+    if [ ${#uas[@]} -gt 0 ]; then
+        for up in "${uas_ports[@]}"; do
+            sipp "${uas[@]}" -i 127.0.0.1 -p "$up" -nostdin -buff_size 4194304 \
+                > /dev/null 2>&1 &
+            u+=($!)
+            pids+=($!)
+        done
+        sleep 0.5
+    fi
     "${vg[@]}" --callgrind-out-file="$out/cg.$n.%p" "$bin" run --config "$cfg" \
         > "$out/weir.$n.log" 2>&1 &
     v=$!
-    pids=("$v")
+    pids+=("$v")
     for _ in $(seq 1 120); do grep -q "running" "$out/weir.$n.log" && break; sleep 1; done
-    u=
-    if [ ${#uas[@]} -gt 0 ]; then
-        sipp "${uas[@]}" -i 127.0.0.1 -p $((port + 20)) -nostdin -buff_size 4194304 \
-            > /dev/null 2>&1 &
-        u=$!
-        pids+=("$u")
-        sleep 0.5
-    fi
     rc=0
     sipp -sf "$uac" 127.0.0.1:$port -s service -i 127.0.0.1 -p $((port + 30)) -d 0 -nostdin \
         -inf "$users" -buff_size 4194304 -r $rate -m "$n" -timeout 120 > /dev/null 2>&1 || rc=$?
-    kill $u "$v"
+    kill "${u[@]}" "$v"
     wait "$v" 2>/dev/null || true
     pids=()
     if [ $rc -ne 0 ]; then echo "SIPp exit status $rc with $n calls: no count"; exit 1; fi

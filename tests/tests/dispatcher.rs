@@ -193,7 +193,8 @@ fn toml_path(p: &Path) -> String {
         .replace('"', "\\\"")
 }
 
-/// A stateful dispatcher on `port`: round robin over the list file, probing every
+/// A stateful dispatcher on `port` (in-dialog requests on a route of their own):
+/// round robin over the list file, probing every
 /// `ping_interval` s (0: none), fr_timer 1 s so that a silent destination fails over
 /// quickly. The probe timeout is long (4 s): a live sipp UAS that answers late on a
 /// loaded machine must not be taken for dead, and a dead one is found by its failed
@@ -211,6 +212,8 @@ fn config(port: u16, list: &Path, ping_interval: u32) -> String {
          [modules.dispatcher.params]\nset = 1\nalg = 4\nping_interval = {ping_interval}\n\
          probing_mode = 1\nping_timeout_ms = 4000\n\n"
     );
+    // In-dialog requests around the module, as config/dispatcher.toml.
+    c += &conf::stateful_route("in-dialog", "", "in_dialog = true");
     c += &conf::stateful_route(
         "dispatch",
         "",

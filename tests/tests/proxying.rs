@@ -590,3 +590,43 @@ fn client_supplied_received_does_not_redirect_replies() {
         None => panic!("no 483 anywhere"),
     }
 }
+
+#[test]
+fn in_dialog_routes_take_requests_by_their_to_tag() {
+    // Requests with a To tag take the first route (`in_dialog = true`), initial ones
+    // the second (`in_dialog = false`), each to its own next hop.
+    let dialog = UdpPeer::bind();
+    let initial = UdpPeer::bind();
+    let (dialog_hop, initial_hop) = (dialog.uri(), initial.uri());
+    let proxy = Proxy::start_with(|port| {
+        format!(
+            "{}{}[[route]]\nname = \"in-dialog\"\nin_dialog = true\nnext_hop = \"{dialog_hop}\"\n\n\
+             [[route]]\nname = \"initial\"\nin_dialog = false\nnext_hop = \"{initial_hop}\"\n\n",
+            conf::header(),
+            conf::listeners(port),
+        )
+    });
+    let ua = UdpPeer::bind();
+    ua.send(&ua.request("INVITE", "sip:bob@example.com"), proxy.addr());
+    let (fwd, _) = initial.expect("initial INVITE on the initial route");
+    assert_eq!(fwd.method(), Some("INVITE"));
+
+    let to = ua
+        .request("BYE", "sip:bob@example.com")
+        .header("To")
+        .map(|t| format!("{t};tag=b1"))
+        .unwrap();
+    ua.send(
+        &ua.request("BYE", "sip:bob@example.com")
+            .set_header("To", &to),
+        proxy.addr(),
+    );
+    let (fwd, _) = dialog.expect("BYE with a To tag on the in-dialog route");
+    assert_eq!(fwd.method(), Some("BYE"));
+
+    // And back: an initial OPTIONS to a user goes the initial way again.
+    ua.send(&ua.request("OPTIONS", "sip:bob@example.com"), proxy.addr());
+    let (fwd, _) = initial.expect("initial OPTIONS on the initial route");
+    assert_eq!(fwd.method(), Some("OPTIONS"));
+    proxy.assert_running();
+}

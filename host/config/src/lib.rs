@@ -253,6 +253,9 @@ pub struct Route {
     pub domains: Vec<String>,
     /// Listener names it matches (empty: all).
     pub listeners: Vec<String>,
+    /// `Some(true)`: only requests with a To tag (in-dialog, Kamailio's `has_totag()`);
+    /// `Some(false)`: only requests without one (initial); `None`: both.
+    pub in_dialog: Option<bool>,
     /// Where requests go when the chain continues and no Route header says otherwise:
     /// groups tried in order (serial forking), the targets of a group in parallel.
     /// Empty: by the request URI. A stateless route has at most one target.

@@ -123,6 +123,7 @@ struct RawRoute {
     domains: Vec<String>,
     #[serde(default)]
     listeners: Vec<Spanned<String>>,
+    in_dialog: Option<bool>,
     next_hop: Option<Spanned<toml::Value>>,
     record_route: Option<bool>,
     #[serde(default)]
@@ -834,6 +835,7 @@ fn routes(
             methods: r.methods.clone(),
             domains: r.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
             listeners: r.listeners.iter().map(|l| l.get_ref().clone()).collect(),
+            in_dialog: r.in_dialog,
             next_hops,
             record_route: r.record_route.unwrap_or(true),
             request,

@@ -223,3 +223,18 @@ fn next_hop_forms_and_stateful_settings() {
     let (line, key, _) = err_of(&format!("{base}[transaction]\nt1_ms = 0\n"));
     assert_eq!((line, key.as_str()), (6, "transaction.t1_ms"));
 }
+
+#[test]
+fn in_dialog_match() {
+    let base = "version = 1\n[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:5060\"\n";
+    let c = parse(&format!(
+        "{base}[[route]]\nname = \"dialog\"\nin_dialog = true\n[[route]]\nname = \"initial\"\nin_dialog = false\n[[route]]\nname = \"any\"\n"
+    ))
+    .unwrap();
+    let got: Vec<_> = c.routes.iter().map(|r| r.in_dialog).collect();
+    assert_eq!(got, vec![Some(true), Some(false), None]);
+    let (_, key, _) = err_of(&format!(
+        "{base}[[route]]\nname = \"r\"\nin_dialog = \"yes\"\n"
+    ));
+    assert!(key.starts_with("route"), "{key}");
+}

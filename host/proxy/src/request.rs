@@ -399,11 +399,16 @@ impl Core {
         let method = req.method()?.as_str();
         let host = ruri.map(|u| u.host.as_str());
         let listener = self.transports.listeners().get(rx.listener)?.name.as_str();
+        // Looked up once, only when some route asks.
+        let mut in_dialog = None;
         self.routes.iter().enumerate().find(|(_, r)| {
             (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
                 && (r.domains.is_empty()
                     || host.is_some_and(|h| r.domains.iter().any(|d| d.eq_ignore_ascii_case(h))))
                 && (r.listeners.is_empty() || r.listeners.iter().any(|l| l == listener))
+                && r.in_dialog.is_none_or(|want| {
+                    want == *in_dialog.get_or_insert_with(|| req.to_tag_ref().is_some())
+                })
         })
     }
 

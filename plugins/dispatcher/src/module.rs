@@ -5,6 +5,8 @@
 //! Shared state lives in the host's kv store, so every instance sees the same:
 //! * `h:<uri>`: the state of a destination ([`DestHealth::encode`]); absent means the
 //!   list file's flags;
+//! * `hgen`: bumped (atomic `incr`) after every write of an `h:` key, so that an
+//!   instance reads one key per request, and the states only when some changed;
 //! * `rr:<set>` / `rw:<set>`: the round-robin cursor resp. the weight-table position of
 //!   a set (atomic `incr`);
 //! * `list` / `list_version`: the last list text that parsed (when it fits a kv value),
@@ -12,7 +14,8 @@
 //! * `lc:<call-id>`, `ld:<duid>:<bucket>`, `li:<duid>:<bucket>`: the call loads of
 //!   algorithm 10 ([`crate::load`]).
 //!
-//! Per instance: the parsed list and the file version it came from.
+//! Per instance: the parsed list and the file version it came from, and the states of
+//! the selection set as of a `hgen` value.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -36,6 +39,8 @@ pub const PING_TIMER: &str = "ping";
 /// Longest list text mirrored into the kv store (the store's default value bound is
 /// 64 KiB).
 const KV_LIST_MAX: usize = 60_000;
+/// The kv key bumped after every destination state write (see the module doc).
+pub const HEALTH_GEN: &str = "hgen";
 
 // === Config ===
 
@@ -216,6 +221,15 @@ struct Loaded {
     failed: Option<u64>,
 }
 
+/// The states of the selection set's destinations, as read when `hgen` was `gen`.
+#[derive(Debug)]
+struct StateCache {
+    gen: i64,
+    /// The list they were read for (a reload starts over).
+    list: Rc<DestList>,
+    states: Rc<[u32]>,
+}
+
 /// The dispatcher module.
 #[derive(Debug)]
 pub struct Dispatcher {
@@ -237,7 +251,12 @@ pub struct Dispatcher {
     mode: DispatchMode,
     /// Algorithm 10's call loads.
     loads: Option<Loads>,
+    /// The shared cursor of the algorithm: `rr:<set>` (round robin position) or
+    /// `rw:<set>` (weight-table position); `None` when it has none.
+    counter: Option<String>,
     loaded: RefCell<Loaded>,
+    /// The selection set's states, valid while `hgen` does not move.
+    states: RefCell<Option<StateCache>>,
 }
 
 fn check_code(name: &str, code: u16) -> Result<(), Error> {
@@ -344,7 +363,19 @@ impl Module for Dispatcher {
             mode: cfg.mode,
             loads: (cfg.alg == algo::ALG_CALL_LOAD)
                 .then(|| Loads::new(cfg.hash_expire, cfg.hash_initexpire)),
+            counter: match cfg.alg {
+                algo::ALG_ROUND_ROBIN
+                | algo::ALG_HASH_AUTH_USER
+                | algo::ALG_LATENCY
+                | algo::ALG_RR_SERIAL
+                | algo::ALG_OVERLOAD => Some(format!("rr:{}", cfg.set)),
+                algo::ALG_WEIGHT | algo::ALG_REL_WEIGHT | algo::ALG_PRIORITY_WEIGHT => {
+                    Some(format!("rw:{}", cfg.set))
+                }
+                _ => None,
+            },
             loaded: RefCell::new(Loaded::default()),
+            states: RefCell::new(None),
         };
         module.initial_load()?;
         if module.loads.is_some() {
@@ -559,9 +590,28 @@ fn health_of(d: &Dest) -> DestHealth {
     }
 }
 
+/// Store the state of `uri`, then bump `hgen` so that every instance reads the states
+/// again (in this order: an instance that reads `hgen` before the bump reads the states
+/// again on its next request).
 fn store_health(uri: &str, h: &DestHealth) {
     if let Err(e) = kv::set(&health_key(uri), h.encode(), None) {
         log::warn!("dispatcher: cannot store the state of {uri}: {e}");
+    }
+    if let Err(e) = kv::incr(HEALTH_GEN, 1, None) {
+        log::warn!("dispatcher: cannot bump {HEALTH_GEN}: {e}");
+    }
+}
+
+/// The current `hgen` (0 when absent); `None` when it cannot be read. Read with an
+/// `incr` by 0: an integer comes back, where a `get` copies bytes into the guest to
+/// be parsed (about half the instructions of the host call).
+fn health_gen() -> Option<i64> {
+    match kv::incr(HEALTH_GEN, 0, None) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            log::debug!("dispatcher: {HEALTH_GEN}: {e}");
+            None
+        }
     }
 }
 
@@ -707,7 +757,7 @@ impl Dispatcher {
             log::debug!("dispatcher: set {} is not in the list", self.set);
             return Ok(Verdict::reply(self.no_destination_code));
         };
-        let states: Vec<u32> = set.dests.iter().map(|d| health_of(d).flags).collect();
+        let states = self.set_states(&list, set);
         let sel = match self.run_select(msg, set, &states, &method, list_seed(&self.loaded)) {
             Ok(s) => s,
             Err(e) => {
@@ -745,6 +795,24 @@ impl Dispatcher {
         self.forward_to(msg, uris[0])
     }
 
+    /// The states of `set` (of `list`, the current list): the cached ones while `hgen`
+    /// has not moved since they were read, else read again (and cached).
+    fn set_states(&self, list: &Rc<DestList>, set: &DestSet) -> Rc<[u32]> {
+        let gen = health_gen();
+        if let (Some(gen), Some(c)) = (gen, self.states.borrow().as_ref()) {
+            if c.gen == gen && Rc::ptr_eq(&c.list, list) {
+                return Rc::clone(&c.states);
+            }
+        }
+        let states: Rc<[u32]> = set.dests.iter().map(|d| health_of(d).flags).collect();
+        *self.states.borrow_mut() = gen.map(|gen| StateCache {
+            gen,
+            list: Rc::clone(list),
+            states: Rc::clone(&states),
+        });
+        states
+    }
+
     /// Hash inputs, the cursor and the selection itself.
     fn run_select(
         &self,
@@ -754,10 +822,24 @@ impl Dispatcher {
         method: &str,
         seed: u64,
     ) -> Result<Selection, algo::SelectError> {
-        let call_id = msg.header("Call-ID").unwrap_or_default();
-        let from = msg.header("From").unwrap_or_default();
-        let to = msg.header("To").unwrap_or_default();
-        let ruri = msg.request_uri();
+        // Only what the algorithm hashes is read (each read is a host call).
+        let read = |algs: &[u32], f: &dyn Fn() -> String| {
+            if algs.contains(&self.alg) {
+                f()
+            } else {
+                String::new()
+            }
+        };
+        let call_id = read(&[algo::ALG_HASH_CALLID, algo::ALG_RANDOM], &|| {
+            msg.header("Call-ID").unwrap_or_default()
+        });
+        let from = read(&[algo::ALG_HASH_FROM_URI], &|| {
+            msg.header("From").unwrap_or_default()
+        });
+        let to = read(&[algo::ALG_HASH_TO_URI], &|| {
+            msg.header("To").unwrap_or_default()
+        });
+        let ruri = read(&[algo::ALG_HASH_RURI], &|| msg.request_uri());
         let auth_user = if self.alg == algo::ALG_HASH_AUTH_USER {
             msg.header("Proxy-Authorization")
                 .or_else(|| msg.header("Authorization"))
@@ -779,18 +861,8 @@ impl Dispatcher {
             hash_pvar: pvar.as_deref(),
         };
         let n = set.dests.len() as u64;
-        let counter = match self.alg {
-            algo::ALG_ROUND_ROBIN
-            | algo::ALG_HASH_AUTH_USER
-            | algo::ALG_LATENCY
-            | algo::ALG_RR_SERIAL
-            | algo::ALG_OVERLOAD => Some(format!("rr:{}", self.set)),
-            algo::ALG_WEIGHT | algo::ALG_REL_WEIGHT | algo::ALG_PRIORITY_WEIGHT => {
-                Some(format!("rw:{}", self.set))
-            }
-            _ => None,
-        };
-        let cursor = match &counter {
+        let counter = self.counter.as_deref();
+        let cursor = match counter {
             Some(key) => match kv::incr(key, 1, None) {
                 Ok(v) => v.saturating_sub(1).unsigned_abs(),
                 Err(e) => {
@@ -855,7 +927,7 @@ impl Dispatcher {
                 let expected = (cursor + 1) % n;
                 let skip = (next % n + n - expected) % n;
                 if skip > 0 {
-                    let _ = kv::incr(&key, i64::try_from(skip).unwrap_or(0), None);
+                    let _ = kv::incr(key, i64::try_from(skip).unwrap_or(0), None);
                 }
             }
         }

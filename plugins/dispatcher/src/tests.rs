@@ -8,7 +8,7 @@ use weir_sdk::{kv, Event, Module, SipResponse, Verdict};
 
 use crate::health::DestHealth;
 use crate::list::{FLAG_INACTIVE, FLAG_PROBING};
-use crate::module::VAR;
+use crate::module::{HEALTH_GEN, VAR};
 use crate::Dispatcher;
 
 const A: &str = "sip:127.0.0.1:5071";
@@ -49,8 +49,16 @@ fn target(v: &Verdict) -> String {
     }
 }
 
+/// Write a destination state as the module does: the state, then a `hgen` bump.
 fn set_state(uri: &str, flags: u32) {
     kv::set(&format!("h:{uri}"), DestHealth::new(flags).encode(), None).unwrap();
+    kv::incr(HEALTH_GEN, 1, None).unwrap();
+}
+
+/// Forget a destination's state (back to the list file's flags), with a `hgen` bump.
+fn clear_state(uri: &str) {
+    kv::delete(&format!("h:{uri}")).unwrap();
+    kv::incr(HEALTH_GEN, 1, None).unwrap();
 }
 
 fn state(uri: &str) -> Option<DestHealth> {
@@ -300,6 +308,70 @@ fn a_list_that_does_not_parse_keeps_the_previous_one() {
             .unwrap(),
         Verdict::Forward(_)
     ));
+}
+
+#[test]
+fn state_changes_reach_other_instances_through_hgen() {
+    let params = json!({ "ping_interval": 5, "probing_mode": 1 });
+    let ds = module(params.clone());
+    let other: Dispatcher = testing::init(params).unwrap();
+    // Both read the states once (all active) and keep them while hgen stays.
+    let call = |d: &Dispatcher, id: &str| {
+        target(&d.on_request(&mut testing::request(&invite(id))).unwrap())
+    };
+    assert_eq!(call(&other, "w1"), A);
+    let gen = kv::get_string(HEALTH_GEN).unwrap();
+    assert_eq!(call(&other, "w2"), B);
+    assert_eq!(
+        kv::get_string(HEALTH_GEN).unwrap(),
+        gen,
+        "selection writes no state"
+    );
+
+    // `ds` marks B down after a probe timeout: `other` sees it on its next request.
+    ds.on_event(&Event::Timer("ping".into())).unwrap();
+    let sent = testing::sent_requests();
+    let (id, _, _) = sent.iter().find(|(_, r, _)| r.uri == B).unwrap();
+    ds.on_event(&response(*id, B, 408)).unwrap();
+    assert_ne!(kv::get_string(HEALTH_GEN).unwrap(), gen);
+    let got: Vec<String> = (0..4).map(|i| call(&other, &format!("x{i}"))).collect();
+    assert!(!got.iter().any(|u| u == B), "{got:?}");
+
+    // The failure chain of one instance marks for the others too.
+    let mut msg = testing::request(&invite("f"));
+    let first = target(&other.on_request(&mut msg).unwrap());
+    testing::set_failure(&mut msg, 503);
+    let next = target(&ds.on_request(&mut msg).unwrap());
+    assert_ne!(next, first);
+    let got: Vec<String> = (0..4).map(|i| call(&other, &format!("y{i}"))).collect();
+    assert!(got.iter().all(|u| *u == next), "{got:?}");
+}
+
+#[test]
+fn a_state_written_without_a_hgen_bump_waits_for_the_next_bump() {
+    // The contract of the cache: writers bump hgen. A write without a bump is seen
+    // once anything bumps it.
+    let ds = module(json!({}));
+    assert_eq!(
+        target(&ds.on_request(&mut testing::request(&invite("a"))).unwrap()),
+        A
+    );
+    kv::set(
+        &format!("h:{C}"),
+        DestHealth::new(FLAG_INACTIVE | FLAG_PROBING).encode(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        target(&ds.on_request(&mut testing::request(&invite("b"))).unwrap()),
+        B
+    );
+    kv::incr(HEALTH_GEN, 1, None).unwrap();
+    // C is due but inactive now: A.
+    assert_eq!(
+        target(&ds.on_request(&mut testing::request(&invite("c"))).unwrap()),
+        A
+    );
 }
 
 #[test]
@@ -618,9 +690,9 @@ fn call_load_moves_on_failover_and_is_unset_on_failure() {
     assert_eq!(loads(&ds), [0, 0, 0]);
 
     // A cancelled call (487 to the caller) is unset too.
-    kv::delete(&format!("h:{A}")).unwrap();
-    kv::delete(&format!("h:{B}")).unwrap();
-    kv::delete(&format!("h:{C}")).unwrap();
+    clear_state(A);
+    clear_state(B);
+    clear_state(C);
     let mut msg = testing::request(&invite("f3"));
     assert_eq!(target(&ds.on_request(&mut msg).unwrap()), A);
     testing::set_failure(&mut msg, 487);

@@ -8,6 +8,7 @@
 //! namespace lock, so memory only ever shows acknowledged state.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -398,23 +399,38 @@ impl KvStore for MemoryKv {
         let handle = self.find_or_create(namespace)?;
         let mut ns = handle.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        if let Some(e) = ns.entries.get(key) {
-            if e.live(now) {
+        // One lookup; the live entry is updated in place (its TTL, set at creation,
+        // stays).
+        let expired = match ns.entries.get_mut(key) {
+            Some(e) if e.live(now) => {
                 let current = std::str::from_utf8(&e.value)
                     .ok()
                     .and_then(|s| s.parse::<i64>().ok())
                     .ok_or(KvError::NotANumber)?;
+                if delta == 0 {
+                    // A read (a shared generation counter, say): nothing to write.
+                    return Ok(current);
+                }
                 let next = current.checked_add(delta).ok_or(KvError::Overflow)?;
-                // The TTL set at creation stays.
-                let (expires, expires_at_ms) = (e.expires, e.expires_at_ms);
-                let entry = Entry {
-                    value: next.to_string().into_bytes(),
-                    expires,
-                    expires_at_ms,
+                let mut digits = [0u8; 20]; // i64::MIN is 20 characters
+                let len = {
+                    let mut w = std::io::Cursor::new(&mut digits[..]);
+                    // 20 bytes hold any i64: this cannot fail.
+                    let _ = write!(w, "{next}");
+                    usize::try_from(w.position()).unwrap_or(0)
                 };
-                self.write(namespace, &mut ns, key, entry)?;
+                let value = digits.get(..len).unwrap_or_default();
+                if let Some(j) = &self.journal {
+                    j.put(namespace, key, value, e.expires_at_ms)?;
+                }
+                e.value.clear();
+                e.value.extend_from_slice(value);
                 return Ok(next);
             }
+            Some(_) => true,
+            None => false,
+        };
+        if expired {
             ns.entries.remove(key);
             self.forget(namespace, &[key.to_owned()]);
         }
@@ -493,6 +509,86 @@ mod tests {
             kv.set("c/m", "k", b"", None),
             Err(KvError::TooManyNamespaces { max: 2 })
         );
+    }
+
+    /// A journaled write: key, value, expiry.
+    type Put = (String, Vec<u8>, Option<u64>);
+
+    /// Records the writes a store journals.
+    #[derive(Default)]
+    struct Counting {
+        puts: std::sync::Mutex<Vec<Put>>,
+    }
+
+    impl KvJournal for Counting {
+        fn put(
+            &self,
+            _namespace: &str,
+            key: &str,
+            value: &[u8],
+            expires_at_ms: Option<u64>,
+        ) -> Result<(), KvError> {
+            self.puts
+                .lock()
+                .unwrap()
+                .push((key.to_owned(), value.to_vec(), expires_at_ms));
+            Ok(())
+        }
+        fn remove(&self, _namespace: &str, _key: &str) -> Result<(), KvError> {
+            Ok(())
+        }
+        fn forget(&self, _namespace: &str, _keys: &[String]) {}
+    }
+
+    #[test]
+    fn incr_updates_in_place_and_an_incr_by_zero_writes_nothing() {
+        let journal = Arc::new(Counting::default());
+        let kv = MemoryKv::with_journal(
+            KvLimits {
+                max_namespaces: 2,
+                max_keys_per_namespace: 2,
+                max_key_bytes: 8,
+                max_value_bytes: 4,
+                sweep_interval: Duration::from_secs(60),
+            },
+            Some(journal.clone()),
+        );
+        assert_eq!(kv.incr("a/m", "n", 0, None).unwrap(), 0); // created as 0
+        assert_eq!(kv.incr("a/m", "n", 9, None).unwrap(), 9);
+        assert_eq!(kv.incr("a/m", "n", 0, None).unwrap(), 9);
+        assert_eq!(kv.incr("a/m", "n", 0, None).unwrap(), 9);
+        assert_eq!(kv.incr("a/m", "n", 991, None).unwrap(), 1000);
+        assert_eq!(kv.get("a/m", "n").unwrap(), Some(b"1000".to_vec()));
+        assert_eq!(
+            kv.incr("a/m", "n", i64::MIN, None).unwrap(),
+            i64::MIN + 1000
+        );
+        assert_eq!(
+            kv.get("a/m", "n").unwrap(),
+            Some((i64::MIN + 1000).to_string().into_bytes())
+        );
+        let puts = journal.puts.lock().unwrap().clone();
+        let values: Vec<&[u8]> = puts.iter().map(|(_, v, _)| v.as_slice()).collect();
+        assert_eq!(
+            values,
+            [
+                &b"0"[..],
+                b"9",
+                b"1000",
+                (i64::MIN + 1000).to_string().as_bytes()
+            ]
+        );
+
+        // The TTL set at creation stays, in memory and in the journal.
+        kv.incr("a/m", "t", 1, Some(Duration::from_secs(100)))
+            .unwrap();
+        kv.incr("a/m", "t", 1, Some(Duration::from_secs(5)))
+            .unwrap();
+        let puts = journal.puts.lock().unwrap().clone();
+        let (first, second) = (&puts[puts.len() - 2], &puts[puts.len() - 1]);
+        assert!(first.2.is_some());
+        assert_eq!(first.2, second.2);
+        assert_eq!(second.1, b"2");
     }
 
     #[test]
