@@ -150,9 +150,9 @@ impl Core {
         if core.has_stateful {
             let me = Arc::downgrade(&core);
             core.runtime
-                .spawn(weir_transaction::run_timers(core.tsx.clone(), move |o| {
+                .spawn(weir_transaction::run_timers(core.tsx.clone(), move |out| {
                     if let Some(core) = me.upgrade() {
-                        core.execute(vec![o]);
+                        core.execute(out);
                     }
                 }));
         }

@@ -341,12 +341,12 @@ impl TimerQueue {
     }
 }
 
-/// Fire `table`'s timers as they fall due, passing what they produce to `sink` (send
-/// the messages, report the events). Runs until the task is aborted; spawn it once per
-/// table.
+/// Fire `table`'s timers as they fall due, passing what each produces to `sink` (send
+/// the messages, report the events; never called with nothing). Runs until the task is
+/// aborted; spawn it once per table.
 pub async fn run_timers<F>(table: Arc<TransactionTable>, mut sink: F)
 where
-    F: FnMut(Output) + Send,
+    F: FnMut(Vec<Output>) + Send,
 {
     let q = table.timers();
     let mut due = Vec::new();
@@ -356,8 +356,9 @@ where
         let now = Instant::now();
         q.pop_due_into(now, &mut due);
         for id in due.drain(..) {
-            for o in table.on_timer(id, now) {
-                sink(o);
+            let out = table.on_timer(id, now);
+            if !out.is_empty() {
+                sink(out);
             }
         }
         let notified = q.notify.notified();

@@ -57,9 +57,12 @@ impl H {
         let log = Arc::new(Mutex::new(Vec::new()));
         let t0 = Instant::now();
         let sink_log = log.clone();
-        let driver = tokio::spawn(run_timers(table.clone(), move |o| {
+        let driver = tokio::spawn(run_timers(table.clone(), move |out| {
             let ms = u64::try_from((Instant::now() - t0).as_millis()).unwrap();
-            sink_log.lock().unwrap().push((ms, o));
+            let mut log = sink_log.lock().unwrap();
+            for o in out {
+                log.push((ms, o));
+            }
         }));
         H { table, log, driver }
     }
