@@ -158,18 +158,47 @@ pub(crate) fn route_of(msg: &Message) -> Option<usize> {
 
 /// A To tag for stateless replies: stable for retransmissions of the same request.
 pub(crate) fn to_tag(req: &Message) -> String {
+    to_tag_with(req, req.top_via_ref().ok().as_ref())
+}
+
+/// [`to_tag`] with the request's top Via already parsed (`None` if it does not parse).
+pub(crate) fn to_tag_with(req: &Message, top: Option<&ViaRef<'_>>) -> String {
     let mut h = fixed_hasher();
     req.call_id().hash(&mut h);
     req.from_tag_ref().hash(&mut h);
-    if let Ok(v) = req.top_via_ref() {
+    if let Some(v) = top {
         v.branch().hash(&mut h);
     }
-    format!("w{:016x}", h.finish())
+    // `w` and 16 lowercase hex digits (as `format!("w{:016x}")`, without core::fmt).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let x = h.finish();
+    let mut tag = String::with_capacity(17);
+    tag.push('w');
+    for shift in (0..16).rev() {
+        tag.push(char::from(HEX[((x >> (shift * 4)) & 0xf) as usize]));
+    }
+    tag
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_tag_is_w_and_16_hex_digits() {
+        let req = Message::parse(
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKabc\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n",
+            &weir_message::Limits::default(),
+        )
+        .unwrap();
+        let tag = to_tag(&req);
+        let mut h = fixed_hasher();
+        req.call_id().hash(&mut h);
+        req.from_tag_ref().hash(&mut h);
+        req.top_via_ref().unwrap().branch().hash(&mut h);
+        assert_eq!(tag, format!("w{:016x}", h.finish()));
+        assert_eq!(tag, to_tag_with(&req, req.top_via_ref().ok().as_ref()));
+    }
 
     #[test]
     fn branch_round_trip() {

@@ -11,7 +11,7 @@ use weir_message::{reason_phrase, Message, Method, NameAddr, ParseError, Text, U
 use weir_transport::{Destination, ListenerId, Transport};
 
 use crate::chain::Outcome;
-use crate::ident::{branch, loop_hash, parse_branch, to_tag};
+use crate::ident::{branch, loop_hash, parse_branch, to_tag, to_tag_with};
 use crate::resolve;
 use crate::stats::inc;
 use crate::{serialize, Core, Rx};
@@ -697,14 +697,21 @@ impl Core {
         } else {
             reason
         };
-        let tag = to_tag(req);
+        // The reply carries the request's Vias: its top Via, parsed once, gives both the
+        // To tag and where the reply goes (as `send_response` would find it).
+        let top = req.top_via_ref().ok();
+        let tag = to_tag_with(req, top.as_ref());
+        let target = top.as_ref().and_then(resolve::of_via_ref);
         let mut resp = req.reply(code, reason, (code > 100).then_some(tag.as_str()));
         resp.headers.push("Server", self.server_header.as_str());
         for (n, v) in headers {
             resp.headers.push(n.as_str(), v.as_str());
         }
         inc(&self.stats.local_replies);
-        self.send_response(resp, rx);
+        match target {
+            Some(target) => self.send_response_to(resp, rx, target),
+            None => inc(&self.stats.responses_dropped),
+        }
     }
 
     /// Send a response to where its top Via says (on streams: the connection it came

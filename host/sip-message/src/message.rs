@@ -906,19 +906,29 @@ impl Message {
         } else {
             Text::from(reason)
         };
+        // One pass: every Via in order, and the first From, To, Call-ID and CSeq.
         let mut headers = Headers::with_capacity(8);
-        for h in self.headers.iter().filter(|h| names_equal(&h.name, "via")) {
-            headers.push_header(h.clone());
+        let mut found = Found::default();
+        for (i, h) in self.headers.iter().enumerate() {
+            match classify(&h.name) {
+                Known::Via => headers.push_header(h.clone()),
+                k @ (Known::From | Known::To | Known::CallId | Known::CSeq) => found.note(k, i),
+                _ => {}
+            }
         }
-        for name in ["from", "to", "call-id", "cseq"] {
-            let Some(h) = self.headers.iter().find(|h| names_equal(&h.name, name)) else {
+        for i in [found.from, found.to, found.call_id, found.cseq] {
+            let Some(h) = i.and_then(|i| self.headers.get_at(i)) else {
                 continue;
             };
             let mut h = h.clone();
-            if name == "to" && code > 100 {
+            if i == found.to && code > 100 {
                 if let Some(tag) = to_tag {
                     if nameaddr::tag_of(&h.value).is_none() && !tag.is_empty() {
-                        h.value = Text::from(format!("{};tag={tag}", h.value));
+                        let mut v = String::with_capacity(h.value.len() + 5 + tag.len());
+                        v.push_str(&h.value);
+                        v.push_str(";tag=");
+                        v.push_str(tag);
+                        h.value = Text::from(v);
                     }
                 }
             }
@@ -1523,6 +1533,31 @@ mod tests {
         );
         let r = m.reply(200, "OK", None);
         assert_eq!(r.to_tag(), None);
+        // Only the first From, To, Call-ID and CSeq are copied, compact forms included;
+        // Vias all, in order, wherever they are.
+        let mut twice = m.clone();
+        twice.headers.push("t", "<sip:carol@example.com>");
+        twice.headers.push("i", "other@192.0.2.9");
+        twice
+            .headers
+            .push("Via", "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKlast");
+        let r = twice.reply(480, "", Some("srv"));
+        let names: Vec<&str> = r.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Via",
+                "v",
+                "Via",
+                "f",
+                "To",
+                "Call-ID",
+                "CSeq",
+                "Content-Length"
+            ]
+        );
+        assert_eq!(r.headers.get("to"), Some("sip:bob@example.com;tag=srv"));
+        assert_eq!(r.headers.get("call-id"), Some("r1@192.0.2.1"));
         let mut tagged = m.clone();
         tagged
             .headers

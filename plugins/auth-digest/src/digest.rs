@@ -48,9 +48,14 @@ impl Algorithm {
 
     /// Lowercase hex of the hash of the `:`-joined parts.
     pub fn hash(self, parts: &[&str]) -> String {
+        self.hash_hex(parts).as_str().to_owned()
+    }
+
+    /// [`hash`](Algorithm::hash) on the stack.
+    pub fn hash_hex(self, parts: &[&str]) -> HexHash {
         match self {
-            Algorithm::Md5 => hex(&joined::<Md5>(parts)),
-            Algorithm::Sha256 => hex(&joined::<Sha256>(parts)),
+            Algorithm::Md5 => HexHash::new(&joined::<Md5>(parts)),
+            Algorithm::Sha256 => HexHash::new(&joined::<Sha256>(parts)),
         }
     }
 
@@ -69,15 +74,63 @@ impl Algorithm {
         uri: &str,
         qop_auth: Option<(&str, &str)>,
     ) -> String {
-        let ha2 = self.hash(&[method, uri]);
+        self.response_hex(ha1, nonce, method, uri, qop_auth)
+            .as_str()
+            .to_owned()
+    }
+
+    /// [`response`](Algorithm::response) on the stack.
+    pub fn response_hex(
+        self,
+        ha1: &str,
+        nonce: &str,
+        method: &str,
+        uri: &str,
+        qop_auth: Option<(&str, &str)>,
+    ) -> HexHash {
+        let ha2 = self.hash_hex(&[method, uri]);
         match qop_auth {
-            Some((nc, cnonce)) => self.hash(&[ha1, nonce, nc, cnonce, "auth", &ha2]),
-            None => self.hash(&[ha1, nonce, &ha2]),
+            Some((nc, cnonce)) => self.hash_hex(&[ha1, nonce, nc, cnonce, "auth", ha2.as_str()]),
+            None => self.hash_hex(&[ha1, nonce, ha2.as_str()]),
         }
     }
 }
 
-fn joined<D: md5::Digest>(parts: &[&str]) -> Vec<u8> {
+/// A hash in lowercase hex, kept on the stack (up to SHA-256's 64 digits).
+#[derive(Clone, Copy)]
+pub struct HexHash {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl HexHash {
+    /// The lowercase hex of `bytes` (at most 32 of them; more are cut).
+    pub fn new(bytes: &[u8]) -> HexHash {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 64];
+        let mut len = 0;
+        for (b, out) in bytes.iter().zip(buf.chunks_exact_mut(2)) {
+            out[0] = DIGITS[usize::from(b >> 4)];
+            out[1] = DIGITS[usize::from(b & 0x0f)];
+            len += 2;
+        }
+        HexHash { buf, len }
+    }
+
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits are ever written.
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for HexHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn joined<D: md5::Digest>(parts: &[&str]) -> md5::digest::Output<D> {
     let mut d = D::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -85,7 +138,7 @@ fn joined<D: md5::Digest>(parts: &[&str]) -> Vec<u8> {
         }
         d.update(p.as_bytes());
     }
-    d.finalize().to_vec()
+    d.finalize()
 }
 
 /// Lowercase hex.
@@ -99,9 +152,13 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// MD5 of `data` (the nonce's integrity hash).
-pub fn md5(data: &[u8]) -> [u8; 16] {
-    Md5::digest(data).into()
+/// MD5 of the concatenation of `parts` (the nonce's integrity hash).
+pub fn md5_parts(parts: &[&[u8]]) -> [u8; 16] {
+    let mut d = Md5::new();
+    for p in parts {
+        d.update(p);
+    }
+    d.finalize().into()
 }
 
 /// Equality of two byte strings in time that depends on their lengths only.
@@ -111,5 +168,18 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     }
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     // Keep the comparison from being short-circuited by the optimiser.
+    std::hint::black_box(diff) == 0
+}
+
+/// [`ct_eq`] of `expected` and `given` with `given`'s ASCII letters lowercased (hex
+/// digests compare case-insensitively; `expected` is lowercase).
+pub fn ct_eq_lowercase(expected: &[u8], given: &[u8]) -> bool {
+    if expected.len() != given.len() {
+        return false;
+    }
+    let diff = expected
+        .iter()
+        .zip(given)
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y.to_ascii_lowercase()));
     std::hint::black_box(diff) == 0
 }

@@ -17,6 +17,8 @@
 //! The module never panics on message content and never tells a client whether a user
 //! exists. See README.md for params, the SIP exchange and the Kamailio mapping.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use weir_sdk::{
     clock, connections, export_module, kv, log, names, subscribers, Error, Message, Module, Status,
@@ -284,8 +286,8 @@ impl Module for AuthDigest {
         if !self.in_dialog && !register && has_to_tag(msg) {
             return Ok(Verdict::Continue);
         }
-        let from = msg.header("From").as_deref().and_then(uri::user_host);
-        let Some((from_user, from_domain)) = from else {
+        let from = msg.header("From");
+        let Some((from_user, from_domain)) = from.as_deref().and_then(uri::user_host) else {
             return Ok(Verdict::reply_with(
                 Status::BAD_REQUEST,
                 "Bad From header",
@@ -293,23 +295,25 @@ impl Module for AuthDigest {
             ));
         };
         // Kamailio's default config: `if (is_method("REGISTER") || from_uri==myself)`.
-        if !register && !self.local_domains.is_empty() && !self.local_domains.contains(&from_domain)
+        if !register
+            && !self.local_domains.is_empty()
+            && !self.local_domains.iter().any(|d| *d == *from_domain)
         {
             return Ok(Verdict::Continue);
         }
-        let realm = self.realm.clone().unwrap_or_else(|| from_domain.clone());
+        let realm: &str = self.realm.as_deref().unwrap_or(&from_domain);
         let header = if register {
             "Authorization"
         } else {
             "Proxy-Authorization"
         };
 
-        if self.trusted(msg, &from_user, &from_domain) {
-            self.consume_if(msg, &method, header, &realm)?;
+        if self.trusted(msg, from_user, &from_domain) {
+            self.consume_if(msg, &method, header, realm)?;
             return Ok(Verdict::Continue);
         }
 
-        match self.check(msg, &method, header, &realm, &from_user, &from_domain) {
+        match self.check(msg, &method, header, realm, from_user, &from_domain) {
             Outcome::Authenticated { username } => {
                 if self.trust_connection {
                     let id = msg.connection_id();
@@ -317,13 +321,13 @@ impl Module for AuthDigest {
                         connections::bind(id, &format!("{username}@{realm}"));
                     }
                 }
-                self.consume_if(msg, &method, header, &realm)?;
+                self.consume_if(msg, &method, header, realm)?;
                 Ok(Verdict::Continue)
             }
-            Outcome::NoCredentials => Ok(self.challenge(register, &realm, false)),
-            Outcome::Stale => Ok(self.challenge(register, &realm, true)),
+            Outcome::NoCredentials => Ok(self.challenge(register, realm, false)),
+            Outcome::Stale => Ok(self.challenge(register, realm, true)),
             Outcome::Failed if self.forbid_on_failure => Ok(self.forbidden()),
-            Outcome::Failed => Ok(self.challenge(register, &realm, false)),
+            Outcome::Failed => Ok(self.challenge(register, realm, false)),
             Outcome::IdentityMismatch => Ok(self.forbidden()),
             Outcome::Malformed(why) => {
                 log::info!("auth-digest: malformed {header} in {method}: {why}");
@@ -416,10 +420,14 @@ impl AuthDigest {
             Ok(None) => return Outcome::Failed,
             Err(e) => return Outcome::StoreFailed(e.to_string()),
         };
+        let computed;
         let ha1 = match (alg, &creds.password, &creds.ha1, &creds.ha1_sha256) {
-            (_, Some(pw), _, _) => alg.ha1(&c.username, realm, pw),
-            (Algorithm::Md5, None, Some(ha1), _) => ha1.to_ascii_lowercase(),
-            (Algorithm::Sha256, None, _, Some(ha1)) => ha1.to_ascii_lowercase(),
+            (_, Some(pw), _, _) => {
+                computed = alg.hash_hex(&[&c.username, realm, pw]);
+                computed.as_str()
+            }
+            (Algorithm::Md5, None, Some(ha1), _) => ha1.as_str(),
+            (Algorithm::Sha256, None, _, Some(ha1)) => ha1.as_str(),
             _ => {
                 log::warn!(
                     "auth-digest: {}@{realm} has no password or {} HA1",
@@ -429,9 +437,14 @@ impl AuthDigest {
                 return Outcome::Failed;
             }
         };
-        let expected = alg.response(&ha1, &c.nonce, method, &c.uri, qop);
-        let given = c.response.to_ascii_lowercase();
-        if !digest::ct_eq(expected.as_bytes(), given.as_bytes()) {
+        // Stored HA1s are lowercase hex; lowercase one that is not.
+        let ha1 = if ha1.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(ha1.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(ha1)
+        };
+        let expected = alg.response_hex(&ha1, &c.nonce, method, &c.uri, qop);
+        if !digest::ct_eq_lowercase(expected.as_str().as_bytes(), c.response.as_bytes()) {
             log::info!("auth-digest: wrong response from {}@{realm}", c.username);
             return Outcome::Failed;
         }
@@ -445,7 +458,7 @@ impl AuthDigest {
             return Outcome::IdentityMismatch;
         }
         Outcome::Authenticated {
-            username: c.username,
+            username: c.username.into_owned(),
         }
     }
 
@@ -466,14 +479,18 @@ impl AuthDigest {
             return false;
         }
         if method == "REGISTER" || method == "PUBLISH" {
-            let to = msg.header("To").as_deref().and_then(uri::user_host);
-            if !to.is_some_and(|(u, d)| same(&u, &d)) {
+            let to = msg.header("To");
+            if !to
+                .as_deref()
+                .and_then(uri::user_host)
+                .is_some_and(|(u, d)| same(u, &d))
+            {
                 return false;
             }
         }
         if method == "PUBLISH" {
-            let ruri = uri::uri_user_host(&msg.request_uri());
-            if !ruri.is_some_and(|(u, d)| same(&u, &d)) {
+            let ruri = msg.request_uri();
+            if !uri::uri_user_host(&ruri).is_some_and(|(u, d)| same(u, &d)) {
                 return false;
             }
         }
@@ -545,22 +562,21 @@ impl AuthDigest {
                 "Proxy-Authenticate",
             )
         };
-        let headers: Vec<(String, String)> = self
+        let headers = self
             .algorithms
             .iter()
-            .map(|alg| {
-                (
-                    name.to_string(),
-                    self.challenge_value(realm, &nonce, stale, *alg),
-                )
-            })
-            .collect();
+            .map(|alg| (name, self.challenge_value(realm, &nonce, stale, *alg)));
         Verdict::reply_with(code, reason.as_str(), headers)
     }
 
     /// `Digest realm="<r>", nonce="<n>"[, qop="auth"][, stale=true][, algorithm=<A>]`.
     pub fn challenge_value(&self, realm: &str, nonce: &str, stale: bool, alg: Algorithm) -> String {
-        let mut v = format!("Digest realm=\"{realm}\", nonce=\"{nonce}\"");
+        let mut v = String::with_capacity(96 + realm.len() + nonce.len());
+        v.push_str("Digest realm=\"");
+        v.push_str(realm);
+        v.push_str("\", nonce=\"");
+        v.push_str(nonce);
+        v.push('"');
         if self.qop_auth {
             v.push_str(", qop=\"auth\"");
         }

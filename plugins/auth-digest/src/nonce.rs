@@ -15,7 +15,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use crate::digest::{ct_eq, md5};
+use crate::digest::{ct_eq, md5_parts};
 
 /// Bytes of a decoded nonce.
 pub const NONCE_BYTES: usize = 24;
@@ -55,10 +55,7 @@ impl NonceKey {
     }
 
     fn integrity(&self, times: &[u8; 8]) -> [u8; 16] {
-        let mut data = Vec::with_capacity(8 + self.secret.len());
-        data.extend_from_slice(times);
-        data.extend_from_slice(&self.secret);
-        md5(&data)
+        md5_parts(&[times, &self.secret])
     }
 
     /// A nonce created at `now_s` and valid for `expire_s` seconds.
@@ -68,9 +65,9 @@ impl NonceKey {
         let mut times = [0u8; 8];
         times[..4].copy_from_slice(&expire.to_be_bytes());
         times[4..].copy_from_slice(&since.to_be_bytes());
-        let mut raw = Vec::with_capacity(NONCE_BYTES);
-        raw.extend_from_slice(&times);
-        raw.extend_from_slice(&self.integrity(&times));
+        let mut raw = [0u8; NONCE_BYTES];
+        raw[..8].copy_from_slice(&times);
+        raw[8..].copy_from_slice(&self.integrity(&times));
         STANDARD.encode(raw)
     }
 
@@ -81,10 +78,12 @@ impl NonceKey {
         if nonce.len() > 64 {
             return NonceCheck::Invalid;
         }
-        let Ok(raw) = STANDARD.decode(nonce) else {
+        // 64 base64 characters decode to at most 48 bytes.
+        let mut buf = [0u8; 48];
+        let Ok(n) = STANDARD.decode_slice(nonce, &mut buf) else {
             return NonceCheck::Invalid;
         };
-        let Ok(raw) = <[u8; NONCE_BYTES]>::try_from(raw.as_slice()) else {
+        let Some(raw) = buf.get(..n).filter(|r| r.len() == NONCE_BYTES) else {
             return NonceCheck::Invalid;
         };
         let mut times = [0u8; 8];

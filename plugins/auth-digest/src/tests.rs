@@ -331,6 +331,80 @@ fn refuses_malformed_credentials() {
 }
 
 #[test]
+fn credentials_borrow_values_and_check_every_param_once() {
+    use std::borrow::Cow;
+    // Values without escapes borrow from the header value; an escape makes a copy.
+    let c = credentials::parse(
+        "Digest username=\"a\\\"b\", realm=\"r\", nonce=n, uri=\"sip:x@y\", response=\"f\"",
+    )
+    .unwrap();
+    assert!(matches!(c.username, Cow::Owned(ref u) if u == "a\"b"));
+    assert!(matches!(c.realm, Cow::Borrowed("r")));
+    assert!(matches!(c.nonce, Cow::Borrowed("n")));
+    assert!(matches!(c.uri, Cow::Borrowed("sip:x@y")));
+    // Extension params may appear once too (case ignored); the first one is named.
+    let ok = "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\"";
+    assert!(credentials::parse(&format!("{ok}, userhash=false")).is_ok());
+    assert_eq!(
+        credentials::parse(&format!("{ok}, userhash=false, UserHash=true")),
+        Err(Malformed::Duplicate("userhash".into()))
+    );
+    assert_eq!(
+        credentials::parse(&format!("{ok}, x=1, NC=1, y=2, nc=2, x=3")),
+        Err(Malformed::Duplicate("nc".into()))
+    );
+    // A duplicated realm: the first one selects, and the credentials are malformed.
+    let twice = format!("{ok}, realm=\"other\"");
+    assert_eq!(credentials::realm_of(&twice).as_deref(), Some("r"));
+    assert!(credentials::parse_for_realm(&twice, "other").is_none());
+    assert_eq!(
+        credentials::parse_for_realm(&twice, "r"),
+        Some(Err(Malformed::Duplicate("realm".into())))
+    );
+    // A syntax error after our realm still makes the value not ours.
+    assert!(credentials::parse_for_realm(&format!("{ok}, x"), "r").is_none());
+    assert!(matches!(
+        credentials::parse(&format!("{ok}, x=\"unterminated")),
+        Err(Malformed::Syntax("unterminated quoted string"))
+    ));
+    assert!(matches!(
+        credentials::parse(&format!("{ok}, x=\"a\\\"b")),
+        Err(Malformed::Syntax("unterminated quoted string"))
+    ));
+    // Token characters of RFC 3261, and `/ : @` in unquoted values.
+    let c = credentials::parse(
+        "Digest username=a-b.c!d%e*f_g+h`i'j~k, realm=r, nonce=n, uri=sip:u@h/p, response=x",
+    )
+    .unwrap();
+    assert_eq!(c.username, "a-b.c!d%e*f_g+h`i'j~k");
+    assert_eq!(c.uri, "sip:u@h/p");
+    assert!(matches!(
+        credentials::parse("Digest user(name)=a"),
+        Err(Malformed::Syntax(_))
+    ));
+    assert!(matches!(
+        credentials::parse("Digest username=a\u{e9}"),
+        Err(Malformed::Syntax(_))
+    ));
+}
+
+#[test]
+fn digest_hex_on_the_stack_and_lowercase_comparison() {
+    let h = Algorithm::Md5.hash_hex(&["Mufasa", "testrealm@host.com", "Circle Of Life"]);
+    assert_eq!(h.as_str(), "939e7578ed9e3c518a452acee763bce9");
+    assert_eq!(
+        h.as_str(),
+        Algorithm::Md5.ha1("Mufasa", "testrealm@host.com", "Circle Of Life")
+    );
+    assert_eq!(Algorithm::Sha256.hash_hex(&["a"]).as_str().len(), 64);
+    assert_eq!(digest::HexHash::new(&[0x00, 0xff, 0x1a]).as_str(), "00ff1a");
+    assert!(digest::ct_eq_lowercase(b"00ff1a", b"00FF1A"));
+    assert!(digest::ct_eq_lowercase(b"00ff1a", b"00ff1a"));
+    assert!(!digest::ct_eq_lowercase(b"00ff1a", b"00ff1b"));
+    assert!(!digest::ct_eq_lowercase(b"00ff1a", b"00ff1"));
+}
+
+#[test]
 fn uri_user_and_host() {
     let uh = |v: &str| user_host(v).map(|(u, h)| format!("{u}@{h}"));
     assert_eq!(
@@ -346,6 +420,17 @@ fn uri_user_and_host() {
         Some("bob@[2001:db8::1]")
     );
     assert_eq!(uh("<sip:example.com>").as_deref(), Some("@example.com"));
+    assert_eq!(
+        uh("<SIP:Bob@Host.Example>").as_deref(),
+        Some("Bob@host.example")
+    );
+    assert_eq!(uh("<SIPS:bob@h>").as_deref(), Some("bob@h"));
+    assert_eq!(uh("sip:"), None);
+    assert_eq!(uh("<sip:a@h?x=y>").as_deref(), Some("a@h"));
+    assert!(matches!(
+        user_host("<sip:a@h>"),
+        Some(("a", std::borrow::Cow::Borrowed("h")))
+    ));
     assert_eq!(uh("<tel:+123>"), None);
     assert_eq!(uh("garbage"), None);
     assert_eq!(
@@ -590,7 +675,7 @@ fn response_hex_case_and_missing_qop_are_accepted() {
     let mut msg = answered_invite(&m, "alice", "s3cret");
     let auth = msg.header("Proxy-Authorization").unwrap();
     let c = credentials::parse(&auth).unwrap();
-    let upper = auth.replace(&c.response, &c.response.to_uppercase());
+    let upper = auth.replace(&*c.response, &c.response.to_uppercase());
     msg.set_header("Proxy-Authorization", &upper).unwrap();
     assert_eq!(m.on_request(&mut msg).unwrap(), Verdict::Continue);
     // qop was offered, the client answers RFC 2069 style: accepted (as Kamailio).

@@ -6,13 +6,23 @@ use std::sync::{PoisonError, RwLock};
 
 use crate::{Credentials, StoreError, SubscriberStore};
 
-/// Subscriber credentials in a hash map keyed by `(username, domain)`.
+/// Subscriber credentials in a hash map keyed by `(username, domain)`: by domain, then
+/// by username, so that a lookup builds no key.
 ///
 /// Unbounded by itself: it holds what its owner puts in (a file it loaded, whose size
 /// the loader bounds).
 #[derive(Default)]
 pub struct MemorySubscribers {
-    map: RwLock<HashMap<(String, String), Credentials>>,
+    map: RwLock<Domains>,
+}
+
+/// Domain -> username -> credentials. No domain is left with no username.
+type Domains = HashMap<String, HashMap<String, Credentials>>;
+
+fn insert(map: &mut Domains, c: Credentials) {
+    map.entry(c.domain.clone())
+        .or_default()
+        .insert(c.username.clone(), c);
 }
 
 impl MemorySubscribers {
@@ -32,27 +42,31 @@ impl MemorySubscribers {
 
     /// Adds or replaces the credentials of `(c.username, c.domain)`.
     pub fn put(&self, c: Credentials) {
-        self.map
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((c.username.clone(), c.domain.clone()), c);
+        insert(
+            &mut self.map.write().unwrap_or_else(PoisonError::into_inner),
+            c,
+        );
     }
 
     /// Removes a subscriber; true if it existed.
     pub fn remove(&self, username: &str, domain: &str) -> bool {
-        self.map
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(username.to_owned(), domain.to_owned()))
-            .is_some()
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(users) = map.get_mut(domain) else {
+            return false;
+        };
+        let removed = users.remove(username).is_some();
+        if users.is_empty() {
+            map.remove(domain);
+        }
+        removed
     }
 
     /// Replaces every subscriber at once (a reload of the file).
     pub fn replace_all(&self, creds: impl IntoIterator<Item = Credentials>) {
-        let map = creds
-            .into_iter()
-            .map(|c| ((c.username.clone(), c.domain.clone()), c))
-            .collect();
+        let mut map = Domains::new();
+        for c in creds {
+            insert(&mut map, c);
+        }
         *self.map.write().unwrap_or_else(PoisonError::into_inner) = map;
     }
 
@@ -61,7 +75,9 @@ impl MemorySubscribers {
         self.map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .values()
+            .map(HashMap::len)
+            .sum()
     }
 
     /// True when there is no subscriber.
@@ -76,7 +92,62 @@ impl SubscriberStore for MemorySubscribers {
             .map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&(username.to_owned(), domain.to_owned()))
+            .get(domain)
+            .and_then(|users| users.get(username))
             .cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(username: &str, domain: &str, password: &str) -> Credentials {
+        Credentials {
+            username: username.into(),
+            domain: domain.into(),
+            password: Some(password.into()),
+            ha1: None,
+            ha1_sha256: None,
+        }
+    }
+
+    fn password(s: &MemorySubscribers, username: &str, domain: &str) -> Option<String> {
+        s.credentials(username, domain)
+            .unwrap()
+            .and_then(|c| c.password)
+    }
+
+    #[test]
+    fn keyed_by_username_and_domain() {
+        let s = MemorySubscribers::from_credentials([
+            creds("alice", "a.example", "1"),
+            creds("alice", "b.example", "2"),
+            creds("bob", "a.example", "3"),
+            creds("alice", "a.example", "4"),
+        ]);
+        assert_eq!(s.len(), 3);
+        assert_eq!(password(&s, "alice", "a.example").as_deref(), Some("4"));
+        assert_eq!(password(&s, "alice", "b.example").as_deref(), Some("2"));
+        assert_eq!(password(&s, "bob", "a.example").as_deref(), Some("3"));
+        // Exact match on both: no case folding, no cross-domain answer.
+        assert_eq!(password(&s, "bob", "b.example"), None);
+        assert_eq!(password(&s, "Alice", "a.example"), None);
+        assert_eq!(password(&s, "alice", "A.example"), None);
+
+        assert!(s.remove("alice", "b.example"));
+        assert!(!s.remove("alice", "b.example"));
+        assert!(!s.remove("carol", "a.example"));
+        assert_eq!(s.len(), 2);
+        assert_eq!(password(&s, "alice", "b.example"), None);
+        s.put(creds("alice", "b.example", "5"));
+        assert_eq!(password(&s, "alice", "b.example").as_deref(), Some("5"));
+
+        s.replace_all([creds("carol", "c.example", "6")]);
+        assert_eq!(s.len(), 1);
+        assert_eq!(password(&s, "alice", "a.example"), None);
+        assert_eq!(password(&s, "carol", "c.example").as_deref(), Some("6"));
+        assert!(s.remove("carol", "c.example"));
+        assert!(s.is_empty());
     }
 }
