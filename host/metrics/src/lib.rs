@@ -19,21 +19,23 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// still correct, only slower.
 pub const STRIPES: usize = 8;
 
-/// One cell, alone on its cache line.
+/// A value alone on its cache line (64 bytes): what one thread writes often, kept apart
+/// from what the others write. Also for per-thread slots elsewhere (a module's instance
+/// per thread, a thread's copy of the module registry).
 #[derive(Default)]
 #[repr(align(64))]
-struct Padded(AtomicU64);
+pub struct CachePadded<T>(pub T);
 
 /// A monotonic counter (or, with [`Counter::sub`], a gauge) that threads update without
 /// contending for one cache line.
 pub struct Counter {
-    cells: [Padded; STRIPES],
+    cells: [CachePadded<AtomicU64>; STRIPES],
 }
 
 impl Default for Counter {
     fn default() -> Counter {
         Counter {
-            cells: std::array::from_fn(|_| Padded::default()),
+            cells: std::array::from_fn(|_| CachePadded::default()),
         }
     }
 }
@@ -134,7 +136,7 @@ mod tests {
 
     #[test]
     fn each_cell_has_its_own_cache_line() {
-        assert_eq!(std::mem::align_of::<Padded>(), 64);
+        assert_eq!(std::mem::align_of::<CachePadded<AtomicU64>>(), 64);
         assert_eq!(std::mem::size_of::<Counter>(), 64 * STRIPES);
     }
 }

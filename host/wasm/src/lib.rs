@@ -93,6 +93,16 @@ pub use spec::{ModuleLimits, ModuleSpec, Param, ParamValue, RuntimeConfig};
 /// Largest size, in bytes, a message may grow to through a module's edits.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// `m` locked if no one holds it (a poisoned lock is taken as it is: every per-thread
+/// slot guarded this way is whole between statements), `None` if someone does.
+fn try_lock<T>(m: &std::sync::Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     fn send_sync<T: Send + Sync>() {}

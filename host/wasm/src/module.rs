@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 use wasmtime::{Store, Trap};
 use weir_message::{is_valid_header_name, is_valid_header_value, names_equal, Message, Uri};
-use weir_metrics::{Counter, STRIPES};
+use weir_metrics::{CachePadded, Counter, STRIPES};
 
 use crate::bindings::weir::sip::types::{
     Param as WitParam, Reply as WitReply, Verdict as WitVerdict,
@@ -111,9 +111,7 @@ struct Counters {
 /// The instance a thread last gave back, alone on its cache line: the thread takes it
 /// again on its next call, so an instance's memory stays in one core's cache instead of
 /// moving between the receive threads with every call.
-#[derive(Default)]
-#[repr(align(64))]
-struct Affine(Mutex<Option<Instance>>);
+type Affine = CachePadded<Mutex<Option<Instance>>>;
 
 /// Why a fresh instance could not be made.
 pub(crate) enum StartFailure {
@@ -177,11 +175,7 @@ impl LoadedModule {
             _ticker: parts.ticker,
         };
         let first = module.instantiate()?;
-        module
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(first);
+        module.put_idle(first);
         Ok(module)
     }
 
@@ -420,11 +414,11 @@ impl LoadedModule {
             return Ok(inst);
         }
         // One left with another thread (which may never call again) before a new one.
-        if let Some(inst) = self.affine.iter().find_map(|a| match a.0.try_lock() {
-            Ok(mut a) => a.take(),
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }) {
+        if let Some(inst) = self
+            .affine
+            .iter()
+            .find_map(|a| crate::try_lock(&a.0).and_then(|mut a| a.take()))
+        {
             return Ok(inst);
         }
         let mut live = self.live.load(Ordering::Relaxed);
@@ -468,6 +462,11 @@ impl LoadedModule {
             }
             _ => inst,
         };
+        self.put_idle(inst);
+    }
+
+    /// Into the shared pool.
+    fn put_idle(&self, inst: Instance) {
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use weir_metrics::STRIPES;
+use weir_metrics::{CachePadded, STRIPES};
 
 use crate::module::LoadedModule;
 
@@ -12,9 +12,7 @@ type Modules = Arc<HashMap<String, Arc<LoadedModule>>>;
 
 /// One thread slot's copy of the map, with the generation it was read at, alone on its
 /// cache line.
-#[derive(Default)]
-#[repr(align(64))]
-struct Copy(Mutex<Option<(u64, Modules)>>);
+type ThreadCopy = CachePadded<Mutex<Option<(u64, Modules)>>>;
 
 /// The modules in service, by name. Weir registers each module under its config name
 /// (`[modules.NAME]`, unique across tenants; [`LoadedModule::name`]), which is also
@@ -35,7 +33,7 @@ pub struct ModuleRegistry {
     modules: RwLock<Modules>,
     /// Bumped by every change, after the new map is in place.
     generation: AtomicU64,
-    copies: [Copy; STRIPES],
+    copies: [ThreadCopy; STRIPES],
 }
 
 impl ModuleRegistry {
@@ -57,12 +55,7 @@ impl ModuleRegistry {
     pub fn with<T>(&self, name: &str, f: impl FnOnce(Option<&Arc<LoadedModule>>) -> T) -> T {
         let generation = self.generation.load(Ordering::Acquire);
         if let Some(copy) = self.copies.get(weir_metrics::thread_slot()) {
-            let held = match copy.0.try_lock() {
-                Ok(c) => Some(c),
-                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-                Err(TryLockError::WouldBlock) => None,
-            };
-            if let Some(mut c) = held {
+            if let Some(mut c) = crate::try_lock(&copy.0) {
                 if !matches!(&*c, Some((g, _)) if *g == generation) {
                     *c = Some((generation, self.read()));
                 }
