@@ -46,13 +46,8 @@ impl Algorithm {
         }
     }
 
-    /// Lowercase hex of the hash of the `:`-joined parts.
-    pub fn hash(self, parts: &[&str]) -> String {
-        self.hash_hex(parts).as_str().to_owned()
-    }
-
-    /// [`hash`](Algorithm::hash) on the stack.
-    pub fn hash_hex(self, parts: &[&str]) -> HexHash {
+    /// Lowercase hex of the hash of the `:`-joined parts, on the stack.
+    pub fn hash(self, parts: &[&str]) -> HexHash {
         match self {
             Algorithm::Md5 => HexHash::new(&joined::<Md5>(parts)),
             Algorithm::Sha256 => HexHash::new(&joined::<Sha256>(parts)),
@@ -61,11 +56,11 @@ impl Algorithm {
 
     /// HA1 = H(username:realm:password).
     pub fn ha1(self, username: &str, realm: &str, password: &str) -> String {
-        self.hash(&[username, realm, password])
+        self.hash(&[username, realm, password]).as_str().to_owned()
     }
 
     /// The expected `response` for HA1, the request `method` and the digest `uri`, with
-    /// `qop=auth` (`Some((nc, cnonce))`) or without qop (`None`).
+    /// `qop=auth` (`Some((nc, cnonce))`) or without qop (`None`), on the stack.
     pub fn response(
         self,
         ha1: &str,
@@ -73,25 +68,11 @@ impl Algorithm {
         method: &str,
         uri: &str,
         qop_auth: Option<(&str, &str)>,
-    ) -> String {
-        self.response_hex(ha1, nonce, method, uri, qop_auth)
-            .as_str()
-            .to_owned()
-    }
-
-    /// [`response`](Algorithm::response) on the stack.
-    pub fn response_hex(
-        self,
-        ha1: &str,
-        nonce: &str,
-        method: &str,
-        uri: &str,
-        qop_auth: Option<(&str, &str)>,
     ) -> HexHash {
-        let ha2 = self.hash_hex(&[method, uri]);
+        let ha2 = self.hash(&[method, uri]);
         match qop_auth {
-            Some((nc, cnonce)) => self.hash_hex(&[ha1, nonce, nc, cnonce, "auth", ha2.as_str()]),
-            None => self.hash_hex(&[ha1, nonce, ha2.as_str()]),
+            Some((nc, cnonce)) => self.hash(&[ha1, nonce, nc, cnonce, "auth", ha2.as_str()]),
+            None => self.hash(&[ha1, nonce, ha2.as_str()]),
         }
     }
 }

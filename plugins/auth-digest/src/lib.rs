@@ -423,7 +423,7 @@ impl AuthDigest {
         let computed;
         let ha1 = match (alg, &creds.password, &creds.ha1, &creds.ha1_sha256) {
             (_, Some(pw), _, _) => {
-                computed = alg.hash_hex(&[&c.username, realm, pw]);
+                computed = alg.hash(&[&c.username, realm, pw]);
                 computed.as_str()
             }
             (Algorithm::Md5, None, Some(ha1), _) => ha1.as_str(),
@@ -443,7 +443,7 @@ impl AuthDigest {
         } else {
             Cow::Borrowed(ha1)
         };
-        let expected = alg.response_hex(&ha1, &c.nonce, method, &c.uri, qop);
+        let expected = alg.response(&ha1, &c.nonce, method, &c.uri, qop);
         if !digest::ct_eq_lowercase(expected.as_str().as_bytes(), c.response.as_bytes()) {
             log::info!("auth-digest: wrong response from {}@{realm}", c.username);
             return Outcome::Failed;

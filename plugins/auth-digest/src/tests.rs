@@ -90,12 +90,14 @@ fn answer(
     if param(challenge, "qop").is_some() {
         let (nc, cnonce) = ("00000001", "0a4f113b");
         let response = alg.response(&ha1, &nonce, method, uri, Some((nc, cnonce)));
+        let response = response.as_str();
         format!(
             "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
              response=\"{response}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\"{alg_param}"
         )
     } else {
         let response = alg.response(&ha1, &nonce, method, uri, None);
+        let response = response.as_str();
         format!(
             "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
              response=\"{response}\"{alg_param}"
@@ -137,7 +139,7 @@ fn rfc2617_md5_qop_auth_vector() {
         "/dir/index.html",
         Some(("00000001", "0a4f113b")),
     );
-    assert_eq!(r, "6629fae49393a05397450978507c4ef1");
+    assert_eq!(r.as_str(), "6629fae49393a05397450978507c4ef1");
 }
 
 #[test]
@@ -147,12 +149,16 @@ fn rfc7616_md5_and_sha256_vectors() {
     let qop = Some(("00000001", cnonce));
     let md5 = Algorithm::Md5.ha1("Mufasa", "http-auth@example.org", "Circle of Life");
     assert_eq!(
-        Algorithm::Md5.response(&md5, nonce, "GET", "/dir/index.html", qop),
+        Algorithm::Md5
+            .response(&md5, nonce, "GET", "/dir/index.html", qop)
+            .as_str(),
         "8ca523f5e9506fed4657c9700eebdbec"
     );
     let sha = Algorithm::Sha256.ha1("Mufasa", "http-auth@example.org", "Circle of Life");
     assert_eq!(
-        Algorithm::Sha256.response(&sha, nonce, "GET", "/dir/index.html", qop),
+        Algorithm::Sha256
+            .response(&sha, nonce, "GET", "/dir/index.html", qop)
+            .as_str(),
         "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
     );
 }
@@ -168,7 +174,7 @@ fn response_without_qop_and_ha1_values() {
         "/dir/index.html",
         None,
     );
-    assert_eq!(r, "670fd8c2df070c60b045671b8b24ff02");
+    assert_eq!(r.as_str(), "670fd8c2df070c60b045671b8b24ff02");
     assert_eq!(
         Algorithm::Md5.ha1("alice", "example.com", "s3cret"),
         "d2d0c8958e1b1c2b989afda0efb9663e"
@@ -390,13 +396,13 @@ fn credentials_borrow_values_and_check_every_param_once() {
 
 #[test]
 fn digest_hex_on_the_stack_and_lowercase_comparison() {
-    let h = Algorithm::Md5.hash_hex(&["Mufasa", "testrealm@host.com", "Circle Of Life"]);
+    let h = Algorithm::Md5.hash(&["Mufasa", "testrealm@host.com", "Circle Of Life"]);
     assert_eq!(h.as_str(), "939e7578ed9e3c518a452acee763bce9");
     assert_eq!(
         h.as_str(),
         Algorithm::Md5.ha1("Mufasa", "testrealm@host.com", "Circle Of Life")
     );
-    assert_eq!(Algorithm::Sha256.hash_hex(&["a"]).as_str().len(), 64);
+    assert_eq!(Algorithm::Sha256.hash(&["a"]).as_str().len(), 64);
     assert_eq!(digest::HexHash::new(&[0x00, 0xff, 0x1a]).as_str(), "00ff1a");
     assert!(digest::ct_eq_lowercase(b"00ff1a", b"00FF1A"));
     assert!(digest::ct_eq_lowercase(b"00ff1a", b"00ff1a"));
@@ -681,6 +687,7 @@ fn response_hex_case_and_missing_qop_are_accepted() {
     // qop was offered, the client answers RFC 2069 style: accepted (as Kamailio).
     let ha1 = Algorithm::Md5.ha1("alice", "example.com", "s3cret");
     let resp = Algorithm::Md5.response(&ha1, &c.nonce, "INVITE", &c.uri, None);
+    let resp = resp.as_str();
     let plain = format!(
         "Digest username=\"alice\", realm=\"example.com\", nonce=\"{}\", uri=\"{}\", response=\"{resp}\"",
         c.nonce, c.uri
