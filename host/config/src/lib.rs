@@ -160,6 +160,8 @@ pub struct TransactionSettings {
     pub max_noninv_lifetime: Duration,
     /// Kamailio `wt_timer`: how long a completed transaction absorbs late messages.
     pub wt_timer: Duration,
+    /// Step of the timer grid: timers fire up to this late, in batches (0: exact).
+    pub timer_resolution: Duration,
     /// Most transactions alive at once; beyond, new requests get 503.
     pub capacity: usize,
     /// Send `100 Trying` upstream when relaying an INVITE.

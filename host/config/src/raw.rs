@@ -82,6 +82,7 @@ struct RawTransaction {
     max_inv_lifetime_ms: Option<Spanned<i64>>,
     max_noninv_lifetime_ms: Option<Spanned<i64>>,
     wt_timer_ms: Option<Spanned<i64>>,
+    timer_resolution_ms: Option<Spanned<i64>>,
     capacity: Option<Spanned<i64>>,
     auto_inv_100: Option<bool>,
 }
@@ -457,6 +458,13 @@ fn transaction(ctx: &Ctx<'_>, t: &RawTransaction) -> Result<TransactionSettings>
         max_inv_lifetime: timer(&t.max_inv_lifetime_ms, "max_inv_lifetime_ms", 180_000)?,
         max_noninv_lifetime: timer(&t.max_noninv_lifetime_ms, "max_noninv_lifetime_ms", 32_000)?,
         wt_timer: timer(&t.wt_timer_ms, "wt_timer_ms", 5_000)?,
+        timer_resolution: ms(ctx.opt_int(
+            &t.timer_resolution_ms,
+            "transaction.timer_resolution_ms",
+            20,
+            0,
+            1_000,
+        )?),
         capacity: usize_of(ctx.opt_int(
             &t.capacity,
             "transaction.capacity",

@@ -143,6 +143,7 @@ pub(crate) fn table_config(cfg: &Config) -> TableConfig {
         },
         server_header: Some(cfg.proxy.server_header.clone()),
         auto_inv_100: t.auto_inv_100,
+        timer_resolution: t.timer_resolution,
         ..TableConfig::default()
     }
 }

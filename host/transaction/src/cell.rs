@@ -15,7 +15,7 @@ use crate::build::{
 use crate::client::{ClientEvent, ClientInvite, ClientNonInvite, ClientNonInviteState, ClientTx};
 use crate::config::{TableConfig, TimerConfig};
 use crate::context::{CtxAction, FinalOptions, ResponseContext};
-use crate::driver::{Slot, TimerId, TimerOp};
+use crate::driver::Slot;
 use crate::error::{Error, Result};
 use crate::key::{ClientKey, Peer, ServerKey, TxId};
 use crate::server::{ServerEvent, ServerTx};
@@ -42,11 +42,12 @@ pub(crate) struct ClientRef {
 #[derive(Debug, Default)]
 pub(crate) struct Fx {
     pub out: Vec<Output>,
-    /// Timers to queue (`Some(deadline)`) or forget (`None`, cancelled), in order.
-    pub timers: Vec<TimerOp>,
+    /// Deadlines to queue for these transactions (each its new earliest).
+    pub timers: Vec<(Instant, TxId)>,
     pub new_keys: Vec<(ClientKey, ClientRef)>,
     pub dead_keys: Vec<(ClientKey, TxId)>,
-    pub dead_timers: Vec<TimerId>,
+    /// The earliest deadline queued (to wake the timer driver for, after unlocking).
+    pub earliest: Option<Instant>,
 }
 
 /// What an ACK matched.
@@ -89,8 +90,12 @@ pub(crate) struct Cell {
     acts: Vec<Action>,
     /// The TU dropped the request ([`Cell::release`]).
     released: bool,
-    /// Timer slots queued so far.
-    slots: Vec<Slot>,
+    /// Every armed timer of the transaction's machines (and its lifetime): the
+    /// machines' own deadlines, mirrored from their start and cancel actions.
+    armed: Vec<(Slot, Instant)>,
+    /// The deadline of the transaction's live entry in the shard's timer queue (the
+    /// earliest armed when it was queued); entries with another deadline are stale.
+    queued: Option<Instant>,
     created: Instant,
     /// When the whole transaction gives up; `None` once it did.
     lifetime_at: Option<Instant>,
@@ -144,7 +149,8 @@ impl Cell {
             acts: Vec::new(),
             released: false,
             // Lifetime, the server's and a branch's timers, without regrowing.
-            slots: Vec::with_capacity(8),
+            armed: Vec::with_capacity(6),
+            queued: None,
             created: now,
             lifetime_at: Some(lifetime_at),
         };
@@ -152,23 +158,57 @@ impl Cell {
         cell
     }
 
-    /// Queue a timer, remembering its slot so it can be forgotten on removal.
+    /// Arm (or re-arm) a timer; the transaction's queue entry moves earlier if needed.
     fn arm(&mut self, slot: Slot, at: Instant, fx: &mut Fx) {
-        if !self.slots.contains(&slot) {
-            self.slots.push(slot);
+        match self.armed.iter_mut().find(|(s, _)| *s == slot) {
+            Some(e) => e.1 = at,
+            None => self.armed.push((slot, at)),
         }
-        fx.timers.push((TimerId { tx: self.id, slot }, Some(at)));
+        if self.queued.is_none_or(|q| at < q) {
+            self.queued = Some(at);
+            fx.timers.push((at, self.id));
+        }
     }
 
-    /// A machine stopped a timer: the queue forgets it rather than firing it for
-    /// nothing (a stale fire would be ignored anyway).
-    fn disarm(&self, slot: Slot, fx: &mut Fx) {
-        fx.timers.push((TimerId { tx: self.id, slot }, None));
+    /// A machine stopped a timer. The queue entry stays: when it comes up, the
+    /// transaction fires what is due by then (perhaps nothing) and queues its next.
+    fn disarm(&mut self, slot: Slot) {
+        self.armed.retain(|(s, _)| *s != slot);
     }
 
-    /// Every timer this transaction ever queued.
-    pub fn timer_ids(&self) -> impl Iterator<Item = TimerId> + '_ {
-        self.slots.iter().map(|&slot| TimerId { tx: self.id, slot })
+    /// The deadline of this transaction's live queue entry.
+    pub fn queued_at(&self) -> Option<Instant> {
+        self.queued
+    }
+
+    /// The queue entry for `at` came up: fire every timer due at `now`, earliest first,
+    /// and queue the next deadline. An entry that is not the live one is ignored.
+    pub fn fire(&mut self, at: Instant, now: Instant, fx: &mut Fx) {
+        if self.queued != Some(at) {
+            return;
+        }
+        self.queued = None;
+        // A timer a firing arms for `now` (zero-length over reliable transports) fires
+        // in this pass too; the bound only guards against a machine that keeps doing so.
+        for _ in 0..64 {
+            let next = self
+                .armed
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, t))| *t <= now)
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(i, _)| i);
+            let Some(i) = next else { break };
+            let (slot, _) = self.armed.swap_remove(i);
+            self.on_timer(slot, now, fx);
+        }
+        let next = self.armed.iter().map(|(_, t)| *t).min();
+        if let Some(next) = next {
+            if self.queued.is_none_or(|q| next < q) {
+                self.queued = Some(next);
+                fx.timers.push((next, self.id));
+            }
+        }
     }
 
     pub fn is_invite(&self) -> bool {
@@ -299,7 +339,7 @@ impl Cell {
                 Action::Timeout(t) => {
                     tracing::debug!(tx = %self.id, timer = ?t, "no ACK for the final response");
                 }
-                Action::CancelTimer(timer) => self.disarm(Slot::Server(timer), fx),
+                Action::CancelTimer(timer) => self.disarm(Slot::Server(timer)),
                 Action::Terminated => {}
             }
         }
@@ -490,7 +530,7 @@ impl Cell {
                         Role::Main => Slot::Branch(slot_index(b), timer),
                         Role::Cancel => Slot::Cancel(slot_index(b), timer),
                     };
-                    self.disarm(slot, fx);
+                    self.disarm(slot);
                 }
                 Action::Terminated => {}
             }
@@ -662,7 +702,7 @@ impl Cell {
 
     // === Timers ===
 
-    pub fn on_timer(&mut self, slot: Slot, now: Instant, fx: &mut Fx) {
+    fn on_timer(&mut self, slot: Slot, now: Instant, fx: &mut Fx) {
         match slot {
             Slot::Server(t) => {
                 self.server_event(ServerEvent::Timer(t), now, fx);

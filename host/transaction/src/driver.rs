@@ -1,29 +1,38 @@
-//! The timer driver: a deadline queue the table fills, and a tokio task that fires due
-//! timers back into the table.
+//! The timer driver: per table shard, a deadline queue of transactions; and a tokio
+//! task that fires due transactions back into the table.
 //!
-//! The queue keeps at most one entry per timer that matters, the earliest: re-arming a
-//! timer for *later* (timer C on every provisional) adds nothing; when the old entry
-//! fires early the machine re-announces its real deadline (see
-//! [`Action::CancelTimer`](crate::Action::CancelTimer)). A cancelled timer is forgotten
-//! (its heap entry is skipped when it comes up, instead of waking its transaction for
-//! nothing), and a fired timer the machine no longer has armed is ignored anyway. So the
-//! heaps grow with live transactions, not with message rates; stale entries are swept
-//! out once they outnumber live ones.
+//! A transaction keeps its own armed timers ([`Cell`](crate::cell::Cell) mirrors every
+//! machine's) and has at most one entry here that matters: its earliest deadline, as
+//! Kamailio's `tm` keeps one timer link per cell rather than one per RFC timer. Arming
+//! a timer queues an entry only when it is earlier than the one queued; cancelling
+//! queues nothing. When an entry fires, the transaction fires every timer of its own
+//! that is due and queues its next deadline. An entry that is no longer the
+//! transaction's queued one (superseded, or the transaction ended) is skipped; stale
+//! entries are swept once they outnumber live transactions. So the queue costs one
+//! entry per transaction, a call about three pushes (its lifetime, its first
+//! retransmission, its linger), and no index of timers to keep in step.
 //!
-//! The queue is sharded like the table (a transaction's timers live in the shard of its
-//! id), so the receive threads arming timers for different transactions, and the timer
-//! task draining them, do not all meet on one lock.
+//! The queue of a transaction lives in its table shard, under the same lock, so arming
+//! a timer takes no other lock, and the driver fires a shard's due transactions in one
+//! pass over that shard.
+//!
+//! The driver wakes on a grid of `resolution` (Kamailio's timer tick, 1/16 s there): a
+//! deadline fires at the first grid point at or after it, together with every other
+//! deadline due by then. A proxy at 1,000 calls/s has some 4,000 distinct deadlines a
+//! second; waking for each cost more than firing them (a context switch and a cold
+//! cache per wake-up). With a 20 ms grid it wakes at most 50 times a second.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::action::Timer;
-use crate::key::{IdHash, TxId};
+use crate::key::TxId;
 use crate::table::{Output, TransactionTable};
 
 /// Which timer of which part of a transaction.
@@ -39,335 +48,227 @@ pub enum Slot {
     Lifetime,
 }
 
-/// A timer of one transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TimerId {
-    /// The transaction.
-    pub tx: TxId,
-    /// Which timer.
-    pub slot: Slot,
-}
-
 /// Below this many entries (per shard), stale ones are left to expire.
 const COMPACT_MIN: usize = 1024;
-
-/// Shards of a queue made with [`TimerQueue::default`] (the table's default).
-const DEFAULT_SHARDS: usize = 16;
 
 /// The driver is awake (or about to look at the queue): every new deadline notifies it.
 const AWAKE: u64 = u64::MAX;
 
-/// A timer change collected under a transaction's lock: queue it for a deadline, or
-/// (`None`) it was cancelled.
-pub(crate) type TimerOp = (TimerId, Option<Instant>);
-
-/// Deadlines are nanoseconds after [`TimerQueue::base`]; `at >> BUCKET_SHIFT` is the
-/// far bucket of a deadline (about 1.07 s each).
+/// A deadline's far bucket: nanoseconds after the wheel's base, shifted (about 1.07 s
+/// each).
 const BUCKET_SHIFT: u32 = 30;
 
 /// One second-sized bucket of far deadlines, unordered, with its earliest.
 #[derive(Debug)]
 struct Bucket {
-    min: u64,
-    entries: Vec<(u64, TimerId)>,
+    min: Instant,
+    entries: Vec<(Instant, TxId)>,
 }
 
-/// One shard of the queue, in two tiers. The heap holds the deadlines before
-/// `horizon` (the next second or two: retransmissions, and what moved in from the
-/// buckets); later ones (`fr_timer`, lifetimes, `wt_timer`) wait unordered in
-/// per-second buckets, and most of them are cancelled or forgotten before their bucket
-/// comes near, so they never pay for a place in the heap. The heap stays small enough
-/// to stay in the cache.
-#[derive(Debug, Default)]
-struct Queue {
-    /// 24-byte entries: (deadline, timer).
-    heap: BinaryHeap<Reverse<(u64, TimerId)>>,
-    /// Deadlines at or after `horizon`, by bucket.
+/// The deadline queue of one table shard, in two tiers. The heap holds the deadlines
+/// before `horizon` (the next second or two: retransmissions, and what moved in from
+/// the buckets); later ones (lifetimes, `fr_timer`, `wt_timer`) wait unordered in
+/// per-second buckets, and most of them are superseded or their transaction ended
+/// before their bucket comes near, so they never pay for a place in the heap.
+#[derive(Debug)]
+pub(crate) struct Wheel {
+    /// Where bucket numbers count from.
+    base: Instant,
+    /// (deadline, transaction).
+    heap: BinaryHeap<Reverse<(Instant, TxId)>>,
+    /// Deadlines in bucket `horizon` or later, by bucket.
     far: BTreeMap<u64, Bucket>,
     /// Entries in `far`.
     far_len: usize,
-    /// Deadlines before this are in `heap`; a multiple of the bucket size.
+    /// Bucket number of the first deadline not in `heap`.
     horizon: u64,
-    /// Earliest deadline queued per live timer; an entry not found here is stale and
-    /// skipped when it comes up. Timer ids are ours (sequence numbers), not a peer's,
-    /// so a fast non-keyed hash is safe here.
-    scheduled: HashMap<TimerId, u64, IdHash>,
 }
 
-impl Queue {
-    fn push(&mut self, at: u64, id: TimerId) {
-        if at < self.horizon {
-            self.heap.push(Reverse((at, id)));
+impl Wheel {
+    pub(crate) fn new(base: Instant) -> Wheel {
+        Wheel {
+            base,
+            heap: BinaryHeap::new(),
+            far: BTreeMap::new(),
+            far_len: 0,
+            horizon: 0,
+        }
+    }
+
+    /// Bucket number of a deadline (about 1.07 s each).
+    fn bucket(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos() >> BUCKET_SHIFT)
+            .unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn push(&mut self, at: Instant, tx: TxId) {
+        let bucket = self.bucket(at);
+        if bucket < self.horizon {
+            self.heap.push(Reverse((at, tx)));
             return;
         }
-        let b = self.far.entry(at >> BUCKET_SHIFT).or_insert(Bucket {
+        let b = self.far.entry(bucket).or_insert(Bucket {
             min: at,
             entries: Vec::new(),
         });
         b.min = b.min.min(at);
-        b.entries.push((at, id));
+        b.entries.push((at, tx));
         self.far_len += 1;
     }
 
-    /// Move the buckets that `now` reached (and the next one) into the heap, dropping
-    /// their stale entries on the way.
-    fn advance(&mut self, now: u64) {
-        let limit = (now >> BUCKET_SHIFT).saturating_add(2);
-        if self.horizon >> BUCKET_SHIFT >= limit {
+    /// Move the buckets that `now` reached (and the next one) into the heap.
+    fn advance(&mut self, now: Instant) {
+        let limit = self.bucket(now).saturating_add(2);
+        if self.horizon >= limit {
             return;
         }
-        self.horizon = limit << BUCKET_SHIFT;
+        self.horizon = limit;
         while let Some(entry) = self.far.first_entry() {
             if *entry.key() >= limit {
                 break;
             }
             let bucket = entry.remove();
             self.far_len -= bucket.entries.len();
-            for (at, id) in bucket.entries {
-                if self.scheduled.get(&id) == Some(&at) {
-                    self.heap.push(Reverse((at, id)));
-                }
-            }
+            self.heap
+                .extend(bucket.entries.into_iter().map(|(at, tx)| Reverse((at, tx))));
         }
     }
 
-    fn next_deadline(&self) -> Option<u64> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let near = self.heap.peek().map(|Reverse((at, _))| *at);
         let far = self.far.first_key_value().map(|(_, b)| b.min);
         near.into_iter().chain(far).min()
     }
 
-    fn entries(&self) -> usize {
+    /// Entries queued, stale ones included.
+    pub(crate) fn len(&self) -> usize {
         self.heap.len() + self.far_len
     }
 
-    /// Drop stale entries once they outnumber live ones.
-    fn compact(&mut self) {
-        if self.entries() <= COMPACT_MIN || self.entries() <= 2 * self.scheduled.len() {
-            return;
+    /// Move up to `max` entries due at `now` to `due`, earliest first; whether more
+    /// are due.
+    pub(crate) fn pop_due(
+        &mut self,
+        now: Instant,
+        max: usize,
+        due: &mut Vec<(Instant, TxId)>,
+    ) -> bool {
+        self.advance(now);
+        for _ in 0..max {
+            match self.heap.peek() {
+                Some(Reverse((at, _))) if *at <= now => {}
+                _ => return false,
+            }
+            if let Some(Reverse(e)) = self.heap.pop() {
+                due.push(e);
+            }
         }
-        let Queue {
-            heap,
-            far,
-            far_len,
-            scheduled,
-            ..
-        } = self;
-        heap.retain(|Reverse((at, id))| scheduled.get(id) == Some(at));
-        far.retain(|_, b| {
-            b.entries.retain(|(at, id)| scheduled.get(id) == Some(at));
-            b.min = b
-                .entries
-                .iter()
-                .map(|(at, _)| *at)
-                .min()
-                .unwrap_or(u64::MAX);
-            !b.entries.is_empty()
-        });
-        *far_len = far.values().map(|b| b.entries.len()).sum();
+        self.heap.peek().is_some_and(|Reverse((at, _))| *at <= now)
     }
 
-    fn pop_due(&mut self, now: u64, due: &mut Vec<TimerId>) {
-        self.advance(now);
-        while let Some(Reverse((at, id))) = self.heap.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.heap.pop();
-            // An entry superseded by an earlier one for the same timer is stale.
-            if self.scheduled.get(&id) == Some(&at) {
-                self.scheduled.remove(&id);
-                due.push(id);
-            }
+    /// Drop the entries `live` rejects once the queue is large and more than half
+    /// stale (`live_count` live ones at most).
+    pub(crate) fn compact(
+        &mut self,
+        live_count: usize,
+        mut live: impl FnMut(Instant, TxId) -> bool,
+    ) {
+        if self.len() <= COMPACT_MIN || self.len() <= 2 * live_count {
+            return;
         }
+        self.heap.retain(|Reverse((at, tx))| live(*at, *tx));
+        self.far.retain(|_, b| {
+            b.entries.retain(|(at, tx)| live(*at, *tx));
+            if let Some(min) = b.entries.iter().map(|(at, _)| *at).min() {
+                b.min = min;
+            }
+            !b.entries.is_empty()
+        });
+        self.far_len = self.far.values().map(|b| b.entries.len()).sum();
     }
 }
 
-/// Deadlines waiting to fire, earliest first.
+/// The clock of a table's timers: deadlines as nanoseconds after a base, the grid the
+/// driver wakes on, and how a receive thread that queued an earlier deadline wakes it.
 #[derive(Debug)]
-pub struct TimerQueue {
-    shards: Box<[Mutex<Queue>]>,
-    /// The deadline the driver sleeps until, in nanoseconds after `base`; [`AWAKE`]
-    /// while it is running. Only a deadline earlier than this needs to wake it.
+pub(crate) struct TimerClock {
+    /// The grid point the driver sleeps until, in nanoseconds after `base`; [`AWAKE`]
+    /// while it is running. Only a deadline on an earlier grid point needs to wake it.
     armed: AtomicU64,
     base: Instant,
+    /// Grid of wake-ups in nanoseconds; 0: wake at each exact deadline.
+    resolution: u64,
     notify: Notify,
 }
 
-impl Default for TimerQueue {
-    fn default() -> TimerQueue {
-        TimerQueue::new(DEFAULT_SHARDS)
-    }
-}
-
-impl TimerQueue {
-    /// An empty queue with `shards` locks (at least one). A transaction's timers go to
-    /// shard `id % shards`, so with as many shards as the table, one per table shard.
-    pub fn new(shards: usize) -> TimerQueue {
-        TimerQueue {
-            shards: (0..shards.max(1))
-                .map(|_| Mutex::new(Queue::default()))
-                .collect(),
+impl TimerClock {
+    /// A clock whose driver wakes on a grid of `resolution` (zero: at each deadline);
+    /// a deadline fires at most `resolution` late.
+    pub(crate) fn new(resolution: Duration) -> TimerClock {
+        TimerClock {
             armed: AtomicU64::new(AWAKE),
             base: Instant::now(),
+            resolution: u64::try_from(resolution.as_nanos()).unwrap_or(AWAKE),
             notify: Notify::new(),
         }
     }
 
-    fn lock(&self, i: usize) -> MutexGuard<'_, Queue> {
-        self.shards[i % self.shards.len()]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn shard_of(&self, tx: TxId) -> usize {
-        tx.shard() % self.shards.len()
-    }
-
-    fn ticks(&self, at: Instant) -> u64 {
+    pub(crate) fn ticks(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(AWAKE - 1)
     }
 
-    fn instant(&self, ticks: u64) -> Instant {
-        self.base + std::time::Duration::from_nanos(ticks)
+    pub(crate) fn instant(&self, ticks: u64) -> Instant {
+        self.base + Duration::from_nanos(ticks)
     }
 
-    /// Queue `id` to fire at `at`, unless it is already queued to fire no later.
-    pub fn schedule(&self, id: TimerId, at: Instant) {
-        self.apply(&[(id, Some(at))]);
-    }
-
-    /// Queue or cancel several timers, in order, taking each shard's lock once per run
-    /// of timers in it (a transaction's timers all share one shard). A cancelled timer
-    /// is forgotten, so its heap entry is skipped instead of fired for nothing.
-    pub(crate) fn apply(&self, ops: &[TimerOp]) {
-        let mut earliest: Option<u64> = None;
-        let mut held: Option<(usize, MutexGuard<'_, Queue>)> = None;
-        for &(id, at) in ops {
-            let si = self.shard_of(id.tx);
-            let q = match &mut held {
-                Some((i, q)) if *i == si => q,
-                _ => {
-                    drop(held.take());
-                    &mut held.insert((si, self.lock(si))).1
-                }
-            };
-            let Some(at) = at else {
-                q.scheduled.remove(&id);
-                continue;
-            };
-            let at = self.ticks(at);
-            if q.scheduled.get(&id).is_some_and(|s| *s <= at) {
-                continue;
-            }
-            q.scheduled.insert(id, at);
-            q.push(at, id);
-            earliest = Some(earliest.map_or(at, |e| e.min(at)));
-        }
-        if let Some((_, mut q)) = held {
-            q.compact();
-        }
-        // Read after the pushes: either the driver's scan saw them, or it had not
-        // published its deadline yet (still AWAKE) and this wakes it.
-        if let Some(at) = earliest {
-            if at < self.armed.load(Ordering::SeqCst) {
-                self.notify.notify_one();
-            }
+    /// The grid point a deadline fires at: the first at or after it.
+    pub(crate) fn wake_of(&self, at: u64) -> u64 {
+        match self.resolution {
+            0 => at,
+            r => at.div_ceil(r).saturating_mul(r).min(AWAKE - 1),
         }
     }
 
-    /// Forget the timers of a transaction that ended. Their heap entries become stale;
-    /// a shard's heap is rebuilt once stale entries outnumber live ones, so its size
-    /// follows the live timers rather than everything scheduled in the last
-    /// `max_inv_lifetime`.
-    pub fn forget(&self, ids: &[TimerId]) {
-        let mut held: Option<(usize, MutexGuard<'_, Queue>)> = None;
-        for id in ids {
-            let si = self.shard_of(id.tx);
-            let q = match &mut held {
-                Some((i, q)) if *i == si => q,
-                _ => {
-                    if let Some((_, mut q)) = held.take() {
-                        q.compact();
-                    }
-                    &mut held.insert((si, self.lock(si))).1
-                }
-            };
-            q.scheduled.remove(id);
+    /// When the driver wakes to fire a deadline: the first grid point at or after it.
+    pub(crate) fn wake_at(&self, at: Instant) -> Instant {
+        self.instant(self.wake_of(self.ticks(at)))
+    }
+
+    pub(crate) fn base(&self) -> Instant {
+        self.base
+    }
+
+    /// A deadline was queued: wake the driver if it sleeps past its grid point. Called
+    /// after the entry is in its queue: either the driver's scan saw it, or the driver
+    /// had not published its wake-up yet (still [`AWAKE`]) and this wakes it.
+    pub(crate) fn queued(&self, at: Instant) {
+        if self.wake_of(self.ticks(at)) < self.armed.load(Ordering::SeqCst) {
+            self.notify.notify_one();
         }
-        if let Some((_, mut q)) = held {
-            q.compact();
-        }
-    }
-
-    /// Remove and return every timer due at `now`.
-    pub fn pop_due(&self, now: Instant) -> Vec<TimerId> {
-        let mut due = Vec::new();
-        self.pop_due_into(now, &mut due);
-        due
-    }
-
-    /// [`TimerQueue::pop_due`] into a buffer the caller reuses.
-    fn pop_due_into(&self, now: Instant, due: &mut Vec<TimerId>) {
-        let now = self.ticks(now);
-        for i in 0..self.shards.len() {
-            self.lock(i).pop_due(now, due);
-        }
-    }
-
-    /// The earliest queued deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        (0..self.shards.len())
-            .filter_map(|i| self.lock(i).next_deadline())
-            .min()
-            .map(|t| self.instant(t))
-    }
-
-    /// Timers queued (live ones: stale heap entries are not counted).
-    pub fn len(&self) -> usize {
-        (0..self.shards.len())
-            .map(|i| self.lock(i).scheduled.len())
-            .sum()
-    }
-
-    /// Entries queued, stale ones included (heap and far buckets).
-    pub fn heap_len(&self) -> usize {
-        (0..self.shards.len()).map(|i| self.lock(i).entries()).sum()
-    }
-
-    /// Whether no timer is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
-/// Fire `table`'s timers as they fall due, passing what each produces to `sink` (send
-/// the messages, report the events; never called with nothing). Runs until the task is
-/// aborted; spawn it once per table.
+/// Fire `table`'s timers as they fall due, passing what each transaction's timers
+/// produce to `sink` (send the messages, report the events; never called with
+/// nothing). Runs until the task is aborted; spawn it once per table.
 pub async fn run_timers<F>(table: Arc<TransactionTable>, mut sink: F)
 where
     F: FnMut(Vec<Output>) + Send,
 {
-    let q = table.timers();
+    let clock = table.clock();
     let mut due = Vec::new();
     loop {
         // Awake: whoever queues a deadline from now on notifies (a permit is kept).
-        q.armed.store(AWAKE, Ordering::SeqCst);
-        let now = Instant::now();
-        q.pop_due_into(now, &mut due);
-        for id in due.drain(..) {
-            let out = table.on_timer(id, now);
-            if !out.is_empty() {
-                sink(out);
-            }
-        }
-        let notified = q.notify.notified();
-        match q.next_deadline() {
+        clock.armed.store(AWAKE, Ordering::SeqCst);
+        table.fire_due(Instant::now(), &mut due, &mut sink);
+        let notified = clock.notify.notified();
+        match table.next_wake() {
             Some(at) if at <= Instant::now() => continue,
             Some(at) => {
-                // Publish the deadline: only an earlier one needs to wake us. One queued
-                // between the scan and this store saw AWAKE and left a permit.
-                q.armed.store(q.ticks(at), Ordering::SeqCst);
+                // Publish the wake-up: only a deadline on an earlier grid point needs
+                // to wake us. One queued between the scan and this store saw AWAKE and
+                // left a permit.
+                clock.armed.store(clock.ticks(at), Ordering::SeqCst);
                 tokio::select! {
                     () = tokio::time::sleep_until(at) => {}
                     () = notified => {}
@@ -380,113 +281,111 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    fn id(n: u64, t: Timer) -> TimerId {
-        TimerId {
-            tx: TxId::new(0, n),
-            slot: Slot::Server(t),
-        }
+    fn tx(n: u64) -> TxId {
+        TxId::new(0, n)
+    }
+
+    fn due(w: &mut Wheel, now: Instant) -> Vec<(Instant, TxId)> {
+        let mut d = Vec::new();
+        w.pop_due(now, usize::MAX, &mut d);
+        d
     }
 
     #[tokio::test(start_paused = true)]
-    async fn keeps_the_earliest_entry_per_timer() {
-        let q = TimerQueue::default();
+    async fn far_deadlines_wait_in_buckets_and_fire_in_order() {
         let t0 = Instant::now();
-        let s = Duration::from_secs(1);
-        q.schedule(id(1, Timer::C), t0 + s * 10);
-        // Moved later: nothing new queued (the early fire re-announces).
-        q.schedule(id(1, Timer::C), t0 + s * 20);
-        assert_eq!(q.heap_len(), 1);
-        // Moved earlier: queued; the old entry becomes stale.
-        q.schedule(id(1, Timer::C), t0 + s * 5);
-        q.schedule(id(2, Timer::G), t0 + s * 7);
-        assert_eq!(q.next_deadline(), Some(t0 + s * 5));
-        assert_eq!(q.pop_due(t0 + s * 6), [id(1, Timer::C)]);
-        assert_eq!(
-            q.pop_due(t0 + s * 30),
-            [id(2, Timer::G)],
-            "stale entry dropped"
-        );
-        assert!(q.is_empty());
-        assert_eq!(q.heap_len(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cancelled_timers_are_skipped_and_shards_are_merged() {
-        let q = TimerQueue::new(4);
-        let t0 = Instant::now();
-        let ms = Duration::from_millis(1);
-        let a = TimerId {
-            tx: TxId::new(1, 7),
-            slot: Slot::Branch(0, Timer::A),
-        };
-        let b = TimerId {
-            tx: TxId::new(1, 7),
-            slot: Slot::Branch(0, Timer::B),
-        };
-        // Other shards, one earlier and one later.
-        let early = id(3, Timer::G);
-        let late = TimerId {
-            tx: TxId::new(2, 1),
-            slot: Slot::Lifetime,
-        };
-        q.apply(&[(a, Some(t0 + ms * 500)), (b, Some(t0 + ms * 32_000))]);
-        q.schedule(late, t0 + ms * 40_000);
-        q.schedule(early, t0 + ms * 100);
-        assert_eq!(q.next_deadline(), Some(t0 + ms * 100));
-        // A provisional stops timer A; a re-armed timer in the same batch survives.
-        q.apply(&[(a, None), (b, None), (b, Some(t0 + ms * 30_000))]);
-        assert_eq!(q.len(), 3);
-        assert_eq!(q.pop_due(t0 + ms * 1_000), [early]);
-        assert_eq!(q.next_deadline(), Some(t0 + ms * 30_000));
-        assert_eq!(q.pop_due(t0 + ms * 60_000), [b, late]);
-        assert!(q.is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn far_deadlines_wait_in_buckets_and_fire_on_time() {
-        let q = TimerQueue::new(1);
-        let t0 = Instant::now();
-        let ms = Duration::from_millis(1);
-        q.schedule(id(1, Timer::A), t0 + ms * 300);
-        q.schedule(id(2, Timer::K), t0 + ms * 2_600);
-        q.schedule(id(3, Timer::K), t0 + ms * 2_500);
-        q.schedule(id(4, Timer::H), t0 + ms * 120_000);
-        assert_eq!(q.pop_due(t0 + ms * 299), []);
-        assert_eq!(q.pop_due(t0 + ms * 300), [id(1, Timer::A)]);
-        assert_eq!(q.next_deadline(), Some(t0 + ms * 2_500));
-        assert_eq!(q.pop_due(t0 + ms * 2_550), [id(3, Timer::K)]);
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut w = Wheel::new(t0);
+        w.push(ms(300), tx(1));
+        w.push(ms(2_600), tx(2));
+        w.push(ms(2_500), tx(3));
+        w.push(ms(120_000), tx(4));
+        assert_eq!(due(&mut w, ms(299)), []);
+        assert_eq!(due(&mut w, ms(300)), [(ms(300), tx(1))]);
+        assert_eq!(w.next_deadline(), Some(ms(2_500)));
+        assert_eq!(due(&mut w, ms(2_550)), [(ms(2_500), tx(3))]);
         // Now inside the near tier: still ordered with what moved in before it.
-        q.schedule(id(5, Timer::E), t0 + ms * 2_580);
+        w.push(ms(2_580), tx(5));
         assert_eq!(
-            q.pop_due(t0 + ms * 2_600),
-            [id(5, Timer::E), id(2, Timer::K)]
+            due(&mut w, ms(2_600)),
+            [(ms(2_580), tx(5)), (ms(2_600), tx(2))]
         );
-        assert_eq!(q.next_deadline(), Some(t0 + ms * 120_000));
-        assert_eq!(q.pop_due(t0 + ms * 119_999), []);
-        assert_eq!(q.pop_due(t0 + ms * 120_000), [id(4, Timer::H)]);
-        assert!(q.is_empty());
-        assert_eq!(q.heap_len(), 0);
+        assert_eq!(w.next_deadline(), Some(ms(120_000)));
+        assert_eq!(due(&mut w, ms(119_999)), []);
+        assert_eq!(due(&mut w, ms(120_000)), [(ms(120_000), tx(4))]);
+        assert_eq!(w.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn forgotten_timers_are_compacted_away() {
-        let q = TimerQueue::default();
+    async fn due_entries_come_out_in_batches() {
         let t0 = Instant::now();
-        let ids: Vec<TimerId> = (0..3000).map(|n| id(n, Timer::H)).collect();
-        for i in &ids {
-            q.schedule(*i, t0 + Duration::from_secs(30));
+        let mut w = Wheel::new(t0);
+        for n in 0..5 {
+            w.push(t0 + Duration::from_millis(n), tx(n));
         }
-        q.schedule(id(9999, Timer::H), t0 + Duration::from_secs(1));
-        q.forget(&ids);
-        assert_eq!(q.len(), 1);
-        assert_eq!(q.heap_len(), 1, "rebuilt once mostly stale");
+        let mut d = Vec::new();
+        let now = t0 + Duration::from_millis(3);
+        assert!(w.pop_due(now, 2, &mut d), "more due");
+        assert!(!w.pop_due(now, 2, &mut d), "all due taken");
         assert_eq!(
-            q.pop_due(t0 + Duration::from_secs(60)),
-            [id(9999, Timer::H)]
+            d.iter().map(|e| e.1).collect::<Vec<_>>(),
+            [tx(0), tx(1), tx(2), tx(3)]
         );
+        assert_eq!(w.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_entries_are_compacted_once_they_dominate() {
+        let t0 = Instant::now();
+        let mut w = Wheel::new(t0);
+        for n in 0..3000 {
+            w.push(t0 + Duration::from_secs(30), tx(n));
+        }
+        w.push(t0 + Duration::from_secs(1), tx(9999));
+        // Mostly live: left alone.
+        w.compact(2_000, |_, t| t == tx(9999));
+        assert_eq!(w.len(), 3001);
+        w.compact(1, |_, t| t == tx(9999));
+        assert_eq!(w.len(), 1, "rebuilt once mostly stale");
+        assert_eq!(w.next_deadline(), Some(t0 + Duration::from_secs(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_are_due_on_the_next_grid_point() {
+        let c = TimerClock::new(Duration::from_millis(20));
+        let ms = |n| c.base + Duration::from_millis(n);
+        assert_eq!(c.wake_at(ms(507)), ms(520), "507 ms rounds up to 520 ms");
+        assert_eq!(c.wake_at(ms(520)), ms(520));
+        assert_eq!(c.wake_at(ms(521)), ms(540));
+        let exact = TimerClock::new(Duration::ZERO);
+        let at = exact.base + Duration::from_nanos(507_000_123);
+        assert_eq!(exact.wake_at(at), at);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_deadline_on_an_earlier_grid_point_wakes_the_driver() {
+        let c = TimerClock::new(Duration::from_millis(20));
+        let ms = |n| c.base + Duration::from_millis(n);
+        // The driver sleeps until 520 ms.
+        c.armed.store(c.ticks(ms(520)), Ordering::SeqCst);
+        let woken = c.notify.notified();
+        tokio::pin!(woken);
+        c.queued(ms(505));
+        assert!(
+            poll_once(woken.as_mut()).is_pending(),
+            "505 ms is due at 520 ms: no wake-up"
+        );
+        c.queued(ms(499));
+        assert!(
+            poll_once(woken.as_mut()).is_ready(),
+            "499 ms is due at 500 ms"
+        );
+    }
+
+    /// Poll a future once.
+    fn poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
     }
 }

@@ -104,7 +104,7 @@ pub use client::{
 };
 pub use config::{TableConfig, TimerConfig};
 pub use context::{priority, BranchSlot, CtxAction, FinalOptions, Reply, ResponseContext, Winner};
-pub use driver::{run_timers, Slot, TimerId, TimerQueue};
+pub use driver::{run_timers, Slot};
 pub use error::{Error, Result};
 pub use key::{
     ClientKey, IdHash, IdHasher, Peer, PeerHash, ServerKey, Transport, TxId, MAGIC_COOKIE,

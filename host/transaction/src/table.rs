@@ -11,7 +11,7 @@ use weir_message::{Message, Method};
 use crate::build::{local_reply, CANCELING_REASON, NO_MORE_BRANCHES_REASON};
 use crate::cell::{AckMatch, Cell, ClientRef, Fx};
 use crate::config::{TableConfig, TimerConfig};
-use crate::driver::{TimerId, TimerQueue};
+use crate::driver::{TimerClock, Wheel};
 use crate::error::{Error, Result};
 use crate::key::{ClientKey, IdHash, Peer, PeerHash, ServerKey, TxId};
 
@@ -153,7 +153,6 @@ struct Tombstone {
     until: Instant,
 }
 
-#[derive(Default)]
 struct Shard {
     /// This shard's index (part of every id it hands out).
     index: usize,
@@ -162,6 +161,8 @@ struct Shard {
     server: HashMap<ServerKey, TxId, PeerHash>,
     client: HashMap<ClientKey, ClientRef, PeerHash>,
     tombstones: HashMap<ServerKey, Tombstone, PeerHash>,
+    /// The timer queue of this shard's transactions.
+    wheel: Wheel,
 }
 
 /// All live transactions.
@@ -169,7 +170,7 @@ pub struct TransactionTable {
     cfg: Arc<TableConfig>,
     shards: Box<[Mutex<Shard>]>,
     len: AtomicUsize,
-    timers: TimerQueue,
+    clock: TimerClock,
     /// Random per table; part of every To tag we generate.
     tag_seed: u32,
 }
@@ -230,11 +231,19 @@ impl Shard {
             self.server.remove(&cell.key);
         }
         len.fetch_sub(1, Ordering::AcqRel);
-        fx.dead_timers.extend(cell.timer_ids());
         fx.dead_keys
             .extend(cell.into_client_keys().map(|k| (k, tx)));
         fx.out.push(Output::Terminated { tx });
         tracing::trace!(%tx, "transaction removed");
+    }
+
+    /// Queue the deadlines collected under this shard's lock; the earliest is kept in
+    /// `fx` to wake the driver with once the lock is released.
+    fn queue_timers(&mut self, fx: &mut Fx) {
+        for (at, tx) in fx.timers.drain(..) {
+            self.wheel.push(at, tx);
+            fx.earliest = Some(fx.earliest.map_or(at, |e| e.min(at)));
+        }
     }
 
     /// A live memory of a CANCEL that came before this INVITE? It is used up.
@@ -284,18 +293,24 @@ impl TransactionTable {
     /// An empty table.
     pub fn new(cfg: TableConfig) -> TransactionTable {
         let n = cfg.shards.clamp(1, 1 << TxId::SHARD_BITS);
+        let clock = TimerClock::new(cfg.timer_resolution);
         TransactionTable {
             shards: (0..n)
                 .map(|index| {
                     Mutex::new(Shard {
                         index,
-                        ..Shard::default()
+                        next_seq: 0,
+                        cells: HashMap::default(),
+                        server: HashMap::default(),
+                        client: HashMap::default(),
+                        tombstones: HashMap::default(),
+                        wheel: Wheel::new(clock.base()),
                     })
                 })
                 .collect(),
+            clock,
             cfg: Arc::new(cfg),
             len: AtomicUsize::new(0),
-            timers: TimerQueue::new(n),
             tag_seed: random_u32(),
         }
     }
@@ -320,9 +335,67 @@ impl TransactionTable {
         &self.cfg
     }
 
-    /// The timer queue [`run_timers`](crate::run_timers) drains.
-    pub fn timers(&self) -> &TimerQueue {
-        &self.timers
+    /// The clock of the table's timers ([`run_timers`](crate::run_timers) sleeps on it).
+    pub(crate) fn clock(&self) -> &TimerClock {
+        &self.clock
+    }
+
+    /// When the timer driver wakes next: the earliest queued deadline on the
+    /// resolution grid.
+    pub fn next_wake(&self) -> Option<Instant> {
+        (0..self.shards.len())
+            .filter_map(|i| self.lock(i).wheel.next_deadline())
+            .min()
+            .map(|at| self.clock.wake_at(at))
+    }
+
+    /// Entries in the timer queues, stale ones included (at most about two per live
+    /// transaction once swept).
+    pub fn timer_entries(&self) -> usize {
+        (0..self.shards.len())
+            .map(|i| self.lock(i).wheel.len())
+            .sum()
+    }
+
+    /// Fire the transactions due at `now` (called by [`run_timers`](crate::run_timers)):
+    /// per shard, in batches under its lock, then what they produced to `sink`.
+    pub(crate) fn fire_due(
+        &self,
+        now: Instant,
+        due: &mut Vec<(Instant, TxId)>,
+        sink: &mut impl FnMut(Vec<Output>),
+    ) {
+        /// Transactions fired per hold of a shard lock.
+        const BATCH: usize = 128;
+        for i in 0..self.shards.len() {
+            loop {
+                let mut fx = Fx::default();
+                let more = {
+                    let mut guard = self.lock(i);
+                    let shard = &mut *guard;
+                    let more = shard.wheel.pop_due(now, BATCH, due);
+                    for (at, tx) in due.drain(..) {
+                        if let Some(c) = shard.cells.get_mut(&tx) {
+                            c.fire(at, now, &mut fx);
+                            shard.reap(tx, &self.len, &mut fx);
+                        }
+                    }
+                    shard.queue_timers(&mut fx);
+                    let Shard { wheel, cells, .. } = shard;
+                    wheel.compact(cells.len(), |at, tx| {
+                        cells.get(&tx).is_some_and(|c| c.queued_at() == Some(at))
+                    });
+                    more
+                };
+                let out = self.settle(fx);
+                if !out.is_empty() {
+                    sink(out);
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
     }
 
     fn shard_of(&self, hash: u64) -> usize {
@@ -387,11 +460,8 @@ impl TransactionTable {
                 s.client.remove(&k);
             }
         }
-        if !fx.timers.is_empty() {
-            self.timers.apply(&fx.timers);
-        }
-        if !fx.dead_timers.is_empty() {
-            self.timers.forget(&fx.dead_timers);
+        if let Some(at) = fx.earliest {
+            self.clock.queued(at);
         }
         fx.out
     }
@@ -408,6 +478,7 @@ impl TransactionTable {
             let cell = shard.cells.get_mut(&tx).ok_or(Error::NotFound)?;
             let r = f(cell, &mut fx);
             shard.reap(tx, &self.len, &mut fx);
+            shard.queue_timers(&mut fx);
             r
         };
         let out = self.settle(fx);
@@ -428,11 +499,13 @@ impl TransactionTable {
         let outcome = {
             let mut shard = self.lock(si);
             let shard = &mut *shard;
-            match method {
+            let outcome = match method {
                 Method::Ack => Ok(self.on_ack(shard, &key, req, now, &mut fx)),
                 Method::Cancel => self.on_cancel(shard, key, req, from, now, &mut fx),
                 _ => self.on_other(shard, key, req, from, now, &mut fx),
-            }
+            };
+            shard.queue_timers(&mut fx);
+            outcome
         };
         // Settled even on error: whatever was created must get its timers.
         let outputs = self.settle(fx);
@@ -725,15 +798,5 @@ impl TransactionTable {
             out.extend(self.relay(br.clone(), now));
         }
         (outcome, out)
-    }
-
-    /// A timer fell due (called by [`run_timers`](crate::run_timers)).
-    pub fn on_timer(&self, id: TimerId, now: Instant) -> Vec<Output> {
-        self.with_cell(id.tx, |c, fx| {
-            c.on_timer(id.slot, now, fx);
-            Ok(())
-        })
-        .map(|(_, out)| out)
-        .unwrap_or_default()
     }
 }

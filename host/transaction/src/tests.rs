@@ -67,13 +67,13 @@ impl H {
         H { table, log, driver }
     }
 
-    /// Advance the clock by `ms`, stopping at every queued deadline on the way so each
-    /// timer fires at its own time. Returns what the timers produced.
+    /// Advance the clock by `ms`, stopping at every wake-up of the driver on the way so
+    /// each timer fires at its own time (its deadline on the resolution grid). Returns what the timers produced.
     async fn advance(&self, ms: u64) -> Vec<(u64, Output)> {
         let target = Instant::now() + Duration::from_millis(ms);
         settle().await;
         for _ in 0..100_000 {
-            match self.table.timers().next_deadline() {
+            match self.table.next_wake() {
                 Some(at) if at <= target => {
                     let now = Instant::now();
                     if at > now {
@@ -269,6 +269,37 @@ async fn retransmissions_get_the_last_response_again() {
 }
 
 // === Client INVITE: A, B, C, D ===
+
+#[tokio::test(start_paused = true)]
+async fn timers_fire_in_batches_on_the_resolution_grid() {
+    let h = H::with(TableConfig {
+        timer_resolution: Duration::from_millis(20),
+        ..TableConfig::default()
+    });
+    // Two INVITEs 4 ms apart, off the grid: each timer fires at the next multiple of
+    // 20 ms, the two branches' together; each retransmission interval counts from the
+    // (late) firing.
+    h.advance(7).await;
+    let a = req("INVITE", "z9hG4bK1", "");
+    let ta = h.new_tx(&a);
+    h.forward(ta, vec![(sent(&a, "z9hG4bKw1"), udp("192.0.2.9:5060"))]);
+    h.advance(4).await;
+    let b = req("INVITE", "z9hG4bK2", "");
+    let tb = h.new_tx(&b);
+    h.forward(tb, vec![(sent(&b, "z9hG4bKw2"), udp("192.0.2.9:5060"))]);
+    let log = h.advance(4_000).await;
+    assert_eq!(
+        request_times(&log, "INVITE"),
+        [520, 520, 1520, 1520, 3520, 3520],
+        "507 and 511 ms fire at 520 ms; 1,520 and 3,520 ms are on the grid"
+    );
+    let log = h.advance(26_100).await;
+    assert_eq!(
+        response_times(&log, 408),
+        [30_020, 30_020],
+        "fr_timer at 30,007 and 30,011 ms"
+    );
+}
 
 #[tokio::test(start_paused = true)]
 async fn timer_a_doubles_to_t2_and_fr_timer_answers_408() {
@@ -1028,7 +1059,10 @@ async fn capacity_is_enforced_and_the_table_drains_to_zero() {
     assert_eq!(statuses(&out), [200]);
     h.advance(40_000).await;
     assert_eq!(h.table.len(), 0);
-    assert!(h.table.timers().is_empty(), "no timer left behind");
+    // What is left in the timer queue are the lifetimes of ended transactions; they
+    // come up (and are dropped) by max_inv_lifetime.
+    h.advance(150_000).await;
+    assert_eq!(h.table.timer_entries(), 0, "no timer left behind");
     assert!(matches!(
         h.request(&req("OPTIONS", "z9hG4bKc", "")).outcome,
         RequestOutcome::New(_)
