@@ -79,7 +79,7 @@ impl Headers {
         let want = expand(name);
         self.list
             .iter()
-            .find(|h| expand(&h.name).eq_ignore_ascii_case(want))
+            .find(|h| same_long(expand(&h.name), want))
             .map(|h| h.value.as_str())
     }
 
@@ -88,7 +88,7 @@ impl Headers {
         let want = expand(name);
         self.list
             .iter()
-            .filter(move |h| expand(&h.name).eq_ignore_ascii_case(want))
+            .filter(move |h| same_long(expand(&h.name), want))
             .map(|h| h.value.as_str())
     }
 
@@ -113,7 +113,7 @@ impl Headers {
         let want = expand(name);
         self.list
             .iter()
-            .position(|h| expand(&h.name).eq_ignore_ascii_case(want))
+            .position(|h| same_long(expand(&h.name), want))
     }
 
     /// Replace all lines named `name` by one line with `value`, at the position of the
@@ -125,7 +125,7 @@ impl Headers {
                 let want = expand(name);
                 let mut idx = 0usize;
                 self.list.retain(|h| {
-                    let keep = idx == i || !expand(&h.name).eq_ignore_ascii_case(want);
+                    let keep = idx == i || !same_long(expand(&h.name), want);
                     idx += 1;
                     keep
                 });
@@ -141,8 +141,7 @@ impl Headers {
     pub fn remove(&mut self, name: &str) -> usize {
         let want = expand(name);
         let before = self.list.len();
-        self.list
-            .retain(|h| !expand(&h.name).eq_ignore_ascii_case(want));
+        self.list.retain(|h| !same_long(expand(&h.name), want));
         before.saturating_sub(self.list.len())
     }
 
@@ -151,7 +150,7 @@ impl Headers {
         let want = expand(name);
         let mut n = 0usize;
         for h in &mut self.list {
-            if expand(&h.name).eq_ignore_ascii_case(want) {
+            if same_long(expand(&h.name), want) {
                 h.name = Text::from(new_name);
                 n += 1;
             }
@@ -278,7 +277,15 @@ pub fn compact_form(name: &str) -> Option<&'static str> {
 /// to long forms).
 #[inline]
 pub fn names_equal(a: &str, b: &str) -> bool {
-    expand(a).eq_ignore_ascii_case(expand(b))
+    same_long(expand(a), expand(b))
+}
+
+/// Case-insensitive equality of two expanded names, the lengths compared inline first:
+/// most names a lookup passes differ in length, and `eq_ignore_ascii_case` is an
+/// out-of-line call (measured: ~48 per parsed REGISTER under callgrind).
+#[inline]
+fn same_long(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.eq_ignore_ascii_case(b)
 }
 
 /// RFC 3261 `token`: non-empty, token characters only.

@@ -226,4 +226,19 @@ pub struct Credentials {
 pub trait SubscriberStore: Send + Sync {
     /// The credentials of `username` in `domain`, if the subscriber exists.
     fn credentials(&self, username: &str, domain: &str) -> Result<Option<Credentials>, StoreError>;
+
+    /// Calls `f` with the credentials of `username` in `domain` (`None` if the
+    /// subscriber does not exist). The default goes through
+    /// [`credentials`](Self::credentials); a store that holds them in memory lends them
+    /// without a copy.
+    fn with_credentials(
+        &self,
+        username: &str,
+        domain: &str,
+        f: &mut dyn FnMut(Option<&Credentials>),
+    ) -> Result<(), StoreError> {
+        let found = self.credentials(username, domain)?;
+        f(found.as_ref());
+        Ok(())
+    }
 }

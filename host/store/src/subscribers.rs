@@ -145,6 +145,15 @@ impl<T: SubscriberStore + ?Sized> SubscriberStore for Arc<T> {
     fn credentials(&self, username: &str, domain: &str) -> Result<Option<Credentials>, StoreError> {
         (**self).credentials(username, domain)
     }
+
+    fn with_credentials(
+        &self,
+        username: &str,
+        domain: &str,
+        f: &mut dyn FnMut(Option<&Credentials>),
+    ) -> Result<(), StoreError> {
+        (**self).with_credentials(username, domain, f)
+    }
 }
 
 // === Cached ===
@@ -283,6 +292,25 @@ impl<A: SubscriberStore, B: SubscriberStore> SubscriberStore for Fallback<A, B> 
             Some(c) => Ok(Some(c)),
             None => self.then.credentials(username, domain),
         }
+    }
+
+    fn with_credentials(
+        &self,
+        username: &str,
+        domain: &str,
+        f: &mut dyn FnMut(Option<&Credentials>),
+    ) -> Result<(), StoreError> {
+        let mut found = false;
+        self.first.with_credentials(username, domain, &mut |c| {
+            if let Some(c) = c {
+                found = true;
+                f(Some(c));
+            }
+        })?;
+        if found {
+            return Ok(());
+        }
+        self.then.with_credentials(username, domain, f)
     }
 }
 
@@ -430,5 +458,33 @@ mod tests {
         assert!(both.credentials("alice", "x").unwrap().is_some());
         assert!(both.credentials("eve", "x").unwrap().is_none());
         assert_eq!(backend.calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// What `with_credentials` lent, copied out.
+    fn lent(s: &dyn SubscriberStore, user: &str) -> Result<Option<Credentials>, StoreError> {
+        let mut out = None;
+        s.with_credentials(user, "x", &mut |c| out = c.cloned())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn with_credentials_lends_what_credentials_returns() {
+        let backend = slow();
+        let both: Arc<dyn SubscriberStore> = Arc::new(Fallback {
+            first: MemorySubscribers::from_credentials(parse_subscribers("bob,x,pw").unwrap()),
+            then: Cached::new(backend.clone(), CacheOptions::default()),
+        });
+        for user in ["bob", "alice", "eve"] {
+            assert_eq!(lent(&both, user), both.credentials(user, "x"), "{user}");
+        }
+        assert_eq!(lent(&both, "bob").unwrap().unwrap().username, "bob");
+        assert_eq!(lent(&both, "alice").unwrap().unwrap().username, "alice");
+        assert_eq!(lent(&both, "eve"), Ok(None));
+        // The file answered for bob; the backend saw alice and eve once each (both
+        // answers, found and not found, are cached).
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 2);
+        backend.fail.store(true, Ordering::SeqCst);
+        assert!(lent(&both, "carol").is_err());
+        assert!(lent(&both, "bob").unwrap().is_some());
     }
 }

@@ -170,6 +170,53 @@ fn register_is_challenged_then_authenticated_from_the_store() {
 }
 
 #[test]
+fn stored_ha1_reaches_the_guest_through_subscribers_ha1() {
+    // Alice's MD5 HA1 stored in upper case, no password: the host decodes it for the
+    // guest. Bob has only a SHA-256 HA1, so an MD5 response of his can never pass.
+    let (rt, _) = common::runtime();
+    rt.set_subscribers(Arc::new(MemorySubscribers::from_credentials([
+        Credentials {
+            username: "alice".into(),
+            domain: "example.com".into(),
+            password: None,
+            ha1: Some(md5_hex("alice:example.com:s3cret").to_ascii_uppercase()),
+            ha1_sha256: None,
+        },
+        Credentials {
+            username: "bob".into(),
+            domain: "example.com".into(),
+            password: None,
+            ha1: None,
+            ha1_sha256: Some("ab".repeat(32)),
+        },
+    ])));
+    let m = load(&rt, "auth", &[secret()]);
+    let (_, ch) = challenge(&m.on_request(&mut parse(REGISTER), &ctx(0)).unwrap());
+    let mut ok = parse(REGISTER);
+    ok.headers.push(
+        "Authorization",
+        answer(&ch, "REGISTER", "sip:example.com", "s3cret"),
+    );
+    assert_eq!(m.on_request(&mut ok, &ctx(0)), Ok(Verdict::Continue));
+    let mut wrong = parse(REGISTER);
+    wrong.headers.push(
+        "Authorization",
+        answer(&ch, "REGISTER", "sip:example.com", "guess"),
+    );
+    assert_eq!(
+        challenge(&m.on_request(&mut wrong, &ctx(0)).unwrap()).0,
+        401
+    );
+    // bob (From/To are alice's, so only the HA1 lookup can refuse first: no MD5 HA1).
+    let mut bob = parse(REGISTER);
+    bob.headers.push(
+        "Authorization",
+        answer(&ch, "REGISTER", "sip:example.com", "s3cret").replace("\"alice\"", "\"bob\""),
+    );
+    assert_eq!(challenge(&m.on_request(&mut bob, &ctx(0)).unwrap()).0, 401);
+}
+
+#[test]
 fn store_is_empty_by_default_and_can_be_swapped_after_load() {
     let (rt, _) = common::runtime();
     let m = load(&rt, "auth", &[secret()]);

@@ -5,6 +5,7 @@
 use md5::{Digest as _, Md5};
 use serde::Deserialize;
 use sha2::Sha256;
+use weir_sdk::subscribers::HashAlgorithm;
 
 /// A digest algorithm, as named in `algorithm=` (case-insensitive on input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -35,6 +36,14 @@ impl Algorithm {
             Some(Algorithm::Sha256)
         } else {
             None
+        }
+    }
+
+    /// The same algorithm as the subscriber store names it.
+    pub fn hash_algorithm(self) -> HashAlgorithm {
+        match self {
+            Algorithm::Md5 => HashAlgorithm::Md5,
+            Algorithm::Sha256 => HashAlgorithm::Sha256,
         }
     }
 

@@ -17,12 +17,10 @@
 //! The module never panics on message content and never tells a client whether a user
 //! exists. See README.md for params, the SIP exchange and the Kamailio mapping.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
+use weir_sdk::subscribers::{self, Ha1Lookup};
 use weir_sdk::{
-    clock, connections, export_module, kv, log, names, subscribers, Error, Message, Module, Status,
-    Verdict,
+    clock, connections, export_module, kv, log, names, Error, Message, Module, Status, Verdict,
 };
 
 pub mod credentials;
@@ -31,7 +29,7 @@ pub mod nonce;
 pub mod uri;
 
 pub use credentials::{DigestCredentials, Malformed};
-pub use digest::Algorithm;
+pub use digest::{Algorithm, HexHash};
 pub use nonce::{NonceCheck, NonceKey};
 
 /// kv key of the generated secret shared by every instance of the module.
@@ -414,21 +412,12 @@ impl AuthDigest {
             NonceCheck::Stale => return Outcome::Stale,
             NonceCheck::Invalid => return Outcome::Failed,
         }
-        let creds = match subscribers::lookup(&c.username, realm) {
-            Ok(Some(creds)) => creds,
+        // The HA1 alone: a fixed-size answer, no password or string crossing over.
+        let ha1 = match subscribers::ha1(&c.username, realm, alg.hash_algorithm()) {
+            Ok(Ha1Lookup::Found(ha1)) => ha1,
             // Unknown user: the same answer as a wrong password.
-            Ok(None) => return Outcome::Failed,
-            Err(e) => return Outcome::StoreFailed(e.to_string()),
-        };
-        let computed;
-        let ha1 = match (alg, &creds.password, &creds.ha1, &creds.ha1_sha256) {
-            (_, Some(pw), _, _) => {
-                computed = alg.hash(&[&c.username, realm, pw]);
-                computed.as_str()
-            }
-            (Algorithm::Md5, None, Some(ha1), _) => ha1.as_str(),
-            (Algorithm::Sha256, None, _, Some(ha1)) => ha1.as_str(),
-            _ => {
+            Ok(Ha1Lookup::Unknown) => return Outcome::Failed,
+            Ok(Ha1Lookup::NoHa1) => {
                 log::warn!(
                     "auth-digest: {}@{realm} has no password or {} HA1",
                     c.username,
@@ -436,14 +425,10 @@ impl AuthDigest {
                 );
                 return Outcome::Failed;
             }
+            Err(e) => return Outcome::StoreFailed(e.to_string()),
         };
-        // Stored HA1s are lowercase hex; lowercase one that is not.
-        let ha1 = if ha1.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(ha1.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(ha1)
-        };
-        let expected = alg.response(&ha1, &c.nonce, method, &c.uri, qop);
+        let ha1 = HexHash::new(ha1.as_bytes());
+        let expected = alg.response(ha1.as_str(), &c.nonce, method, &c.uri, qop);
         if !digest::ct_eq_lowercase(expected.as_str().as_bytes(), c.response.as_bytes()) {
             log::info!("auth-digest: wrong response from {}@{realm}", c.username);
             return Outcome::Failed;

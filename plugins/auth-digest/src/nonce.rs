@@ -12,6 +12,8 @@
 //! across wake-ups). Base64 is the standard alphabet with padding (32 characters, none
 //! of them padding, for these 24 bytes), as Kamailio's `base64_enc`.
 
+use std::cell::Cell;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
@@ -37,6 +39,10 @@ pub enum NonceCheck {
 #[derive(Clone)]
 pub struct NonceKey {
     secret: Vec<u8>,
+    /// The last `(times, integrity hash)` computed: nonces made in the same second share
+    /// their times, so under load most challenges and checks need no MD5. (A module
+    /// instance is single-threaded.)
+    last: Cell<Option<([u8; 8], [u8; 16])>>,
 }
 
 impl std::fmt::Debug for NonceKey {
@@ -51,11 +57,19 @@ impl NonceKey {
     pub fn new(secret: &[u8]) -> NonceKey {
         NonceKey {
             secret: secret.to_vec(),
+            last: Cell::new(None),
         }
     }
 
     fn integrity(&self, times: &[u8; 8]) -> [u8; 16] {
-        md5_parts(&[times, &self.secret])
+        if let Some((t, hash)) = self.last.get() {
+            if t == *times {
+                return hash;
+            }
+        }
+        let hash = md5_parts(&[times, &self.secret]);
+        self.last.set(Some((*times, hash)));
+        hash
     }
 
     /// A nonce created at `now_s` and valid for `expire_s` seconds.

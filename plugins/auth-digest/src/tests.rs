@@ -241,6 +241,35 @@ fn nonce_round_trip_tamper_and_other_secret() {
 }
 
 #[test]
+fn nonce_cache_of_the_last_times_gives_the_same_answers() {
+    // The key remembers the integrity hash of the last times it saw: answers must not
+    // depend on what was asked before.
+    let key = NonceKey::new(SECRET.as_bytes());
+    let fresh = || NonceKey::new(SECRET.as_bytes());
+    let a = key.create(1_000, 300);
+    let b = key.create(1_001, 300);
+    assert_eq!(a, fresh().create(1_000, 300));
+    assert_eq!(key.create(1_001, 300), b, "same second, same nonce");
+    for (n, now) in [
+        (&a, 1_000),
+        (&b, 1_001),
+        (&a, 1_002),
+        (&a, 1_301),
+        (&b, 1_001),
+    ] {
+        assert_eq!(
+            key.check(n, now, 3),
+            fresh().check(n, now, 3),
+            "{n} at {now}"
+        );
+    }
+    // Another secret's nonce with the cached times is still refused.
+    let other = NonceKey::new(b"another secret!!").create(1_001, 300);
+    assert_eq!(key.check(&b, 1_001, 3), NonceCheck::Valid);
+    assert_eq!(key.check(&other, 1_001, 3), NonceCheck::Invalid);
+}
+
+#[test]
 fn nonce_expiry_and_drift() {
     let key = NonceKey::new(SECRET.as_bytes());
     let n = key.create(1_000, 300);

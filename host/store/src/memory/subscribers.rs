@@ -96,6 +96,17 @@ impl SubscriberStore for MemorySubscribers {
             .and_then(|users| users.get(username))
             .cloned())
     }
+
+    fn with_credentials(
+        &self,
+        username: &str,
+        domain: &str,
+        f: &mut dyn FnMut(Option<&Credentials>),
+    ) -> Result<(), StoreError> {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        f(map.get(domain).and_then(|users| users.get(username)));
+        Ok(())
+    }
 }
 
 #[cfg(test)]

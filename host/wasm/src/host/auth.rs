@@ -5,6 +5,10 @@
 //!   [`Runtime::set_subscribers`](crate::Runtime::set_subscribers); an empty store until
 //!   then). The store is shared by every module and may be swapped at any time, also
 //!   while modules are loaded.
+//! - `subscribers.ha1` asks the same store and answers with the HA1 alone, as raw
+//!   bytes in a fixed-size record: computed here from a stored password, or decoded
+//!   from a stored HA1. Nothing is allocated in the guest for the answer, and the
+//!   password never enters it.
 //! - `connections.identity` / `bind` read and write the runtime's
 //!   [`ConnectionIdentities`]: a bounded table from stream-connection id (the
 //!   `connection-id` of a message, [`CallContext::connection`](crate::CallContext)) to
@@ -15,13 +19,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use md5::Md5;
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Linker, WasmStr};
 use wasmtime::{AsContext, StoreContextMut};
-use weir_store::{MemorySubscribers, StoreError, SubscriberStore};
+use weir_store::{Credentials, MemorySubscribers, StoreError, SubscriberStore};
 
 use super::Ctx;
 use crate::bindings::weir::sip::kv::KvError as WitKvError;
-use crate::bindings::weir::sip::subscribers::Credentials as WitCredentials;
+use crate::bindings::weir::sip::subscribers::{
+    Credentials as WitCredentials, DigestAlgorithm, Ha1Bytes, Ha1Lookup,
+};
 
 /// Longest username or domain the host passes to the subscriber store.
 pub(crate) const MAX_SUBSCRIBER_FIELD: usize = 512;
@@ -196,6 +204,81 @@ fn check_field(what: &str, value: &str) -> Result<(), WitKvError> {
     Ok(())
 }
 
+// === HA1 ===
+
+/// `H(parts joined by ':')` into `out` (the hash's length).
+fn hash_joined<D: Digest>(parts: [&str; 3], out: &mut [u8]) {
+    let mut d = D::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            d.update(b":");
+        }
+        d.update(p.as_bytes());
+    }
+    let h = d.finalize();
+    if h.len() == out.len() {
+        out.copy_from_slice(&h);
+    }
+}
+
+/// Decodes `hex` (either case) into `out`; false unless it is exactly `2 * out.len()`
+/// hex digits.
+fn unhex(hex: &str, out: &mut [u8]) -> bool {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    if hex.len() != 2 * out.len() {
+        return false;
+    }
+    for (pair, o) in hex.as_bytes().chunks_exact(2).zip(out.iter_mut()) {
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(h), Some(l)) => *o = h << 4 | l,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The HA1 of `c` for `alg`: `H(username:domain:password)` over the names the module
+/// asked with when a password is stored, else the stored HA1 of that algorithm.
+pub(crate) fn ha1_of(
+    c: &Credentials,
+    username: &str,
+    domain: &str,
+    alg: DigestAlgorithm,
+) -> Ha1Lookup {
+    let mut raw = [0u8; 32];
+    let (len, stored) = match alg {
+        DigestAlgorithm::Md5 => (16, c.ha1.as_deref()),
+        DigestAlgorithm::Sha256 => (32, c.ha1_sha256.as_deref()),
+    };
+    let out = &mut raw[..len];
+    match (&c.password, stored) {
+        (Some(pw), _) => match alg {
+            DigestAlgorithm::Md5 => hash_joined::<Md5>([username, domain, pw], out),
+            DigestAlgorithm::Sha256 => hash_joined::<Sha256>([username, domain, pw], out),
+        },
+        (None, Some(hex)) if unhex(hex, out) => {}
+        (None, _) => return Ha1Lookup::NoHa1,
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
+    };
+    Ha1Lookup::Found(Ha1Bytes {
+        w0: word(0),
+        w1: word(1),
+        w2: word(2),
+        w3: word(3),
+    })
+}
+
 pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     let mut i = linker.instance("weir:sip/subscribers@0.1.0")?;
     i.func_wrap(
@@ -223,6 +306,31 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         },
     )?;
 
+    i.func_wrap(
+        "ha1",
+        |s: StoreContextMut<'_, Ctx>,
+         (username, domain, alg): (WasmStr, WasmStr, DigestAlgorithm)| {
+            let user = username.to_str(s.as_context())?;
+            let dom = domain.to_str(s.as_context())?;
+            let found = check_field("username", &user)
+                .and_then(|()| check_field("domain", &dom))
+                .and_then(|()| {
+                    let mut answer = Ha1Lookup::Unknown;
+                    s.data()
+                        .auth
+                        .subscribers()
+                        .with_credentials(&user, &dom, &mut |c| {
+                            if let Some(c) = c {
+                                answer = ha1_of(c, &user, &dom, alg);
+                            }
+                        })
+                        .map_err(to_wit)?;
+                    Ok(answer)
+                });
+            Ok((found,))
+        },
+    )?;
+
     let mut i = linker.instance("weir:sip/connections@0.1.0")?;
     i.func_wrap("identity", |s: StoreContextMut<'_, Ctx>, (id,): (u64,)| {
         Ok((s.data().auth.connections.identity(id),))
@@ -240,7 +348,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_store::Credentials;
 
     #[test]
     fn binds_and_reads_back() {
@@ -308,6 +415,97 @@ mod tests {
         assert_eq!(
             state.subscribers().credentials("alice", "d"),
             Ok(Some(alice))
+        );
+    }
+
+    fn bytes(found: Ha1Lookup) -> Vec<u8> {
+        let Ha1Lookup::Found(h) = found else {
+            panic!("no HA1: {found:?}");
+        };
+        [h.w0, h.w1, h.w2, h.w3]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect()
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn ha1_from_password_or_stored_hash() {
+        // RFC 2617 §3.5's user: HA1 = MD5("Mufasa:testrealm@host.com:Circle Of Life").
+        let md5 = "939e7578ed9e3c518a452acee763bce9";
+        let pw = Credentials {
+            username: "Mufasa".into(),
+            domain: "testrealm@host.com".into(),
+            password: Some("Circle Of Life".into()),
+            ha1: Some("00".repeat(16)),
+            ha1_sha256: None,
+        };
+        let got = bytes(ha1_of(
+            &pw,
+            "Mufasa",
+            "testrealm@host.com",
+            DigestAlgorithm::Md5,
+        ));
+        assert_eq!(hex(&got[..16]), md5, "the password wins over a stored HA1");
+        assert_eq!(got[16..], [0; 16]);
+        // RFC 7616 §3.9.1: SHA-256("Mufasa:http-auth@example.org:Circle of Life").
+        let sha = Credentials {
+            domain: "http-auth@example.org".into(),
+            password: Some("Circle of Life".into()),
+            ..pw.clone()
+        };
+        let got = bytes(ha1_of(
+            &sha,
+            "Mufasa",
+            "http-auth@example.org",
+            DigestAlgorithm::Sha256,
+        ));
+        assert_eq!(
+            hex(&got),
+            "7987c64c30e25f1b74be53f966b49b90f2808aa92faf9a00262392d7b4794232"
+        );
+        // Stored HA1s, either case; none of the algorithm, or not hex of its length.
+        let stored = Credentials {
+            password: None,
+            ha1: Some(md5.to_ascii_uppercase()),
+            ha1_sha256: Some("ab".repeat(31)),
+            ..pw.clone()
+        };
+        let got = bytes(ha1_of(
+            &stored,
+            "Mufasa",
+            "testrealm@host.com",
+            DigestAlgorithm::Md5,
+        ));
+        assert_eq!(hex(&got[..16]), md5);
+        assert_eq!(
+            ha1_of(
+                &stored,
+                "Mufasa",
+                "testrealm@host.com",
+                DigestAlgorithm::Sha256
+            ),
+            Ha1Lookup::NoHa1
+        );
+        let bad = Credentials {
+            ha1: Some(format!("{}zz", &md5[..30])),
+            ..stored.clone()
+        };
+        assert_eq!(
+            ha1_of(&bad, "Mufasa", "testrealm@host.com", DigestAlgorithm::Md5),
+            Ha1Lookup::NoHa1
+        );
+        let none = Credentials {
+            ha1: None,
+            ha1_sha256: None,
+            ..stored
+        };
+        assert_eq!(
+            ha1_of(&none, "Mufasa", "testrealm@host.com", DigestAlgorithm::Md5),
+            Ha1Lookup::NoHa1
         );
     }
 

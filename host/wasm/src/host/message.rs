@@ -13,11 +13,12 @@ use wasmtime::component::{Linker, Resource, ResourceType, WasmList, WasmStr};
 use wasmtime::{bail, format_err, AsContext, StoreContextMut};
 use weir_message::{
     canonical_name, compact_form, is_valid_header_name, is_valid_header_value, names_equal,
-    Message, StartLine, Uri,
+    Message, Method, StartLine, Uri,
 };
 
 use super::undo::{self, Undo};
 use super::{CallState, Ctx};
+use crate::bindings::weir::sip::message::MethodKind;
 use crate::bindings::weir::sip::types::{
     Address, EditError, Header as WitHeader, Hook as WitHook, Transport as WitTransport,
 };
@@ -225,6 +226,27 @@ fn to_wit_transport(t: Transport) -> WitTransport {
 
 // === Linker ===
 
+/// The WIT name of a method that has one.
+fn method_kind(m: &Method) -> Option<MethodKind> {
+    Some(match m {
+        Method::Invite => MethodKind::Invite,
+        Method::Ack => MethodKind::Ack,
+        Method::Bye => MethodKind::Bye,
+        Method::Cancel => MethodKind::Cancel,
+        Method::Register => MethodKind::Register,
+        Method::Options => MethodKind::Options,
+        Method::Info => MethodKind::Info,
+        Method::Update => MethodKind::Update,
+        Method::Prack => MethodKind::Prack,
+        Method::Subscribe => MethodKind::Subscribe,
+        Method::Notify => MethodKind::Notify,
+        Method::Refer => MethodKind::Refer,
+        Method::Message => MethodKind::Message,
+        Method::Publish => MethodKind::Publish,
+        Method::Other(_) => return None,
+    })
+}
+
 pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     let mut i = linker.instance(INTERFACE)?;
     // Borrowed handles only: the host never hands out an owned message, so there
@@ -249,6 +271,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                     .unwrap_or_default(),
             };
             Ok((method,))
+        },
+    )?;
+    i.func_wrap(
+        "[method]message.known-method",
+        |s: StoreContextMut<'_, Ctx>, (this,): (Msg,)| {
+            let m = current(s.data(), &this)?;
+            let kind = match &m.start {
+                StartLine::Request { method, .. } => method_kind(method),
+                StartLine::Response { .. } => m.cseq().ok().and_then(|c| method_kind(&c.method)),
+            };
+            Ok((kind,))
         },
     )?;
     i.func_wrap(
@@ -633,6 +666,35 @@ mod tests {
                    CSeq: 314159 INVITE\r\n\
                    Content-Length: 0\r\n\r\n";
         Message::parse(raw.as_bytes(), &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn known_methods_are_named_and_others_not() {
+        for (name, kind) in [
+            ("INVITE", MethodKind::Invite),
+            ("ACK", MethodKind::Ack),
+            ("BYE", MethodKind::Bye),
+            ("CANCEL", MethodKind::Cancel),
+            ("REGISTER", MethodKind::Register),
+            ("OPTIONS", MethodKind::Options),
+            ("INFO", MethodKind::Info),
+            ("UPDATE", MethodKind::Update),
+            ("PRACK", MethodKind::Prack),
+            ("SUBSCRIBE", MethodKind::Subscribe),
+            ("NOTIFY", MethodKind::Notify),
+            ("REFER", MethodKind::Refer),
+            ("MESSAGE", MethodKind::Message),
+            ("PUBLISH", MethodKind::Publish),
+        ] {
+            assert_eq!(
+                method_kind(&Method::parse(name).unwrap()),
+                Some(kind),
+                "{name}"
+            );
+        }
+        for other in ["invite", "FOO"] {
+            assert_eq!(method_kind(&Method::parse(other).unwrap()), None, "{other}");
+        }
     }
 
     #[test]

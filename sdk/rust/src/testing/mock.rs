@@ -232,7 +232,10 @@ pub(crate) mod system {
 pub(crate) mod subscribers {
     use super::with;
     use crate::__private::bindings::weir::sip::kv::KvError as WitKvError;
-    use crate::__private::bindings::weir::sip::subscribers::Credentials as WitCredentials;
+    use crate::__private::bindings::weir::sip::subscribers::{
+        Credentials as WitCredentials, DigestAlgorithm as WitAlgorithm, Ha1Bytes as WitHa1,
+        Ha1Lookup as WitHa1Lookup,
+    };
     use crate::KvError;
 
     /// As the host: longest username or domain passed to the store.
@@ -259,6 +262,52 @@ pub(crate) mod subscribers {
                 .cloned()
                 .map(WitCredentials::from))
         })
+    }
+
+    /// As the host: the password's hash over the given names, else the stored HA1.
+    pub(crate) fn ha1(
+        username: &str,
+        domain: &str,
+        algorithm: WitAlgorithm,
+    ) -> Result<WitHa1Lookup, WitKvError> {
+        use md5::Digest as _;
+        let Some(c) = lookup(username, domain)? else {
+            return Ok(WitHa1Lookup::Unknown);
+        };
+        let joined = |pw: &str| format!("{username}:{domain}:{pw}");
+        let bytes: Vec<u8> = match (algorithm, &c.password, &c.ha1, &c.ha1_sha256) {
+            (WitAlgorithm::Md5, Some(pw), _, _) => md5::Md5::digest(joined(pw)).to_vec(),
+            (WitAlgorithm::Sha256, Some(pw), _, _) => sha2::Sha256::digest(joined(pw)).to_vec(),
+            (WitAlgorithm::Md5, None, Some(hex), _) => unhex(hex, 16),
+            (WitAlgorithm::Sha256, None, _, Some(hex)) => unhex(hex, 32),
+            _ => Vec::new(),
+        };
+        if bytes.is_empty() {
+            return Ok(WitHa1Lookup::NoHa1);
+        }
+        let mut raw = [0u8; 32];
+        raw[..bytes.len()].copy_from_slice(&bytes);
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(w)
+        };
+        Ok(WitHa1Lookup::Found(WitHa1 {
+            w0: word(0),
+            w1: word(1),
+            w2: word(2),
+            w3: word(3),
+        }))
+    }
+
+    /// `hex` decoded if it is exactly `len` bytes of hex digits (either case), else empty.
+    fn unhex(hex: &str, len: usize) -> Vec<u8> {
+        if hex.len() != 2 * len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Vec::new();
+        }
+        (0..len)
+            .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect()
     }
 }
 
