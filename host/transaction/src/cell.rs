@@ -449,6 +449,9 @@ impl Cell {
                 return Err(Error::BadBranch);
             }
         }
+        // Exactly what is needed: a branch is ~470 bytes, and the default growth to four
+        // would ask for a large block (glibc's slow path) for the usual single branch.
+        self.branches.reserve_exact(targets.len());
         for (t, key) in targets.into_iter().zip(keys) {
             let b = self.ctx.add_branch()?;
             let reliable = t.to.transport.is_reliable();
