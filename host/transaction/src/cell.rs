@@ -268,13 +268,17 @@ impl Cell {
 
     /// The client keys this transaction put in the index, moved out of the cell (which
     /// is being removed).
-    pub fn into_client_keys(self) -> impl Iterator<Item = ClientKey> {
-        self.branches.into_iter().flat_map(|b| {
+    pub fn take_client_keys(&mut self) -> impl Iterator<Item = ClientKey> + '_ {
+        self.branches.iter_mut().flat_map(|b| {
             let cancel = b.cancel.as_ref().map(|_| ClientKey {
                 branch: b.key.branch.clone(),
                 method: Method::Cancel,
             });
-            std::iter::once(b.key).chain(cancel)
+            let key = ClientKey {
+                branch: std::mem::take(&mut b.key.branch),
+                method: b.key.method.clone(),
+            };
+            std::iter::once(key).chain(cancel)
         })
     }
 

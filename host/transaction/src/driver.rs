@@ -22,8 +22,7 @@
 //! second; waking for each cost more than firing them (a context switch and a cold
 //! cache per wake-up). With a 20 ms grid it wakes at most 50 times a second.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +57,15 @@ const AWAKE: u64 = u64::MAX;
 /// each).
 const BUCKET_SHIFT: u32 = 30;
 
+/// A deadline's near slot: nanoseconds after the wheel's base, shifted (about 16.8 ms
+/// each, below the default 20 ms grid).
+const SLOT_SHIFT: u32 = 24;
+
+/// Near slots in the ring: more than the near tier spans (deadlines before the second
+/// far bucket after now, under 2^31 ns = 128 slots ahead), so a slot is drained before
+/// the ring comes round to it again.
+const RING: usize = 256;
+
 /// One second-sized bucket of far deadlines, unordered, with its earliest.
 #[derive(Debug)]
 struct Bucket {
@@ -65,22 +73,34 @@ struct Bucket {
     entries: Vec<(Instant, TxId)>,
 }
 
-/// The deadline queue of one table shard, in two tiers. The heap holds the deadlines
-/// before `horizon` (the next second or two: retransmissions, and what moved in from
-/// the buckets); later ones (lifetimes, `fr_timer`, `wt_timer`) wait unordered in
-/// per-second buckets, and most of them are superseded or their transaction ended
-/// before their bucket comes near, so they never pay for a place in the heap.
+/// The deadline queue of one table shard, in two tiers. The near tier holds the
+/// deadlines before `horizon` (the next second or two: retransmissions, and what moved
+/// in from the buckets) in a ring of 16.8 ms slots, unordered within a slot: queueing
+/// appends to its slot, firing drains slots in order and sorts only the few entries of
+/// one slot. (A binary heap here cost a cache miss per level on every pop: the driver
+/// and the receive threads take turns on it, and its lower levels are always cold.)
+/// Later deadlines (lifetimes, `fr_timer`, `wt_timer`) wait unordered in per-second
+/// buckets, and most of them are superseded or their transaction ended before their
+/// bucket comes near, so they never pay for a place in the ring.
 #[derive(Debug)]
 pub(crate) struct Wheel {
-    /// Where bucket numbers count from.
+    /// Where bucket and slot numbers count from.
     base: Instant,
-    /// (deadline, transaction).
-    heap: BinaryHeap<Reverse<(Instant, TxId)>>,
+    /// Near deadlines, by slot number modulo [`RING`].
+    near: Box<[Vec<(Instant, TxId)>]>,
+    /// Entries in `near`.
+    near_len: usize,
+    /// Slot number of the first slot not yet drained: every near entry is in slot
+    /// `cursor` or later.
+    cursor: u64,
+    /// Near deadlines further ahead of `cursor` than the ring reaches (only when the
+    /// driver has fallen behind by seconds), unordered.
+    spill: Vec<(Instant, TxId)>,
     /// Deadlines in bucket `horizon` or later, by bucket.
     far: BTreeMap<u64, Bucket>,
     /// Entries in `far`.
     far_len: usize,
-    /// Bucket number of the first deadline not in `heap`.
+    /// Bucket number of the first deadline not in the near tier.
     horizon: u64,
 }
 
@@ -88,23 +108,40 @@ impl Wheel {
     pub(crate) fn new(base: Instant) -> Wheel {
         Wheel {
             base,
-            heap: BinaryHeap::new(),
+            near: (0..RING).map(|_| Vec::new()).collect(),
+            near_len: 0,
+            cursor: 0,
+            spill: Vec::new(),
             far: BTreeMap::new(),
             far_len: 0,
             horizon: 0,
         }
     }
 
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Bucket number of a deadline (about 1.07 s each).
     fn bucket(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_nanos() >> BUCKET_SHIFT)
-            .unwrap_or(u64::MAX)
+        self.nanos(at) >> BUCKET_SHIFT
+    }
+
+    /// Slot number of a deadline (about 16.8 ms each).
+    fn slot(&self, at: Instant) -> u64 {
+        self.nanos(at) >> SLOT_SHIFT
+    }
+
+    fn ring(&mut self, slot: u64) -> &mut Vec<(Instant, TxId)> {
+        // The modulo keeps the index below RING.
+        let i = (slot % RING as u64) as usize;
+        &mut self.near[i]
     }
 
     pub(crate) fn push(&mut self, at: Instant, tx: TxId) {
         let bucket = self.bucket(at);
         if bucket < self.horizon {
-            self.heap.push(Reverse((at, tx)));
+            self.push_near(at, tx);
             return;
         }
         let b = self.far.entry(bucket).or_insert(Bucket {
@@ -116,54 +153,95 @@ impl Wheel {
         self.far_len += 1;
     }
 
-    /// Move the buckets that `now` reached (and the next one) into the heap.
-    fn advance(&mut self, now: Instant) {
-        let limit = self.bucket(now).saturating_add(2);
-        if self.horizon >= limit {
+    fn push_near(&mut self, at: Instant, tx: TxId) {
+        // Already due: the slot being drained.
+        let slot = self.slot(at).max(self.cursor);
+        if slot - self.cursor >= RING as u64 {
+            self.spill.push((at, tx));
             return;
         }
-        self.horizon = limit;
+        self.ring(slot).push((at, tx));
+        self.near_len += 1;
+    }
+
+    /// Move the buckets that `now` reached (and the next one) into the near tier.
+    fn advance(&mut self, now: Instant) {
+        self.horizon = self.horizon.max(self.bucket(now).saturating_add(2));
         while let Some(entry) = self.far.first_entry() {
-            if *entry.key() >= limit {
+            if *entry.key() >= self.horizon {
                 break;
             }
             let bucket = entry.remove();
             self.far_len -= bucket.entries.len();
-            self.heap
-                .extend(bucket.entries.into_iter().map(|(at, tx)| Reverse((at, tx))));
+            for (at, tx) in bucket.entries {
+                self.push_near(at, tx);
+            }
+        }
+        if !self.spill.is_empty() {
+            for (at, tx) in std::mem::take(&mut self.spill) {
+                self.push_near(at, tx);
+            }
         }
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let near = self.heap.peek().map(|Reverse((at, _))| *at);
+        let near = (self.near_len > 0)
+            .then(|| {
+                (self.cursor..self.cursor + RING as u64)
+                    .map(|s| &self.near[(s % RING as u64) as usize])
+                    .find(|v| !v.is_empty())
+                    .and_then(|v| v.iter().map(|(at, _)| *at).min())
+            })
+            .flatten();
+        let spill = self.spill.iter().map(|(at, _)| *at).min();
         let far = self.far.first_key_value().map(|(_, b)| b.min);
-        near.into_iter().chain(far).min()
+        near.into_iter().chain(spill).chain(far).min()
     }
 
     /// Entries queued, stale ones included.
     pub(crate) fn len(&self) -> usize {
-        self.heap.len() + self.far_len
+        self.near_len + self.spill.len() + self.far_len
     }
 
     /// Move up to `max` entries due at `now` to `due`, earliest first; whether more
-    /// are due.
+    /// may be due.
     pub(crate) fn pop_due(
         &mut self,
         now: Instant,
-        max: usize,
+        mut max: usize,
         due: &mut Vec<(Instant, TxId)>,
     ) -> bool {
-        self.advance(now);
-        for _ in 0..max {
-            match self.heap.peek() {
-                Some(Reverse((at, _))) if *at <= now => {}
-                _ => return false,
-            }
-            if let Some(Reverse(e)) = self.heap.pop() {
-                due.push(e);
-            }
+        let last = self.slot(now);
+        if self.near_len == 0 {
+            // Nothing near: skip the empty slots rather than walk them.
+            self.cursor = self.cursor.max(last);
         }
-        self.heap.peek().is_some_and(|Reverse((at, _))| *at <= now)
+        self.advance(now);
+        while self.cursor <= last {
+            let v = &mut self.near[(self.cursor % RING as u64) as usize];
+            if v.len() > 1 {
+                // Latest first, so the earliest come off the end.
+                v.sort_unstable_by(|a, b| b.cmp(a));
+            }
+            while let Some(&e) = v.last() {
+                if e.0 > now {
+                    break;
+                }
+                if max == 0 {
+                    return true;
+                }
+                v.pop();
+                due.push(e);
+                self.near_len -= 1;
+                max -= 1;
+            }
+            if self.cursor == last {
+                break;
+            }
+            // Slots before now's hold nothing that is not due.
+            self.cursor += 1;
+        }
+        false
     }
 
     /// Drop the entries `live` rejects once the queue is large and more than half
@@ -176,7 +254,11 @@ impl Wheel {
         if self.len() <= COMPACT_MIN || self.len() <= 2 * live_count {
             return;
         }
-        self.heap.retain(|Reverse((at, tx))| live(*at, *tx));
+        for v in self.near.iter_mut() {
+            v.retain(|(at, tx)| live(*at, *tx));
+        }
+        self.near_len = self.near.iter().map(Vec::len).sum();
+        self.spill.retain(|(at, tx)| live(*at, *tx));
         self.far.retain(|_, b| {
             b.entries.retain(|(at, tx)| live(*at, *tx));
             if let Some(min) = b.entries.iter().map(|(at, _)| *at).min() {
@@ -257,10 +339,11 @@ where
 {
     let clock = table.clock();
     let mut due = Vec::new();
+    let mut dead = Vec::new();
     loop {
         // Awake: whoever queues a deadline from now on notifies (a permit is kept).
         clock.armed.store(AWAKE, Ordering::SeqCst);
-        table.fire_due(Instant::now(), &mut due, &mut sink);
+        table.fire_due(Instant::now(), &mut due, &mut dead, &mut sink);
         let notified = clock.notify.notified();
         match table.next_wake() {
             Some(at) if at <= Instant::now() => continue,
@@ -334,6 +417,61 @@ mod tests {
             [tx(0), tx(1), tx(2), tx(3)]
         );
         assert_eq!(w.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_of_one_slot_fire_in_order_and_never_early() {
+        let t0 = Instant::now();
+        let us = |n| t0 + Duration::from_micros(n);
+        let mut w = Wheel::new(t0);
+        assert_eq!(due(&mut w, t0), []);
+        // One 16.8 ms slot, queued out of order.
+        for (n, at) in [(1, 9_000), (2, 3_000), (3, 12_000), (4, 3_000)] {
+            w.push(us(at), tx(n));
+        }
+        assert_eq!(w.next_deadline(), Some(us(3_000)));
+        assert_eq!(due(&mut w, us(2_999)), []);
+        assert_eq!(
+            due(&mut w, us(9_000)),
+            [(us(3_000), tx(2)), (us(3_000), tx(4)), (us(9_000), tx(1))]
+        );
+        assert_eq!(w.next_deadline(), Some(us(12_000)));
+        // Already past: due at once.
+        w.push(us(1_000), tx(5));
+        assert_eq!(due(&mut w, us(9_500)), [(us(1_000), tx(5))]);
+        assert_eq!(due(&mut w, us(12_000)), [(us(12_000), tx(3))]);
+        assert_eq!(w.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_driver_seconds_behind_loses_and_reorders_nothing() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut w = Wheel::new(t0);
+        assert_eq!(due(&mut w, t0), []);
+        for n in 0..50 {
+            w.push(ms(1_000 + n), tx(n));
+        }
+        // The driver wakes 4 s late and fires one entry per pass: the ring stays
+        // behind (cursor at 1 s) while deadlines are queued 5 s further on, beyond
+        // its 4.3 s of slots.
+        let mut d = Vec::new();
+        assert!(w.pop_due(ms(5_000), 1, &mut d), "more due");
+        w.push(ms(6_500), tx(100));
+        w.push(ms(5_500), tx(101));
+        assert_eq!(w.next_deadline(), Some(ms(1_001)));
+        while w.pop_due(ms(5_000), 7, &mut d) {}
+        assert_eq!(
+            d,
+            (0..50).map(|n| (ms(1_000 + n), tx(n))).collect::<Vec<_>>()
+        );
+        assert_eq!(w.next_deadline(), Some(ms(5_500)));
+        assert_eq!(due(&mut w, ms(5_499)), []);
+        assert_eq!(
+            due(&mut w, ms(6_500)),
+            [(ms(5_500), tx(101)), (ms(6_500), tx(100))]
+        );
+        assert_eq!(w.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -219,22 +219,22 @@ impl Shard {
         Some(tx)
     }
 
-    /// Remove `tx` if all its machines are over.
-    fn reap(&mut self, tx: TxId, len: &AtomicUsize, fx: &mut Fx) {
+    /// Remove `tx` if all its machines are over; the removed cell is the caller's to
+    /// drop (the timer driver frees them after releasing the lock).
+    fn reap(&mut self, tx: TxId, len: &AtomicUsize, fx: &mut Fx) -> Option<Cell> {
         if !self.cells.get(&tx).is_some_and(Cell::is_done) {
-            return;
+            return None;
         }
-        let Some(cell) = self.cells.remove(&tx) else {
-            return;
-        };
+        let mut cell = self.cells.remove(&tx)?;
         if self.server.get(&cell.key) == Some(&tx) {
             self.server.remove(&cell.key);
         }
         len.fetch_sub(1, Ordering::AcqRel);
         fx.dead_keys
-            .extend(cell.into_client_keys().map(|k| (k, tx)));
+            .extend(cell.take_client_keys().map(|k| (k, tx)));
         fx.out.push(Output::Terminated { tx });
         tracing::trace!(%tx, "transaction removed");
+        Some(cell)
     }
 
     /// Queue the deadlines collected under this shard's lock; the earliest is kept in
@@ -358,11 +358,14 @@ impl TransactionTable {
     }
 
     /// Fire the transactions due at `now` (called by [`run_timers`](crate::run_timers)):
-    /// per shard, in batches under its lock, then what they produced to `sink`.
+    /// per shard, in batches under its lock, then what they produced to `sink`. The
+    /// transactions that ended are freed after the lock is released (`dead`, empty
+    /// between calls, keeps its room), not while the receive threads wait for it.
     pub(crate) fn fire_due(
         &self,
         now: Instant,
         due: &mut Vec<(Instant, TxId)>,
+        dead: &mut Vec<Cell>,
         sink: &mut impl FnMut(Vec<Output>),
     ) {
         /// Transactions fired per hold of a shard lock.
@@ -377,7 +380,7 @@ impl TransactionTable {
                     for (at, tx) in due.drain(..) {
                         if let Some(c) = shard.cells.get_mut(&tx) {
                             c.fire(at, now, &mut fx);
-                            shard.reap(tx, &self.len, &mut fx);
+                            dead.extend(shard.reap(tx, &self.len, &mut fx));
                         }
                     }
                     shard.queue_timers(&mut fx);
@@ -387,6 +390,11 @@ impl TransactionTable {
                     });
                     more
                 };
+                dead.clear();
+                // The driver looks for its next wake-up after this pass: what it
+                // queued itself needs no notification (which would only wake it
+                // again at once, for nothing).
+                fx.earliest = None;
                 let out = self.settle(fx);
                 if !out.is_empty() {
                     sink(out);
