@@ -66,6 +66,12 @@ const SLOT_SHIFT: u32 = 24;
 /// the ring comes round to it again.
 const RING: usize = 256;
 
+/// Where slot number `slot` lives in the ring.
+fn ring_index(slot: u64) -> usize {
+    // The modulo keeps it below RING, which fits in usize.
+    (slot % RING as u64) as usize
+}
+
 /// One second-sized bucket of far deadlines, unordered, with its earliest.
 #[derive(Debug)]
 struct Bucket {
@@ -132,12 +138,6 @@ impl Wheel {
         self.nanos(at) >> SLOT_SHIFT
     }
 
-    fn ring(&mut self, slot: u64) -> &mut Vec<(Instant, TxId)> {
-        // The modulo keeps the index below RING.
-        let i = (slot % RING as u64) as usize;
-        &mut self.near[i]
-    }
-
     pub(crate) fn push(&mut self, at: Instant, tx: TxId) {
         let bucket = self.bucket(at);
         if bucket < self.horizon {
@@ -160,7 +160,7 @@ impl Wheel {
             self.spill.push((at, tx));
             return;
         }
-        self.ring(slot).push((at, tx));
+        self.near[ring_index(slot)].push((at, tx));
         self.near_len += 1;
     }
 
@@ -188,7 +188,7 @@ impl Wheel {
         let near = (self.near_len > 0)
             .then(|| {
                 (self.cursor..self.cursor + RING as u64)
-                    .map(|s| &self.near[(s % RING as u64) as usize])
+                    .map(|s| &self.near[ring_index(s)])
                     .find(|v| !v.is_empty())
                     .and_then(|v| v.iter().map(|(at, _)| *at).min())
             })
@@ -218,7 +218,7 @@ impl Wheel {
         }
         self.advance(now);
         while self.cursor <= last {
-            let v = &mut self.near[(self.cursor % RING as u64) as usize];
+            let v = &mut self.near[ring_index(self.cursor)];
             if v.len() > 1 {
                 // Latest first, so the earliest come off the end.
                 v.sort_unstable_by(|a, b| b.cmp(a));
