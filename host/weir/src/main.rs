@@ -1,6 +1,8 @@
 //! `weir`: the command line. Loads a config, loads its modules, binds its listeners and
 //! proxies until told to stop; or only validates (`weir check`).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+mod alloc;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
