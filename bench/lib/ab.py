@@ -34,6 +34,17 @@ def thread_cpu(pid):
     return out
 
 
+def stop_all(procs):
+    """SIGTERM every process started, then wait up to 5 s for each and kill the rest."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bins", required=True, help="comma-separated weir binaries")
@@ -103,13 +114,7 @@ def main():
             v = sorted(res[b])
             print(f"{b}: median {v[len(v) // 2]:.2f} us/message, slices {[round(x, 2) for x in res[b]]}")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 if __name__ == "__main__":
