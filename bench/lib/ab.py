@@ -34,6 +34,28 @@ def thread_cpu(pid):
     return out
 
 
+def stateful_config(module, port, uas_port):
+    """bench/weir/stateful.toml with `module` as its header module, listening on `port`
+    and forwarding to the UAS on `uas_port`."""
+    cfg = open(f"{ROOT}/bench/weir/stateful.toml").read()
+    cfg = re.sub(r'component = ".*"', f'component = "{module}"', cfg)
+    cfg = cfg.replace("127.0.0.1:5160", f"127.0.0.1:{port}")
+    return cfg.replace("127.0.0.1:5170", f"127.0.0.1:{uas_port}")
+
+
+def uas_argv(uas_port):
+    """SIPp's stateful UAS (bench/run --mode stateful's) on `uas_port`."""
+    return ["sipp", "-sf", f"{ROOT}/bench/sipp/uas-stateful.xml", "-i", "127.0.0.1",
+            "-p", str(uas_port), "-nostdin", "-buff_size", "4194304"]
+
+
+def uac_argv(port, uac_port, rate, calls):
+    """SIPp's stateful UAC from `uac_port`: `calls` calls at `rate` calls/s to `port`."""
+    return ["sipp", "-sf", f"{ROOT}/bench/sipp/uac-stateful.xml", f"127.0.0.1:{port}",
+            "-s", "service", "-i", "127.0.0.1", "-p", str(uac_port), "-d", "0",
+            "-nostdin", "-buff_size", "4194304", "-r", str(rate), "-m", str(calls)]
+
+
 def stop_all(procs):
     """SIGTERM every process started, then wait up to 5 s for each and kill the rest."""
     for p in procs:
@@ -61,22 +83,15 @@ def main():
     os.makedirs(a.work_dir, exist_ok=True)
     module = f"{a.work_dir}/header_ops.wasm"
     subprocess.run(["cp", a.module, module], check=True)
-    sipp = "sipp"
     procs = []
     try:
-        procs.append(subprocess.Popen(
-            [sipp, "-sf", f"{ROOT}/bench/sipp/uas-stateful.xml", "-i", "127.0.0.1",
-             "-p", str(a.uas_port), "-nostdin", "-buff_size", "4194304"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(uas_argv(a.uas_port),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         proxies = []
         for i, b in enumerate(bins):
             port = a.port + 2 * i
-            cfg = open(f"{ROOT}/bench/weir/stateful.toml").read()
-            cfg = re.sub(r'component = ".*"', f'component = "{module}"', cfg)
-            cfg = cfg.replace("127.0.0.1:5160", f"127.0.0.1:{port}")
-            cfg = cfg.replace("127.0.0.1:5170", f"127.0.0.1:{a.uas_port}")
             path = f"{a.work_dir}/weir{i}.toml"
-            open(path, "w").write(cfg)
+            open(path, "w").write(stateful_config(module, port, a.uas_port))
             p = subprocess.Popen([b, "run", "--config", path],
                                  stdout=open(f"{a.work_dir}/weir{i}.log", "w"),
                                  stderr=subprocess.STDOUT)
@@ -96,10 +111,7 @@ def main():
             n = a.rate * a.slice
             before = thread_cpu(p.pid)
             u = subprocess.run(
-                [sipp, "-sf", f"{ROOT}/bench/sipp/uac-stateful.xml", f"127.0.0.1:{port}",
-                 "-s", "service", "-i", "127.0.0.1", "-p", str(a.uac_port), "-d", "0",
-                 "-nostdin", "-buff_size", "4194304", "-r", str(a.rate), "-m", str(n),
-                 "-timeout", str(6 * a.slice)],
+                uac_argv(port, a.uac_port, a.rate, n) + ["-timeout", str(6 * a.slice)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.3)
             after = thread_cpu(p.pid)

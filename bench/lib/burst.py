@@ -14,11 +14,10 @@ and 5 s later (reaping). Loopback only; stops what it started.
 
 import argparse
 import os
-import re
 import subprocess
 import time
 
-from ab import ROOT, stop_all, thread_cpu
+from ab import ROOT, stateful_config, stop_all, thread_cpu, uac_argv, uas_argv
 
 
 def main():
@@ -32,30 +31,20 @@ def main():
     ap.add_argument("--work-dir", default="/tmp/weir-burst")
     a = ap.parse_args()
     os.makedirs(a.work_dir, exist_ok=True)
-    cfg = open(f"{ROOT}/bench/weir/stateful.toml").read()
-    cfg = re.sub(r'component = ".*"', f'component = "{os.path.abspath(a.module)}"', cfg)
-    cfg = cfg.replace("127.0.0.1:5160", f"127.0.0.1:{a.port}")
-    cfg = cfg.replace("127.0.0.1:5170", f"127.0.0.1:{a.port + 10}")
     path = f"{a.work_dir}/weir.toml"
-    open(path, "w").write(cfg)
+    open(path, "w").write(stateful_config(os.path.abspath(a.module), a.port, a.port + 10))
     procs = []
     try:
-        procs.append(subprocess.Popen(
-            ["sipp", "-sf", f"{ROOT}/bench/sipp/uas-stateful.xml", "-i", "127.0.0.1",
-             "-p", str(a.port + 10), "-nostdin", "-buff_size", "4194304"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(uas_argv(a.port + 10),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         weir = subprocess.Popen([a.bin, "run", "--config", path],
                                 stdout=open(f"{a.work_dir}/weir.log", "w"), stderr=subprocess.STDOUT)
         procs.append(weir)
         time.sleep(2)
         if weir.poll() is not None:
             raise SystemExit(f"weir exited at start; see {a.work_dir}/weir.log")
-        procs.append(subprocess.Popen(
-            ["sipp", "-sf", f"{ROOT}/bench/sipp/uac-stateful.xml", f"127.0.0.1:{a.port}",
-             "-s", "service", "-i", "127.0.0.1", "-p", str(a.port + 30), "-d", "0",
-             "-nostdin", "-buff_size", "4194304", "-r", str(a.rate),
-             "-m", str(a.rate * a.seconds)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(uac_argv(a.port, a.port + 30, a.rate, a.rate * a.seconds),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         prev = thread_cpu(weir.pid)
         for i in range(a.watch):
             time.sleep(1)
