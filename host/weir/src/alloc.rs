@@ -26,4 +26,4 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 #[export_name = "_rjem_malloc_conf"]
-pub static MALLOC_CONF: &[u8; 39] = b"dirty_decay_ms:30000,muzzy_decay_ms:-1\0";
+static MALLOC_CONF: &[u8; 39] = b"dirty_decay_ms:30000,muzzy_decay_ms:-1\0";
