@@ -25,12 +25,18 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu(pid):
+    """CPU seconds of each thread of `pid`, keyed `name#tid`: the scheduler's run time
+    (/proc/.../schedstat, nanoseconds) where the kernel has it, else utime + stime (whole
+    ticks, which on a tick-accounting kernel are samples)."""
     out = {}
     for t in os.listdir(f"/proc/{pid}/task"):
         s = open(f"/proc/{pid}/task/{t}/stat").read()
         name = s[s.index("(") + 1 : s.rindex(")")]
-        f = s.rsplit(")", 1)[1].split()
-        out[f"{name}#{t}"] = (int(f[11]) + int(f[12])) / TICK
+        try:
+            out[f"{name}#{t}"] = int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            f = s.rsplit(")", 1)[1].split()
+            out[f"{name}#{t}"] = (int(f[11]) + int(f[12])) / TICK
     return out
 
 

@@ -6,8 +6,8 @@
 Starts BIN on bench/weir/stateful.toml (its own ports, the SIPp UAS of bench/run --mode
 stateful, the header module given by --module), sends --rate calls/s for --seconds with
 SIPp's stateful UAC, and prints every second, for --watch seconds from the burst's
-start, the CPU seconds each of Weir's threads used in that second (/proc, utime +
-stime, 10 ms resolution). Transactions are freed wt_timer (5 s) after they end, so the
+start, the CPU seconds each of Weir's threads used in that second (/proc schedstat,
+the scheduler's run time; utime + stime where that is missing). Transactions are freed wt_timer (5 s) after they end, so the
 timer thread's work for the burst shows twice: while it runs (retransmission timers)
 and 5 s later (reaping). Loopback only; stops what it started.
 """
@@ -49,8 +49,8 @@ def main():
         for i in range(a.watch):
             time.sleep(1)
             cur = thread_cpu(weir.pid)
-            used = {k.split("#")[0]: round(v - prev.get(k, 0), 2)
-                    for k, v in cur.items() if v - prev.get(k, 0) > 0}
+            used = {k.split("#")[0]: round(v - prev.get(k, 0), 4)
+                    for k, v in cur.items() if v - prev.get(k, 0) > 0.00005}
             print(f"{i + 1:3d} s  {used}", flush=True)
             prev = cur
     finally:

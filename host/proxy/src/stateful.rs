@@ -583,13 +583,10 @@ impl Core {
             weir_registrar::Lookup::Error(e) => return Err(format!("location store: {e}")),
             _ => return Ok(0),
         };
-        let mut existing = Vec::new();
-        for b in 0.. {
-            match self.tsx.branch_request(tx, b) {
-                Some((req, _)) => existing.push(req.request_uri().unwrap_or_default().to_string()),
-                None => break,
-            }
-        }
+        let existing: Vec<String> = (0..self.tsx.branch_count(tx))
+            .filter_map(|b| self.tsx.branch_request(tx, b))
+            .map(|(req, _)| req.request_uri().unwrap_or_default().to_string())
+            .collect();
         let branches: Vec<BranchTarget> = targets
             .iter()
             .filter(|t| contact.is_none_or(|c| t.uri == c))

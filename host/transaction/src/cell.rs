@@ -71,8 +71,10 @@ pub(crate) struct Cell {
     pub key: ServerKey,
     invite: bool,
     /// What local replies are built from: the request's start line and the lines a
-    /// reply copies ([`reply_source`]).
-    request: Message,
+    /// reply copies ([`reply_source`]). Released once a final went upstream: no local
+    /// reply can follow it, and the lingering transaction then holds no part of the
+    /// request's datagram.
+    request: Option<Message>,
     peer: Peer,
     server: ServerTx,
     ctx: ResponseContext,
@@ -136,7 +138,7 @@ impl Cell {
             id,
             key,
             invite,
-            request: reply_source(request),
+            request: Some(reply_source(request)),
             peer,
             server: ServerTx::new(&method, peer.transport.is_reliable(), timers),
             ctx: ResponseContext::new(invite, cfg.max_branches, cfg.relay_100),
@@ -244,8 +246,11 @@ impl Cell {
     /// The automatic `100 trying -- your call is important to us`.
     pub fn send_trying(&mut self, now: Instant, fx: &mut Fx) {
         // A 100 carries no To tag.
+        let Some(request) = &self.request else {
+            return;
+        };
         let trying = local_reply(
-            &self.request,
+            request,
             100,
             TRYING_REASON,
             "",
@@ -303,13 +308,26 @@ impl Cell {
         self.ctx.arm_failure();
     }
 
+    /// A local reply. After the final went upstream (the request released) there is
+    /// nothing to build it from, and nothing may be sent: the bare status line made
+    /// then is dropped by the server transaction, which takes no second final.
     fn local(&self, code: u16) -> Message {
         let reason = match code {
             487 => CANCELED_REASON,
             c => reason_phrase(c),
         };
+        let Some(request) = &self.request else {
+            return Message {
+                start: weir_message::StartLine::Response {
+                    code,
+                    reason: weir_message::Text::from_static(reason),
+                },
+                headers: weir_message::Headers::new(),
+                body: Default::default(),
+            };
+        };
         local_reply(
-            &self.request,
+            request,
             code,
             reason,
             &self.to_tag(),
@@ -326,9 +344,12 @@ impl Cell {
         for a in acts.drain(..) {
             match a {
                 Action::Send(m) => {
-                    // Only RFC 2543 ACK matching looks at it.
-                    if self.key.is_rfc2543() && m.status().is_some_and(|c| c >= 200) {
-                        self.final_to_tag = m.to_tag();
+                    if m.status().is_some_and(|c| c >= 200) {
+                        // Only RFC 2543 ACK matching looks at it.
+                        if self.key.is_rfc2543() {
+                            self.final_to_tag = m.to_tag();
+                        }
+                        self.request = None;
                     }
                     fx.out.push(Output::Response {
                         tx: self.id,
@@ -405,7 +426,7 @@ impl Cell {
             reason
         };
         let mut m = local_reply(
-            &self.request,
+            self.request.as_ref().ok_or(Error::Completed)?,
             code,
             reason,
             &self.to_tag(),
@@ -445,7 +466,7 @@ impl Cell {
             return Err(Error::BadBranch);
         }
         for (i, (t, k)) in targets.iter().zip(&keys).enumerate() {
-            if t.request.method() != self.request.method() {
+            if t.request.method() != self.request.as_ref().and_then(Message::method) {
                 return Err(Error::WrongKind("branch method differs from the request's"));
             }
             let dup = keys.get(..i).is_some_and(|earlier| earlier.contains(k));
@@ -497,10 +518,15 @@ impl Cell {
     }
 
     /// The request as sent on branch `b`, and the peer the transaction's request came
-    /// from.
+    /// from; `None` for no such branch or one whose 2xx released its request.
     pub fn branch_request(&self, b: usize) -> Option<(Message, Peer)> {
         let br = self.branches.get(b)?;
-        Some((br.client.request().clone(), self.peer))
+        Some((br.client.request()?.clone(), self.peer))
+    }
+
+    /// How many branches the transaction has had.
+    pub fn branch_count(&self) -> usize {
+        self.branches.len()
     }
 
     /// Turn a client machine's actions into outputs; returns what it delivered.
@@ -573,7 +599,11 @@ impl Cell {
         if br.cancel.is_some() || br.client.is_terminated() {
             return;
         }
-        let cancel = cancel_for(br.client.request(), reason.as_deref());
+        // A branch that answered 2xx has no request left, and nothing to cancel.
+        let Some(req) = br.client.request() else {
+            return;
+        };
+        let cancel = cancel_for(req, reason.as_deref());
         let reliable = br.peer.transport.is_reliable();
         let key = ClientKey {
             branch: br.key.branch.clone(),

@@ -44,7 +44,9 @@ pub enum ClientInviteState {
 #[derive(Clone, Debug)]
 pub struct ClientInvite {
     state: ClientInviteState,
-    request: Arc<Message>,
+    /// The INVITE as sent; released once a 2xx arrives (nothing is retransmitted,
+    /// ACKed or CANCELled on this branch after that), so the transaction lingers light.
+    request: Option<Arc<Message>>,
     reliable: bool,
     cfg: TimerConfig,
     timers: TimerSet,
@@ -63,9 +65,11 @@ impl ClientInvite {
         now: Instant,
         out: &mut Vec<Action>,
     ) -> ClientInvite {
+        let request = Arc::new(request);
+        out.push(Action::Send(Arc::clone(&request)));
         let mut c = ClientInvite {
             state: ClientInviteState::Calling,
-            request: Arc::new(request),
+            request: Some(request),
             reliable,
             cfg,
             timers: TimerSet::default(),
@@ -73,7 +77,6 @@ impl ClientInvite {
             ack: None,
             c_fired: false,
         };
-        out.push(Action::Send(Arc::clone(&c.request)));
         if !reliable {
             c.timers.start(Timer::A, c.a_interval, now, out);
         }
@@ -86,9 +89,9 @@ impl ClientInvite {
         self.state
     }
 
-    /// The INVITE as sent.
-    pub fn request(&self) -> &Message {
-        &self.request
+    /// The INVITE as sent; `None` once a 2xx released it.
+    pub fn request(&self) -> Option<&Message> {
+        self.request.as_deref()
     }
 
     /// Replace the timers used from now on.
@@ -148,6 +151,9 @@ impl ClientInvite {
                             self.timers.cancel(Timer::C, out);
                             self.state = S::Accepted;
                             self.timers.start(Timer::M, self.cfg.linger(), now, out);
+                            // Freed here, on the thread that handled the 2xx while the
+                            // request is still in its cache, rather than at M.
+                            self.request = None;
                         }
                         out.push(Action::Deliver(resp));
                     }
@@ -155,9 +161,11 @@ impl ClientInvite {
                         self.timers.cancel(Timer::A, out);
                         self.timers.cancel(Timer::B, out);
                         self.timers.cancel(Timer::C, out);
-                        let ack = Arc::new(ack_for(&self.request, &resp));
-                        out.push(Action::Send(Arc::clone(&ack)));
-                        self.ack = Some(ack);
+                        if let Some(req) = &self.request {
+                            let ack = Arc::new(ack_for(req, &resp));
+                            out.push(Action::Send(Arc::clone(&ack)));
+                            self.ack = Some(ack);
+                        }
                         out.push(Action::Deliver(resp));
                         self.state = S::Completed;
                         if self.reliable {
@@ -181,7 +189,9 @@ impl ClientInvite {
                 }
                 match (self.state, t) {
                     (S::Calling, Timer::A) => {
-                        out.push(Action::Send(Arc::clone(&self.request)));
+                        if let Some(req) = &self.request {
+                            out.push(Action::Send(Arc::clone(req)));
+                        }
                         self.a_interval = self.cfg.backoff(self.a_interval);
                         self.timers.start(Timer::A, self.a_interval, now, out);
                     }
@@ -214,7 +224,9 @@ pub enum ClientNonInviteState {
 #[derive(Clone, Debug)]
 pub struct ClientNonInvite {
     state: ClientNonInviteState,
-    request: Arc<Message>,
+    /// The request as sent; released once a 2xx arrives (a failed branch keeps it
+    /// for the branch-failure chain).
+    request: Option<Arc<Message>>,
     reliable: bool,
     cfg: TimerConfig,
     timers: TimerSet,
@@ -230,15 +242,16 @@ impl ClientNonInvite {
         now: Instant,
         out: &mut Vec<Action>,
     ) -> ClientNonInvite {
+        let request = Arc::new(request);
+        out.push(Action::Send(Arc::clone(&request)));
         let mut c = ClientNonInvite {
             state: ClientNonInviteState::Trying,
-            request: Arc::new(request),
+            request: Some(request),
             reliable,
             cfg,
             timers: TimerSet::default(),
             e_interval: cfg.t1,
         };
-        out.push(Action::Send(Arc::clone(&c.request)));
         if !reliable {
             c.timers.start(Timer::E, c.e_interval, now, out);
         }
@@ -251,9 +264,9 @@ impl ClientNonInvite {
         self.state
     }
 
-    /// The request as sent.
-    pub fn request(&self) -> &Message {
-        &self.request
+    /// The request as sent; `None` once a 2xx released it.
+    pub fn request(&self) -> Option<&Message> {
+        self.request.as_deref()
     }
 
     /// Replace the timers used from now on.
@@ -283,6 +296,9 @@ impl ClientNonInvite {
                         self.timers.cancel(Timer::F, out);
                         out.push(Action::Deliver(resp));
                         self.state = S::Completed;
+                        if (200..300).contains(&code) {
+                            self.request = None;
+                        }
                         if self.reliable {
                             self.terminate(out);
                         } else {
@@ -299,7 +315,9 @@ impl ClientNonInvite {
                 }
                 match (self.state, t) {
                     (S::Trying | S::Proceeding, Timer::E) => {
-                        out.push(Action::Send(Arc::clone(&self.request)));
+                        if let Some(req) = &self.request {
+                            out.push(Action::Send(Arc::clone(req)));
+                        }
                         self.e_interval = if self.state == S::Proceeding {
                             self.cfg.t2
                         } else {
@@ -345,8 +363,8 @@ impl ClientTx {
         }
     }
 
-    /// The request as sent.
-    pub fn request(&self) -> &Message {
+    /// The request as sent; `None` once a 2xx released it.
+    pub fn request(&self) -> Option<&Message> {
         match self {
             ClientTx::Invite(c) => c.request(),
             ClientTx::NonInvite(c) => c.request(),
@@ -401,6 +419,45 @@ mod tests {
             |a| matches!(a, Action::Send(m) if m.method() == Some(&weir_message::Method::Ack))
         ));
         assert_eq!(out.last(), Some(&Action::Terminated), "D is zero on TCP");
+    }
+
+    #[test]
+    fn a_2xx_releases_the_request_a_failure_keeps_it() {
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let inv = req("INVITE", "z9hG4bKw1", "");
+        let mut c = ClientInvite::start(inv.clone(), false, TimerConfig::default(), t0, &mut out);
+        c.on_event(
+            ClientEvent::Response(inv.reply(200, "", Some("x"))),
+            t0,
+            &mut out,
+        );
+        assert_eq!(c.state(), ClientInviteState::Accepted);
+        assert!(c.request().is_none());
+        // Timer A's stale deadline finds nothing to retransmit.
+        out.clear();
+        c.on_event(
+            ClientEvent::Timer(Timer::A),
+            t0 + Duration::from_millis(500),
+            &mut out,
+        );
+        assert!(!out.iter().any(|a| matches!(a, Action::Send(_))));
+
+        let mut c = ClientInvite::start(inv.clone(), false, TimerConfig::default(), t0, &mut out);
+        c.on_event(
+            ClientEvent::Response(inv.reply(486, "", Some("x"))),
+            t0,
+            &mut out,
+        );
+        assert!(c.request().is_some(), "kept for the branch-failure chain");
+
+        let r = req("BYE", "z9hG4bKw2", "");
+        let mut n = ClientNonInvite::start(r.clone(), false, TimerConfig::default(), t0, &mut out);
+        n.on_event(ClientEvent::Response(r.reply(200, "", None)), t0, &mut out);
+        assert!(n.request().is_none());
+        let mut n = ClientNonInvite::start(r.clone(), false, TimerConfig::default(), t0, &mut out);
+        n.on_event(ClientEvent::Response(r.reply(403, "", None)), t0, &mut out);
+        assert!(n.request().is_some());
     }
 
     #[test]

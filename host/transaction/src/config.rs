@@ -110,9 +110,9 @@ pub struct TableConfig {
     pub aggregate_challenges: bool,
     /// Most unmatched CANCELs remembered at once (per table), for `wt_timer`.
     pub max_cancel_memory: usize,
-    /// Timers fire on a grid of this step (Kamailio's timer tick, 1/16 s there), up to
-    /// one step late, in batches: the timer task wakes at most once per step instead of
-    /// once per deadline. Zero fires each timer at its exact deadline.
+    /// Timers fire on a grid of this step (default 60 ms; Kamailio's timer tick is
+    /// 1/16 s), up to one step late, in batches: the timer task wakes at most once per
+    /// step instead of once per deadline. Zero fires each timer at its exact deadline.
     pub timer_resolution: Duration,
 }
 
@@ -129,7 +129,7 @@ impl Default for TableConfig {
             remap_503_500: true,
             aggregate_challenges: true,
             max_cancel_memory: 4096,
-            timer_resolution: Duration::from_millis(20),
+            timer_resolution: Duration::from_millis(60),
         }
     }
 }

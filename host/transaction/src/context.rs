@@ -20,6 +20,9 @@ pub enum Reply {
     Received(Arc<Message>),
     /// A final made up locally: 408 on a timeout (487 once cancelled).
     Local(u16),
+    /// A 2xx, relayed upstream at once: a 2xx never competes for the final, so only
+    /// its code is kept (the message is not held while the transaction lingers).
+    Relayed(u16),
 }
 
 impl Reply {
@@ -27,7 +30,7 @@ impl Reply {
     pub fn code(&self) -> u16 {
         match self {
             Reply::Received(m) => m.status().unwrap_or(500),
-            Reply::Local(c) => *c,
+            Reply::Local(c) | Reply::Relayed(c) => *c,
         }
     }
 }
@@ -253,7 +256,7 @@ impl ResponseContext {
             200..=299 if self.invite => {
                 // §16.7 step 5: every 2xx to an INVITE goes up, even late ones.
                 if slot.reply.as_ref().is_none_or(|r| r.code() >= 300) {
-                    slot.reply = Some(Reply::Received(Arc::clone(&resp)));
+                    slot.reply = Some(Reply::Relayed(code));
                     slot.timed_out = false;
                 }
                 let first = self.answered.is_none_or(|a| a >= 300);
@@ -266,7 +269,7 @@ impl ResponseContext {
             }
             200..=299 => {
                 if slot.reply.is_none() {
-                    slot.reply = Some(Reply::Received(Arc::clone(&resp)));
+                    slot.reply = Some(Reply::Relayed(code));
                 }
                 if self.answered.is_none() {
                     self.answered = Some(code);
@@ -497,7 +500,8 @@ impl ResponseContext {
         let (msg, winner_idx) = match w {
             Winner::Branch(i) => match self.branches.get(*i).and_then(|s| s.reply.as_ref()) {
                 Some(Reply::Received(m)) => (Arc::clone(m), Some(*i)),
-                Some(Reply::Local(c)) => (Arc::new(local(*c)), Some(*i)),
+                // A 2xx went up when it came: never the final picked here.
+                Some(Reply::Local(c) | Reply::Relayed(c)) => (Arc::new(local(*c)), Some(*i)),
                 None => (Arc::new(local(500)), None),
             },
             Winner::Local(c) => (Arc::new(local(*c)), None),

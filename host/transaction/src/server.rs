@@ -120,12 +120,18 @@ impl ServerInvite {
             (_, ServerEvent::Request(_)) => {}
             (S::Proceeding, ServerEvent::Respond(resp)) => {
                 let code = resp.status().unwrap_or(0);
-                out.push(Action::Send(Arc::clone(&resp)));
-                self.last = Some(resp);
                 if (200..300).contains(&code) {
+                    // Accepted re-sends nothing (the UAS retransmits its 2xx, RFC
+                    // 6026): nothing to keep while the transaction lingers.
+                    out.push(Action::Send(resp));
+                    self.last = None;
                     self.state = S::Accepted;
                     self.timers.start(Timer::L, self.cfg.linger(), now, out);
-                } else if is_final(code) {
+                } else {
+                    out.push(Action::Send(Arc::clone(&resp)));
+                    self.last = Some(resp);
+                }
+                if is_final(code) && self.state == S::Proceeding {
                     self.state = S::Completed;
                     if !self.reliable {
                         self.g_interval = self.cfg.t1;
@@ -138,8 +144,7 @@ impl ServerInvite {
                 if resp.status().is_some_and(|c| (200..300).contains(&c)) =>
             {
                 // 2xx retransmissions (or 2xx from other branches) pass through.
-                out.push(Action::Send(Arc::clone(&resp)));
-                self.last = Some(resp);
+                out.push(Action::Send(resp));
             }
             (_, ServerEvent::Respond(_)) => {}
             (state, ServerEvent::Timer(t)) => {
@@ -446,6 +451,37 @@ mod tests {
             t0 + Duration::from_secs(6),
         );
         assert_eq!(acts.last(), Some(&Action::Terminated));
+    }
+
+    #[test]
+    fn invite_server_keeps_nothing_once_accepted() {
+        let t0 = Instant::now();
+        let inv = req("INVITE", "z9hG4bK1", "");
+        let mut s = ServerInvite::new(false, TimerConfig::default());
+        run(
+            &mut s,
+            ServerEvent::Respond(inv.reply(180, "", Some("x")).into()),
+            t0,
+        );
+        assert_eq!(s.last_response().and_then(Message::status), Some(180));
+        let acts = run(
+            &mut s,
+            ServerEvent::Respond(inv.reply(200, "", Some("x")).into()),
+            t0,
+        );
+        assert_eq!(sends(&acts), [200]);
+        assert_eq!(s.state(), ServerInviteState::Accepted);
+        assert!(s.last_response().is_none(), "the 2xx is not held for L");
+        // A late 2xx of another branch still goes up, and is not kept either.
+        let acts = run(
+            &mut s,
+            ServerEvent::Respond(inv.reply(200, "", Some("y")).into()),
+            t0,
+        );
+        assert_eq!(sends(&acts), [200]);
+        assert!(s.last_response().is_none());
+        // A retransmitted INVITE is absorbed (RFC 6026): nothing to re-send.
+        assert!(run(&mut s, ServerEvent::Request(inv), t0).is_empty());
     }
 
     #[test]

@@ -228,8 +228,12 @@ impl Shard {
             return None;
         }
         let mut cell = self.cells.remove(&tx)?;
-        if self.server.get(&cell.key) == Some(&tx) {
-            self.server.remove(&cell.key);
+        // One probe: the key is nearly always still this transaction's; when a newer
+        // transaction took it over, it goes back.
+        if let Some(other) = self.server.remove(&cell.key) {
+            if other != tx {
+                self.server.insert(cell.key.clone(), other);
+            }
         }
         len.fetch_sub(1, Ordering::AcqRel);
         fx.dead_keys
@@ -725,12 +729,21 @@ impl TransactionTable {
     }
 
     /// A copy of the request as sent on `branch` of `tx` (for a branch-failure hook),
-    /// with the peer the transaction's request came from; `None` if either is gone.
+    /// with the peer the transaction's request came from; `None` if either is gone (a
+    /// branch that answered 2xx no longer keeps its request).
     pub fn branch_request(&self, tx: TxId, branch: usize) -> Option<(Message, Peer)> {
         self.lock(tx.shard())
             .cells
             .get(&tx)
             .and_then(|c| c.branch_request(branch))
+    }
+
+    /// How many branches `tx` has had (0 if it is gone).
+    pub fn branch_count(&self, tx: TxId) -> usize {
+        self.lock(tx.shard())
+            .cells
+            .get(&tx)
+            .map_or(0, |c| c.branch_count())
     }
 
     /// Whether `tx` was cancelled upstream (`t_is_canceled`); `None` if it is gone.

@@ -41,6 +41,13 @@ impl Drop for H {
     }
 }
 
+fn grid20(cfg: TableConfig) -> TableConfig {
+    TableConfig {
+        timer_resolution: Duration::from_millis(20),
+        ..cfg
+    }
+}
+
 async fn settle() {
     for _ in 0..8 {
         tokio::task::yield_now().await;
@@ -48,8 +55,10 @@ async fn settle() {
 }
 
 impl H {
+    /// A table on a 20 ms grid (not the default): the RFC timer values used here are
+    /// multiples of it, so the tests read the exact times.
     fn new() -> H {
-        H::with(TableConfig::default())
+        H::with(grid20(TableConfig::default()))
     }
 
     fn with(cfg: TableConfig) -> H {
@@ -811,6 +820,16 @@ async fn a_2xx_cancels_pending_siblings_with_reason() {
     let (_, out) = h.respond(s[1].reply(487, "", Some("b1")));
     assert!(statuses(&out).is_empty(), "487 after a 2xx is absorbed");
     assert_eq!(methods(&out), [(1, "ACK".to_string())]);
+    // While it lingers, the answered branch keeps no request; the failed ones do (for
+    // the branch-failure chain).
+    assert_eq!(h.table.branch_count(tx), 3);
+    assert!(h.table.branch_request(tx, 0).is_none());
+    assert_eq!(
+        h.table.branch_request(tx, 1).map(|(m, _)| m),
+        Some(s[1].clone())
+    );
+    assert!(h.table.branch_request(tx, 2).is_some());
+    assert_eq!(h.table.branch_count(TxId::from_u64(u64::MAX)), 0);
 }
 
 #[tokio::test(start_paused = true)]
