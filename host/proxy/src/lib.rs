@@ -77,6 +77,8 @@ pub struct Core {
     udp_mtu: usize,
     runtime: tokio::runtime::Handle,
     stats: Stats,
+    /// Dropped with the core: the timer thread then stops.
+    _timer_stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for Core {
@@ -108,6 +110,7 @@ impl Core {
         registrar: Option<Arc<weir_registrar::Registrar>>,
     ) -> Arc<Core> {
         let ident = Identity::new(transports.listeners(), &config.proxy.aliases);
+        let (timer_stop, stopped) = tokio::sync::oneshot::channel();
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
             routes: config.routes.clone(),
@@ -146,15 +149,10 @@ impl Core {
             udp_mtu: config.proxy.udp_mtu,
             runtime: tokio::runtime::Handle::current(),
             stats: Stats::default(),
+            _timer_stop: timer_stop,
         });
         if core.has_stateful {
-            let me = Arc::downgrade(&core);
-            core.runtime
-                .spawn(weir_transaction::run_timers(core.tsx.clone(), move |out| {
-                    if let Some(core) = me.upgrade() {
-                        core.execute(out);
-                    }
-                }));
+            start_timers(&core, stopped);
         }
         core
     }
@@ -216,4 +214,52 @@ impl Handler for Core {
             Err(e) => self.on_parse_error(e, rx),
         }
     }
+}
+
+/// The transaction timers run on a thread of their own (`weir-timer`), on a
+/// single-threaded runtime that has nothing else to do, as Kamailio has a timer
+/// process: a wake-up is one futex wait ending, not a worker of the shared runtime
+/// leaving epoll and looking for work to steal from the others. What the timers
+/// produce is carried out there, synchronously, as on a receive thread; whatever that
+/// starts asynchronously goes to the shared runtime (`Core::runtime`). The thread ends
+/// when the core is dropped. Should the thread or its runtime fail to start, the
+/// timers run on the shared runtime instead.
+fn start_timers(core: &Arc<Core>, stopped: tokio::sync::oneshot::Receiver<()>) {
+    let timers = timer_task(core);
+    let shared = core.runtime.clone();
+    let spawned = std::thread::Builder::new()
+        .name("weir-timer".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build();
+            match rt {
+                Ok(rt) => rt.block_on(async move {
+                    tokio::select! {
+                        () = timers => {}
+                        _ = stopped => {}
+                    }
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no timer runtime: timers run on the shared one");
+                    shared.spawn(timers);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // The closure, and the task in it, were dropped: make it again.
+        tracing::warn!(error = %e, "no timer thread: timers run on the shared runtime");
+        core.runtime.spawn(timer_task(core));
+    }
+}
+
+/// The timer driver over the core's table, carrying out what it produces while the
+/// core lives.
+fn timer_task(core: &Arc<Core>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let me = Arc::downgrade(core);
+    weir_transaction::run_timers(core.tsx.clone(), move |out| {
+        if let Some(core) = me.upgrade() {
+            core.execute(out);
+        }
+    })
 }
