@@ -2,7 +2,7 @@
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
-use weir_message::{Message, Uri, Via, ViaRef};
+use weir_message::{push_dec, push_hex, Message, Uri, Via, ViaRef};
 use weir_transport::{ListenerInfo, Transport};
 
 /// RFC 3261 magic cookie.
@@ -136,8 +136,26 @@ pub(crate) fn loop_hash(req: &Message) -> u32 {
 }
 
 /// The branch for a request leaving by `route` (index into the route table).
+#[cfg(test)]
 pub(crate) fn branch(req: &Message, top: &ViaRef<'_>, route: usize, loop_hash: u32) -> String {
-    format!("{MARK}{route}x{:016x}{loop_hash:08x}", txn_hash(req, top))
+    let mut b = String::with_capacity(MARK.len() + 20 + 1 + 24);
+    push_branch(&mut b, req, top, route, loop_hash);
+    b
+}
+
+/// [`branch`], appended to `out` (as `format!` would write it, without `core::fmt`).
+pub(crate) fn push_branch(
+    out: &mut String,
+    req: &Message,
+    top: &ViaRef<'_>,
+    route: usize,
+    loop_hash: u32,
+) {
+    out.push_str(MARK);
+    push_dec(out, route as u64);
+    out.push('x');
+    push_hex(out, txn_hash(req, top), 16);
+    push_hex(out, u64::from(loop_hash), 8);
 }
 
 /// The route index and loop hash from a branch Weir generated.
@@ -170,13 +188,9 @@ pub(crate) fn to_tag_with(req: &Message, top: Option<&ViaRef<'_>>) -> String {
         v.branch().hash(&mut h);
     }
     // `w` and 16 lowercase hex digits (as `format!("w{:016x}")`, without core::fmt).
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let x = h.finish();
     let mut tag = String::with_capacity(17);
     tag.push('w');
-    for shift in (0..16).rev() {
-        tag.push(char::from(HEX[((x >> (shift * 4)) & 0xf) as usize]));
-    }
+    push_hex(&mut tag, h.finish(), 16);
     tag
 }
 
@@ -211,6 +225,11 @@ mod tests {
         let lh = loop_hash(&req);
         let b = branch(&req, &top, 3, lh);
         assert!(b.starts_with("z9hG4bKw3x"));
+        assert_eq!(
+            b,
+            format!("{MARK}3x{:016x}{lh:08x}", txn_hash(&req, &top)),
+            "written as format! would"
+        );
         assert_eq!(parse_branch(&b), Some((3, lh)));
         assert_eq!(b, branch(&req, &top, 3, lh), "stable for retransmissions");
         // The hash is the one of the owned Via's lowercased host and owned From tag.

@@ -7,11 +7,13 @@ use std::net::IpAddr;
 use bytes::Bytes;
 
 use weir_config::{Mode, Route};
-use weir_message::{reason_phrase, Message, Method, NameAddr, ParseError, Text, Uri, Via};
+use weir_message::{
+    push_dec, reason_phrase, Message, Method, NameAddr, ParseError, Text, Uri, Via,
+};
 use weir_transport::{Destination, ListenerId, Transport};
 
 use crate::chain::Outcome;
-use crate::ident::{branch, loop_hash, parse_branch, to_tag, to_tag_with};
+use crate::ident::{self, loop_hash, parse_branch, push_branch, to_tag, to_tag_with};
 use crate::resolve;
 use crate::stats::inc;
 use crate::{serialize, Core, Rx};
@@ -598,7 +600,7 @@ impl Core {
 
     /// The request as it leaves by listener `out`: Record-Route and our Via added. A
     /// stateful branch gets `suffix` appended to the branch so every client transaction
-    /// has its own.
+    /// has its own, naming its transaction (responses find it without an index).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn outgoing(
         &self,
@@ -608,14 +610,17 @@ impl Core {
         route_idx: usize,
         lh: u32,
         record_route: bool,
-        suffix: Option<u64>,
+        suffix: Option<weir_transaction::BranchSuffix>,
     ) -> Option<Message> {
         if record_route {
             self.record_route(&mut req, rx.listener, out);
         }
         let top = req.top_via_ref().ok()?;
-        let b = branch(&req, &top, route_idx, lh);
-        let via = self.via_for(out, &b, suffix);
+        let via = self.via_for(
+            out,
+            |via| push_branch(via, &req, &top, route_idx, lh),
+            suffix,
+        );
         req.headers.insert(0, "Via", via);
         Some(req)
     }
@@ -628,17 +633,36 @@ impl Core {
             .any(|l| l.local == dest.addr && l.transport == dest.transport)
     }
 
-    /// Our Via for a request leaving by listener `out`; a stateful branch gets
-    /// `.<suffix in hex>` appended to `branch`.
-    fn via_for(&self, out: ListenerId, branch: &str, suffix: Option<u64>) -> String {
-        use std::fmt::Write as _;
+    /// Our Via for a request leaving by listener `out`, `branch` writing the branch; a
+    /// stateful branch gets its suffix appended.
+    fn via_for(
+        &self,
+        out: ListenerId,
+        branch: impl FnOnce(&mut String),
+        suffix: Option<weir_transaction::BranchSuffix>,
+    ) -> String {
         let (proto, host, port) = self.advertised(out);
-        // One allocation of the right size: "SIP/2.0/UDP " host ":" port ";branch=" ...
-        let mut via = String::with_capacity(12 + host.len() + 6 + 8 + branch.len() + 17);
-        // Writing to a String cannot fail.
-        let _ = write!(via, "SIP/2.0/{proto} {host}:{port};branch={branch}");
-        if let Some(n) = suffix {
-            let _ = write!(via, ".{n:x}");
+        // One allocation of the right size: "SIP/2.0/UDP " host ":" port ";branch="
+        // and the branch (mark, route, 24 hex digits, suffix).
+        let mut via = String::with_capacity(
+            12 + host.len()
+                + 6
+                + 8
+                + ident::MARK.len()
+                + 21
+                + 24
+                + weir_transaction::BranchSuffix::MAX_LEN,
+        );
+        via.push_str("SIP/2.0/");
+        via.push_str(proto);
+        via.push(' ');
+        via.push_str(host);
+        via.push(':');
+        push_dec(&mut via, u64::from(port));
+        via.push_str(";branch=");
+        branch(&mut via);
+        if let Some(suffix) = suffix {
+            suffix.push_to(&mut via);
         }
         via
     }
@@ -667,9 +691,21 @@ impl Core {
     ) {
         let rr = |l: ListenerId, r2: bool| {
             let (proto, host, port) = self.advertised(l);
-            let transport = if proto == "UDP" { "" } else { ";transport=tcp" };
-            let r2 = if r2 { ";r2=on" } else { "" };
-            format!("<sip:{host}:{port}{transport};lr{r2}>")
+            // `<sip:{host}:{port}{transport};lr{r2}>`, without core::fmt.
+            let mut v = String::with_capacity(host.len() + 40);
+            v.push_str("<sip:");
+            v.push_str(host);
+            v.push(':');
+            push_dec(&mut v, u64::from(port));
+            if proto != "UDP" {
+                v.push_str(";transport=tcp");
+            }
+            v.push_str(";lr");
+            if r2 {
+                v.push_str(";r2=on");
+            }
+            v.push('>');
+            v
         };
         if inbound == outbound {
             insert_first(req, "Record-Route", rr(outbound, false));

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use weir_config::{Config, OnError};
 use weir_message::{Message, Method, Uri};
 use weir_transaction::{
-    ClientKey, IdHash, Output, Peer, RequestOutcome, ResponseOutcome, TableConfig, Target,
-    TimerConfig, TxId,
+    BranchSuffix, ClientKey, IdHash, Output, Peer, RequestOutcome, ResponseOutcome, TableConfig,
+    Target, TimerConfig, TxId,
 };
 use weir_transport::{Destination, FailHook, Transport};
 use weir_wasm::{Hook, Vars, Verdict};
@@ -748,7 +748,7 @@ impl Core {
                 ctx.route_idx,
                 ctx.lh,
                 record_route,
-                Some(n),
+                Some(BranchSuffix { tx, n }),
             ) else {
                 continue;
             };

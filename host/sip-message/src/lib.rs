@@ -67,6 +67,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod chars;
+mod digits;
 mod error;
 mod frame;
 mod headers;
@@ -79,6 +80,7 @@ mod text;
 mod uri;
 mod via;
 
+pub use digits::{push_dec, push_hex};
 pub use error::{FrameError, HeaderError, Malformed, ParseError, ParseErrorKind};
 pub use frame::{frame, Frame};
 pub use headers::{

@@ -17,7 +17,7 @@ use crate::config::{TableConfig, TimerConfig};
 use crate::context::{CtxAction, FinalOptions, ResponseContext};
 use crate::driver::Slot;
 use crate::error::{Error, Result};
-use crate::key::{ClientKey, Peer, ServerKey, TxId};
+use crate::key::{BranchSuffix, ClientKey, Peer, ServerKey, TxId};
 use crate::server::{ServerEvent, ServerTx};
 use crate::table::{Output, Target};
 
@@ -61,6 +61,9 @@ pub(crate) enum AckMatch {
 
 struct Branch {
     key: ClientKey,
+    /// The key names this transaction ([`BranchSuffix`]): responses find the branch
+    /// through the transaction, and the key is not in the table's client index.
+    direct: bool,
     peer: Peer,
     client: ClientTx,
     cancel: Option<ClientNonInvite>,
@@ -274,17 +277,20 @@ impl Cell {
     /// The client keys this transaction put in the index, moved out of the cell (which
     /// is being removed).
     pub fn take_client_keys(&mut self) -> impl Iterator<Item = ClientKey> + '_ {
-        self.branches.iter_mut().flat_map(|b| {
-            let cancel = b.cancel.as_ref().map(|_| ClientKey {
-                branch: b.key.branch.clone(),
-                method: Method::Cancel,
-            });
-            let key = ClientKey {
-                branch: std::mem::take(&mut b.key.branch),
-                method: b.key.method.clone(),
-            };
-            std::iter::once(key).chain(cancel)
-        })
+        self.branches
+            .iter_mut()
+            .filter(|b| !b.direct)
+            .flat_map(|b| {
+                let cancel = b.cancel.as_ref().map(|_| ClientKey {
+                    branch: b.key.branch.clone(),
+                    method: Method::Cancel,
+                });
+                let key = ClientKey {
+                    branch: std::mem::take(&mut b.key.branch),
+                    method: b.key.method.clone(),
+                };
+                std::iter::once(key).chain(cancel)
+            })
     }
 
     /// New timers for this transaction; a changed lifetime counts from its creation.
@@ -498,16 +504,20 @@ impl Cell {
                     &mut acts,
                 ))
             };
-            fx.new_keys.push((
-                key.clone(),
-                ClientRef {
-                    tx: self.id,
-                    branch: b,
-                    role: Role::Main,
-                },
-            ));
+            let direct = BranchSuffix::tx_of(&key.branch) == Some(self.id);
+            if !direct {
+                fx.new_keys.push((
+                    key.clone(),
+                    ClientRef {
+                        tx: self.id,
+                        branch: b,
+                        role: Role::Main,
+                    },
+                ));
+            }
             self.branches.push(Branch {
                 key,
+                direct,
                 peer: t.to,
                 client,
                 cancel: None,
@@ -605,24 +615,43 @@ impl Cell {
         };
         let cancel = cancel_for(req, reason.as_deref());
         let reliable = br.peer.transport.is_reliable();
-        let key = ClientKey {
+        let key = (!br.direct).then(|| ClientKey {
             branch: br.key.branch.clone(),
             method: Method::Cancel,
-        };
+        });
         let mut acts = std::mem::take(&mut self.acts);
         let tx = ClientNonInvite::start(cancel, reliable, self.timers, now, &mut acts);
         if let Some(br) = self.branches.get_mut(b) {
             br.cancel = Some(tx);
         }
-        fx.new_keys.push((
-            key,
-            ClientRef {
-                tx: self.id,
-                branch: b,
-                role: Role::Cancel,
-            },
-        ));
+        if let Some(key) = key {
+            fx.new_keys.push((
+                key,
+                ClientRef {
+                    tx: self.id,
+                    branch: b,
+                    role: Role::Cancel,
+                },
+            ));
+        }
         self.client_actions(b, Role::Cancel, acts, now, fx);
+    }
+
+    /// The client transaction `key` (a response's) is exactly, among this
+    /// transaction's branches and their CANCELs.
+    pub fn find_branch(&self, key: &ClientKey) -> Option<(usize, Role)> {
+        let (b, br) = self
+            .branches
+            .iter()
+            .enumerate()
+            .find(|(_, b)| b.key.branch == key.branch)?;
+        if key.method == br.key.method {
+            Some((b, Role::Main))
+        } else if key.method == Method::Cancel && br.cancel.is_some() {
+            Some((b, Role::Cancel))
+        } else {
+            None
+        }
     }
 
     /// Step 1 of a branch response: its client transaction. Returns the response for

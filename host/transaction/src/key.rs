@@ -270,6 +270,79 @@ impl ServerKey {
     }
 }
 
+/// The end of a branch that names its transaction, `.<n>t<id>` in hex: the proxy
+/// appends it to the branches it generates for
+/// [`TransactionTable::forward`](crate::TransactionTable::forward), `n` making each
+/// branch unique. A response whose
+/// branch names a live transaction is matched in that transaction's own branches
+/// (Kamailio puts its hash index and label in the branch for the same reason), with no
+/// client index to insert into, look up and clean: the index remains for branches
+/// made any other way. The name is only a hint: a branch matches a client
+/// transaction only if it is exactly that transaction's branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BranchSuffix {
+    /// The transaction the branch belongs to.
+    pub tx: TxId,
+    /// Unique per branch (the proxy's counter).
+    pub n: u64,
+}
+
+impl BranchSuffix {
+    /// The longest suffix: a dot, 16 hex digits, `t`, 16 hex digits.
+    pub const MAX_LEN: usize = 34;
+
+    /// The transaction a branch names, if it ends like a [`BranchSuffix`].
+    pub fn tx_of(branch: &str) -> Option<TxId> {
+        // From the end: the id's hex digits, `t`, the counter's, `.`.
+        let mut bytes = branch.bytes().rev();
+        let mut id = 0u64;
+        let mut digits = 0;
+        loop {
+            let b = bytes.next()?;
+            if b == b't' {
+                break;
+            }
+            let d = char::from(b).to_digit(16)?;
+            if digits == 16 {
+                return None;
+            }
+            id |= u64::from(d) << (4 * digits);
+            digits += 1;
+        }
+        if digits == 0 {
+            return None;
+        }
+        let mut n_digits = 0;
+        loop {
+            let b = bytes.next()?;
+            if b == b'.' {
+                break;
+            }
+            if !b.is_ascii_hexdigit() || n_digits == 16 {
+                return None;
+            }
+            n_digits += 1;
+        }
+        (n_digits > 0).then_some(TxId(id))
+    }
+}
+
+impl BranchSuffix {
+    /// Append the suffix to `out` (as its `Display` does, without `core::fmt`).
+    pub fn push_to(&self, out: &mut String) {
+        out.push('.');
+        weir_message::push_hex(out, self.n, 1);
+        out.push('t');
+        weir_message::push_hex(out, self.tx.0, 1);
+    }
+}
+
+impl fmt::Display for BranchSuffix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, ".{:x}t{:x}", self.n, self.tx.0)
+    }
+}
+
 /// Key of a client transaction (§17.1.3): the branch Weir put in its Via, and the CSeq
 /// method (a branch's INVITE and its CANCEL share the branch).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -373,6 +446,30 @@ mod tests {
         let resp = inv.reply(180, "", Some("t"));
         assert_eq!(ClientKey::of_response(&resp).unwrap(), k);
         assert!(ClientKey::of_response(&inv).is_err());
+    }
+
+    #[test]
+    fn a_branch_suffix_names_its_transaction() {
+        let tx = TxId::new(3, 0x1234_5678_9abc);
+        let b = format!("z9hG4bKw0x00ff{}", BranchSuffix { tx, n: 42 });
+        assert_eq!(b, format!("z9hG4bKw0x00ff.2at{:x}", tx.as_u64()));
+        assert_eq!(BranchSuffix::tx_of(&b), Some(tx));
+        let full = format!("z9hG4bKw0x00ff{}", BranchSuffix { tx, n: u64::MAX });
+        let mut pushed = String::from("z9hG4bKw0x00ff");
+        BranchSuffix { tx, n: u64::MAX }.push_to(&mut pushed);
+        assert_eq!(pushed, full);
+        assert!(full.len() <= "z9hG4bKw0x00ff".len() + BranchSuffix::MAX_LEN);
+        assert_eq!(BranchSuffix::tx_of(&full), Some(tx));
+        for other in [
+            "z9hG4bKabc",
+            "z9hG4bKw1",
+            "z9hG4bK.t1x",
+            "z9hG4bK.1t",
+            "z9hG4bK.t1",
+            "z9hG4bKt1",
+        ] {
+            assert_eq!(BranchSuffix::tx_of(other), None, "{other}");
+        }
     }
 
     #[test]

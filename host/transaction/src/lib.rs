@@ -107,7 +107,8 @@ pub use context::{priority, BranchSlot, CtxAction, FinalOptions, Reply, Response
 pub use driver::{run_timers, Slot};
 pub use error::{Error, Result};
 pub use key::{
-    ClientKey, IdHash, IdHasher, Peer, PeerHash, ServerKey, Transport, TxId, MAGIC_COOKIE,
+    BranchSuffix, ClientKey, IdHash, IdHasher, Peer, PeerHash, ServerKey, Transport, TxId,
+    MAGIC_COOKIE,
 };
 pub use server::{
     ServerEvent, ServerInvite, ServerInviteState, ServerNonInvite, ServerNonInviteState, ServerTx,

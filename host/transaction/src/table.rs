@@ -13,7 +13,7 @@ use crate::cell::{AckMatch, Cell, ClientRef, Fx};
 use crate::config::{TableConfig, TimerConfig};
 use crate::driver::{TimerClock, Wheel};
 use crate::error::{Error, Result};
-use crate::key::{ClientKey, IdHash, Peer, PeerHash, ServerKey, TxId};
+use crate::key::{BranchSuffix, ClientKey, IdHash, Peer, PeerHash, ServerKey, TxId};
 
 // === Types ===
 
@@ -355,6 +355,15 @@ impl TransactionTable {
             .map(|at| self.clock.wake_at(at))
     }
 
+    /// Client keys in the index (those of branches that do not name their
+    /// transaction, see [`BranchSuffix`]).
+    #[cfg(test)]
+    pub(crate) fn indexed_client_keys(&self) -> usize {
+        (0..self.shards.len())
+            .map(|i| self.lock(i).client.len())
+            .sum()
+    }
+
     /// Entries in the timer queues, stale ones included (at most about two per live
     /// transaction once swept).
     pub fn timer_entries(&self) -> usize {
@@ -661,10 +670,12 @@ impl TransactionTable {
         let mut keys = Vec::with_capacity(targets.len());
         for t in &targets {
             let k = ClientKey::of_request(&t.request)?;
-            if self
-                .lock(self.shard_of(k.shard_hash()))
-                .client
-                .contains_key(&k)
+            // A branch naming `tx` is checked against its siblings by the cell alone.
+            if BranchSuffix::tx_of(&k.branch) != Some(tx)
+                && self
+                    .lock(self.shard_of(k.shard_hash()))
+                    .client
+                    .contains_key(&k)
             {
                 return Err(Error::BadBranch);
             }
@@ -785,6 +796,14 @@ impl TransactionTable {
         key: ClientKey,
         now: Instant,
     ) -> (ResponseOutcome, Vec<Output>) {
+        // A branch that names its transaction: matched there, with no index lookup.
+        let resp = match BranchSuffix::tx_of(&key.branch) {
+            Some(tx) => match self.direct_response(tx, &key, resp, now) {
+                Ok(done) => return done,
+                Err(resp) => resp,
+            },
+            None => resp,
+        };
         let found = self
             .lock(self.shard_of(key.shard_hash()))
             .client
@@ -809,6 +828,44 @@ impl TransactionTable {
             // The transaction ended between the index lookup and now.
             Err(_) => (ResponseOutcome::Absorbed, Vec::new()),
         }
+    }
+
+    /// [`TransactionTable::on_keyed_response`] for a branch that names `tx`; the
+    /// response back if `tx` is gone or has no such branch (for the index, then the
+    /// stateless path).
+    fn direct_response(
+        &self,
+        tx: TxId,
+        key: &ClientKey,
+        resp: Message,
+        now: Instant,
+    ) -> std::result::Result<(ResponseOutcome, Vec<Output>), Message> {
+        let mut fx = Fx::default();
+        let (branch, response) = {
+            let mut shard = self.lock(tx.shard());
+            let Some(cell) = shard.cells.get_mut(&tx) else {
+                return Err(resp);
+            };
+            let Some((branch, role)) = cell.find_branch(key) else {
+                return Err(resp);
+            };
+            let response = cell.on_branch_response(branch, role, resp, now, &mut fx);
+            shard.reap(tx, &self.len, &mut fx);
+            shard.queue_timers(&mut fx);
+            (branch, response)
+        };
+        let out = self.settle(fx);
+        Ok(match response {
+            Some(response) => (
+                ResponseOutcome::Branch(BranchResponse {
+                    tx,
+                    branch,
+                    response,
+                }),
+                out,
+            ),
+            None => (ResponseOutcome::Absorbed, out),
+        })
     }
 
     /// Step 2: the response (after the reply chain) goes through the response context:

@@ -716,6 +716,64 @@ async fn cancel_after_branches_cancels_each_once_it_may() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn branches_that_name_their_transaction_match_without_the_index() {
+    let h = H::new();
+    let inv = req("INVITE", "z9hG4bK1", "");
+    let tx = h.new_tx(&inv);
+    let named = |n| format!("z9hG4bKw0x1{}", BranchSuffix { tx, n });
+    let s0 = sent(&inv, &named(7));
+    let s1 = sent(&inv, &named(8));
+    h.forward(
+        tx,
+        vec![
+            (s0.clone(), udp("192.0.2.9:5060")),
+            (s1.clone(), udp("192.0.2.10:5060")),
+        ],
+    );
+    assert_eq!(h.table.indexed_client_keys(), 0, "nothing in the index");
+    // A branch that names the transaction but is none of its branches matches nothing.
+    let forged = sent(&inv, &named(9)).reply(180, "", Some("x"));
+    assert!(matches!(h.respond(forged).0, ResponseOutcome::Unmatched(_)));
+    let (o, out) = h.respond(s1.reply(180, "", Some("b1")));
+    assert!(matches!(
+        o,
+        ResponseOutcome::Branch(BranchResponse { branch: 1, .. })
+    ));
+    assert_eq!(statuses(&out), [180]);
+    let c = h.request(&req("CANCEL", "z9hG4bK1", ""));
+    assert_eq!(c.outcome, RequestOutcome::Cancelled { invite: tx });
+    assert_eq!(methods(&c.outputs), [(1, "CANCEL".to_string())]);
+    assert_eq!(
+        h.table.indexed_client_keys(),
+        0,
+        "the CANCEL is not indexed either"
+    );
+    // The CANCEL's 200 finds the CANCEL client transaction through the INVITE's.
+    let cancel1 = cancel_for(&s1, None);
+    assert_eq!(
+        h.respond(cancel1.reply(200, "", Some("b1"))).0,
+        ResponseOutcome::Absorbed
+    );
+    let (_, out) = h.respond(s1.reply(487, "", Some("b1")));
+    assert_eq!(methods(&out), [(1, "ACK".to_string())]);
+    // Branch 0 answers 200 after all: relayed at once (the call won the race).
+    let (o, out) = h.respond(s0.reply(200, "", Some("b0")));
+    assert!(matches!(
+        o,
+        ResponseOutcome::Branch(BranchResponse { branch: 0, .. })
+    ));
+    assert_eq!(statuses(&out), [200]);
+    // Once the transaction is gone, a 2xx retransmission is for the stateless path.
+    let log = h.advance(6_000).await;
+    assert!(terminated(&only(log), tx));
+    assert!(h.table.is_empty());
+    assert!(matches!(
+        h.respond(s0.reply(200, "", Some("b0"))).0,
+        ResponseOutcome::Unmatched(_)
+    ));
+}
+
+#[tokio::test(start_paused = true)]
 async fn cancelled_branch_without_provisional_runs_to_fr_timer_then_487() {
     let h = H::new();
     let inv = req("INVITE", "z9hG4bK1", "");
