@@ -49,7 +49,7 @@ impl Core {
         } else {
             // Several via-parms on our line (SIPp's UAS echoes every Via on one): the
             // others stay as they were written.
-            let Some(rest) = Via::rest_of_line(&line) else {
+            let Some(rest) = Via::rest_after_parsed_first(&line) else {
                 inc(&self.stats.responses_dropped);
                 return;
             };

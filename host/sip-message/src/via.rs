@@ -277,6 +277,22 @@ impl Via {
         Via::is_valid_list(value).then(|| value.slice_ref(rest.trim_matches([' ', '\t'])))
     }
 
+    /// [`Via::rest_of_line`] for a line whose first via-parm the caller has already
+    /// parsed (a response matched by its top Via's branch, read with
+    /// [`ViaRef::parse`]): only the others are checked, and the first is not parsed
+    /// again.
+    ///
+    /// ```
+    /// use weir_message::{Text, Via};
+    /// let line = Text::from("SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/udp  b ;x=1");
+    /// assert_eq!(Via::rest_after_parsed_first(&line), Via::rest_of_line(&line));
+    /// assert!(Via::rest_after_parsed_first(&Text::from("SIP/2.0/UDP a, junk")).is_none());
+    /// ```
+    pub fn rest_after_parsed_first(value: &Text) -> Option<Text> {
+        let (_, rest) = split_first(value)?;
+        Via::is_valid_list(rest).then(|| value.slice_ref(rest.trim_matches([' ', '\t'])))
+    }
+
     /// Whether [`Via::parse_list`] would parse `value` into at least one via-parm
     /// (checked without building them).
     pub fn is_valid_list(value: &str) -> bool {

@@ -104,6 +104,24 @@ pub fn pop_top_via(msg: &mut Message) {
     }
 }
 
+/// [`pop_top_via`] for a response whose top via-parm was parsed already (its client
+/// transaction was matched by that Via's branch): only the via-parms after it on the
+/// line are checked.
+pub(crate) fn pop_parsed_top_via(msg: &mut Message) {
+    let Some(pos) = msg.headers.position("Via") else {
+        return;
+    };
+    let Some(h) = msg.headers.get_mut(pos) else {
+        return;
+    };
+    match Via::rest_after_parsed_first(&h.value) {
+        Some(rest) => h.value = rest,
+        None => {
+            msg.headers.remove_at(pos);
+        }
+    }
+}
+
 /// What a transaction keeps of the request it received: the start line and the lines
 /// [`Message::reply`] copies (every Via, From, To, Call-ID, CSeq), in order. Its local
 /// replies come out exactly as from the whole request, without a copy of the rest.
@@ -260,6 +278,25 @@ mod tests {
             if let Some(g) = got {
                 assert!(line.ends_with(g), "kept verbatim: {g:?} of {line:?}");
             }
+        }
+        // With a first via-parm that parses, the cheaper pop for a matched response
+        // does the same.
+        for line in [
+            "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/udp  b ;x=1",
+            "SIP/2.0/UDP a;branch=z9hG4bK1 ,SIP/2.0/udp  b:05060 ; received=x;branch=z9hG4bK2",
+            "SIP/2.0/UDP a;branch=z9hG4bK1;q=\"x,y\", SIP/2.0/UDP b;n=\"\\\",\", SIP/2.0/TCP c",
+            "SIP/2.0/UDP a;branch=z9hG4bK1,",
+            "SIP/2.0/UDP a;branch=z9hG4bK1,, SIP/2.0/UDP b",
+            "SIP/2.0/UDP a;branch=z9hG4bK1, junk",
+            "SIP/2.0/UDP a;branch=z9hG4bK1",
+        ] {
+            let mut full = Message::new_response(200, "OK");
+            full.headers.push("Via", line);
+            full.headers.push("Via", "SIP/2.0/UDP d;branch=z9hG4bK4");
+            let mut cheap = full.clone();
+            pop_top_via(&mut full);
+            pop_parsed_top_via(&mut cheap);
+            assert_eq!(cheap, full, "{line}");
         }
         // Unparseable: removed, as before.
         let mut m = Message::new_response(200, "OK");

@@ -10,7 +10,7 @@ use weir_message::{reason_phrase, Message, Method};
 
 use crate::action::{Action, Timer};
 use crate::build::{
-    cancel_for, local_reply, pop_top_via, reply_source, CANCELED_REASON, TRYING_REASON,
+    cancel_for, local_reply, pop_parsed_top_via, reply_source, CANCELED_REASON, TRYING_REASON,
 };
 use crate::client::{ClientEvent, ClientInvite, ClientNonInvite, ClientNonInviteState, ClientTx};
 use crate::config::{TableConfig, TimerConfig};
@@ -693,7 +693,7 @@ impl Cell {
             }
         }
         if let Some(m) = delivered.as_mut() {
-            pop_top_via(m);
+            pop_parsed_top_via(m);
         }
         delivered
     }
