@@ -1,7 +1,7 @@
 //! Messages the transaction layer writes itself: the hop-by-hop ACK (§17.1.1.3), CANCEL
 //! (§9.1), local replies, and the Via edits of §16.7.
 
-use weir_message::{names_equal, CSeq, Message, Method, Via};
+use weir_message::{names_equal, CSeq, Message, Method, Text, Via};
 
 /// Reason phrase of the automatic 100 (Kamailio `auto_inv_100_reason`).
 pub const TRYING_REASON: &str = "trying -- your call is important to us";
@@ -85,6 +85,17 @@ pub fn cancel_reason(code: u16) -> String {
 
 /// Remove the first via-parm of the first Via line (RFC 3261 §16.7 step 9).
 pub fn pop_top_via(msg: &mut Message) {
+    pop_top_via_with(msg, Via::rest_of_line);
+}
+
+/// [`pop_top_via`] for a response whose top via-parm was parsed already (its client
+/// transaction was matched by that Via's branch): only the via-parms after it on the
+/// line are checked.
+pub(crate) fn pop_parsed_top_via(msg: &mut Message) {
+    pop_top_via_with(msg, Via::rest_after_parsed_first);
+}
+
+fn pop_top_via_with(msg: &mut Message, rest_of_line: fn(&Text) -> Option<Text>) {
     let Some(pos) = msg.headers.position("Via") else {
         return;
     };
@@ -94,27 +105,7 @@ pub fn pop_top_via(msg: &mut Message) {
     // Several via-parms on the line (SIPp echoes every Via on one): the others are kept
     // as they were written (as Kamailio does). A line with one via-parm, or that does
     // not parse, goes whole.
-    match Via::rest_of_line(&h.value) {
-        Some(rest) => {
-            h.value = rest;
-        }
-        None => {
-            msg.headers.remove_at(pos);
-        }
-    }
-}
-
-/// [`pop_top_via`] for a response whose top via-parm was parsed already (its client
-/// transaction was matched by that Via's branch): only the via-parms after it on the
-/// line are checked.
-pub(crate) fn pop_parsed_top_via(msg: &mut Message) {
-    let Some(pos) = msg.headers.position("Via") else {
-        return;
-    };
-    let Some(h) = msg.headers.get_mut(pos) else {
-        return;
-    };
-    match Via::rest_after_parsed_first(&h.value) {
+    match rest_of_line(&h.value) {
         Some(rest) => h.value = rest,
         None => {
             msg.headers.remove_at(pos);
@@ -265,9 +256,20 @@ mod tests {
             "SIP/2.0/UDP a;branch=z9hG4bK1 x, SIP/2.0/UDP b",
             "SIP/2.0/UDP a;q=\"no comma, here\"",
             "garbage, SIP/2.0/UDP b",
+            "SIP/2.0/UDP a;branch=z9hG4bK1, junk",
+            "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/udp  b ;x=1",
         ] {
             let mut m = Message::new_response(200, "OK");
             m.headers.push("Via", line);
+            // A matched response's top via-parm parsed: the cheaper pop does the same.
+            if weir_message::ViaRef::parse(line).is_ok() {
+                let mut cheap = m.clone();
+                cheap.headers.push("Via", "SIP/2.0/UDP d");
+                let mut full = cheap.clone();
+                pop_parsed_top_via(&mut cheap);
+                pop_top_via(&mut full);
+                assert_eq!(cheap, full, "{line}");
+            }
             let want = match Via::parse_list(line) {
                 Ok(v) if v.len() > 1 => Some(v.get(1..).unwrap_or(&[]).to_vec()),
                 _ => None,
@@ -278,25 +280,6 @@ mod tests {
             if let Some(g) = got {
                 assert!(line.ends_with(g), "kept verbatim: {g:?} of {line:?}");
             }
-        }
-        // With a first via-parm that parses, the cheaper pop for a matched response
-        // does the same.
-        for line in [
-            "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/udp  b ;x=1",
-            "SIP/2.0/UDP a;branch=z9hG4bK1 ,SIP/2.0/udp  b:05060 ; received=x;branch=z9hG4bK2",
-            "SIP/2.0/UDP a;branch=z9hG4bK1;q=\"x,y\", SIP/2.0/UDP b;n=\"\\\",\", SIP/2.0/TCP c",
-            "SIP/2.0/UDP a;branch=z9hG4bK1,",
-            "SIP/2.0/UDP a;branch=z9hG4bK1,, SIP/2.0/UDP b",
-            "SIP/2.0/UDP a;branch=z9hG4bK1, junk",
-            "SIP/2.0/UDP a;branch=z9hG4bK1",
-        ] {
-            let mut full = Message::new_response(200, "OK");
-            full.headers.push("Via", line);
-            full.headers.push("Via", "SIP/2.0/UDP d;branch=z9hG4bK4");
-            let mut cheap = full.clone();
-            pop_top_via(&mut full);
-            pop_parsed_top_via(&mut cheap);
-            assert_eq!(cheap, full, "{line}");
         }
         // Unparseable: removed, as before.
         let mut m = Message::new_response(200, "OK");
