@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, OptLevel, Strategy};
+use wasmtime::{Config, Engine, OptLevel, ProfilingStrategy, Strategy};
 use weir_store::SubscriberStore;
 
 use crate::bindings::weir::sip::types::{Param as WitParam, ParamValue as WitParamValue};
@@ -240,7 +240,21 @@ fn engine_config() -> Config {
         // async task bookkeeping (measured: 35-40% of a small call).
         .concurrency_support(false)
         .parallel_compilation(true);
+    if perfmap_requested(std::env::var_os(PERFMAP_ENV).as_deref()) {
+        // Names the modules' compiled functions for `perf` (docs/plugin-guide.md,
+        // "Profiling a module"); off by default: it writes a file per process.
+        c.profiler(ProfilingStrategy::PerfMap);
+    }
     c
+}
+
+/// The environment variable that makes the engine write `/tmp/perf-<pid>.map`.
+pub const PERFMAP_ENV: &str = "WEIR_WASM_PERFMAP";
+
+/// Whether the value of [`PERFMAP_ENV`] asks for a perf map: set, and neither empty
+/// nor `0`.
+fn perfmap_requested(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 fn validate_name(what: &str, name: &str) -> Result<(), String> {
@@ -366,5 +380,14 @@ mod tests {
         for bad in ["", "a/b", "..", ".", "a b", "é", &"x".repeat(65)] {
             assert!(validate_name("tenant", bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_perf_map_is_written_only_when_asked_for() {
+        use std::ffi::OsStr;
+        assert!(!perfmap_requested(None));
+        assert!(!perfmap_requested(Some(OsStr::new(""))));
+        assert!(!perfmap_requested(Some(OsStr::new("0"))));
+        assert!(perfmap_requested(Some(OsStr::new("1"))));
     }
 }

@@ -213,8 +213,11 @@ fn scan(value: &str) -> Result<Scan<'_>, Malformed> {
     if value.len() > MAX_CREDENTIALS {
         return Err(Malformed::TooLong);
     }
-    let v = value.trim_start();
-    let scheme_end = v.find([' ', '\t']).ok_or(Malformed::NotDigest)?;
+    let v = value.trim_ascii_start();
+    let scheme_end = v
+        .bytes()
+        .position(|b| b == b' ' || b == b'\t')
+        .ok_or(Malformed::NotDigest)?;
     if !v
         .get(..scheme_end)
         .is_some_and(|s| s.eq_ignore_ascii_case("Digest"))

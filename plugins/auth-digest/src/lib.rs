@@ -592,10 +592,11 @@ fn has_to_tag(msg: &Message) -> bool {
             Some(i) => &to[i + 1..],
             None => to.as_str(),
         };
-        params
-            .split(';')
-            .skip(1)
-            .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="))
+        params.split(';').skip(1).any(|p| {
+            p.trim_ascii()
+                .get(..4)
+                .is_some_and(|t| t.eq_ignore_ascii_case("tag="))
+        })
     })
 }
 

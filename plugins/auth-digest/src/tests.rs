@@ -941,6 +941,18 @@ fn ack_cancel_prack_methods_and_in_dialog_pass() {
         m.on_request(&mut testing::request(&bye)).unwrap(),
         Verdict::Continue
     );
+    // The tag param's name in any case, with whitespace around it; a param that only
+    // starts like one (`tagx=`) or a `tag` without a value is no tag.
+    for (to, in_dialog) in [
+        (";TAG=xyz", true),
+        ("; Tag=xyz", true),
+        (";tagx=1", false),
+        (";tag", false),
+    ] {
+        let text = bye.replace(";tag=xyz", to);
+        let v = m.on_request(&mut testing::request(&text)).unwrap();
+        assert_eq!(v == Verdict::Continue, in_dialog, "{to}");
+    }
     let m = module(json!({ "authenticate_in_dialog": true }));
     assert_eq!(
         reply(m.on_request(&mut testing::request(&bye)).unwrap()).code,

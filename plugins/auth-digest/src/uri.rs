@@ -13,7 +13,7 @@ pub fn user_host(value: &str) -> Option<(&str, Cow<'_, str>)> {
 /// The user part (empty if none) and host (lowercased, without port) of a bare SIP or
 /// SIPS URI such as a request URI.
 pub fn uri_user_host(uri: &str) -> Option<(&str, Cow<'_, str>)> {
-    let uri = uri.trim();
+    let uri = uri.trim_ascii();
     let scheme = |s: &str| {
         uri.get(..s.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(s))
@@ -32,7 +32,7 @@ pub fn uri_user_host(uri: &str) -> Option<(&str, Cow<'_, str>)> {
         None => ("", rest),
     };
     let user = until(userinfo, |b| b == b':');
-    let hostport = until(hostport, |b| matches!(b, b';' | b'?' | b'>')).trim();
+    let hostport = until(hostport, |b| matches!(b, b';' | b'?' | b'>')).trim_ascii();
     let host = if let Some(v6) = hostport.strip_prefix('[') {
         // IPv6 reference: keep the brackets, drop the port.
         match v6.bytes().position(|b| b == b']') {
@@ -56,13 +56,13 @@ pub fn uri_user_host(uri: &str) -> Option<(&str, Cow<'_, str>)> {
 /// The URI of a From/To value: inside `<...>` if present, else up to the first `;`
 /// (header params) — the value may also be a bare URI.
 fn uri_of(value: &str) -> &str {
-    let v = value.trim();
+    let v = value.trim_ascii();
     if let Some(start) = v.bytes().position(|b| b == b'<') {
-        return until(&v[start + 1..], |b| b == b'>').trim();
+        return until(&v[start + 1..], |b| b == b'>').trim_ascii();
     }
     // addr-spec: a URI holding `;` must be inside `<...>` (RFC 3261 §20.10), so the
     // first `;` starts the header params.
-    until(v, |b| b == b';').trim()
+    until(v, |b| b == b';').trim_ascii()
 }
 
 /// `s` up to its first byte that `stop` accepts (all of `s` if none). `stop` accepts
