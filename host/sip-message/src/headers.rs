@@ -36,21 +36,83 @@ impl Header {
 /// assert_eq!(h.get("VIA"), Some("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1"));
 /// assert_eq!(h.get_all("via").count(), 2);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Headers {
     list: Vec<Header>,
+    /// Where the parser found the first line of each [`First`] header; forgotten at the
+    /// first edit (lookups then scan the list, as for any other name).
+    first: FirstLines,
 }
+
+/// The headers every message has and the proxy reads many times per message: a parsed
+/// message remembers where their first lines are, so reading them needs no scan and no
+/// name comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum First {
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    MaxForwards,
+}
+
+impl First {
+    #[cfg(test)]
+    pub(crate) fn name_for_tests(self) -> &'static str {
+        self.name()
+    }
+
+    /// The long name, for the scan when the lines are not remembered.
+    fn name(self) -> &'static str {
+        match self {
+            First::Via => "Via",
+            First::From => "From",
+            First::To => "To",
+            First::CallId => "Call-ID",
+            First::CSeq => "CSeq",
+            First::MaxForwards => "Max-Forwards",
+        }
+    }
+}
+
+/// Index of the first line of each [`First`] header ([`FirstLines::ABSENT`]: none), valid
+/// only while `known`. Bytes: the list stays one word larger, not four (a message is
+/// moved by value many times); a message whose known lines lie beyond the 254th is not
+/// remembered.
+#[derive(Clone, Copy, Debug, Default)]
+struct FirstLines {
+    known: bool,
+    at: [u8; 6],
+}
+
+impl FirstLines {
+    const ABSENT: u8 = u8::MAX;
+}
+
+/// Two lists are equal when their lines are: what the parser remembered does not count.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Headers {}
 
 impl Headers {
     /// Empty list.
     pub fn new() -> Self {
-        Headers { list: Vec::new() }
+        Headers {
+            list: Vec::new(),
+            first: FirstLines::default(),
+        }
     }
 
     /// Empty list with room for `n` lines.
     pub fn with_capacity(n: usize) -> Self {
         Headers {
             list: Vec::with_capacity(n),
+            first: FirstLines::default(),
         }
     }
 
@@ -71,6 +133,7 @@ impl Headers {
 
     /// Mutable lines in wire order.
     pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Header> {
+        self.first.known = false;
         self.list.iter_mut()
     }
 
@@ -99,11 +162,13 @@ impl Headers {
 
     /// Append a line.
     pub fn push(&mut self, name: impl Into<Text>, value: impl Into<Text>) {
+        self.first.known = false;
         self.list.push(Header::new(name, value));
     }
 
     /// Insert a line before `index` (appends when `index >= len()`).
     pub fn insert(&mut self, index: usize, name: impl Into<Text>, value: impl Into<Text>) {
+        self.first.known = false;
         let index = index.min(self.list.len());
         self.list.insert(index, Header::new(name, value));
     }
@@ -119,6 +184,7 @@ impl Headers {
     /// Replace all lines named `name` by one line with `value`, at the position of the
     /// first one (its spelling of the name is kept), or append it.
     pub fn set(&mut self, name: &str, value: impl Into<Text>) {
+        self.first.known = false;
         let value = value.into();
         match self.position(name) {
             Some(i) => {
@@ -139,6 +205,7 @@ impl Headers {
 
     /// Remove every line named `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
+        self.first.known = false;
         let want = expand(name);
         let before = self.list.len();
         self.list.retain(|h| !same_long(expand(&h.name), want));
@@ -147,6 +214,7 @@ impl Headers {
 
     /// Rename every line named `name` to `new_name`; returns how many were renamed.
     pub fn rename(&mut self, name: &str, new_name: &str) -> usize {
+        self.first.known = false;
         let want = expand(name);
         let mut n = 0usize;
         for h in &mut self.list {
@@ -160,6 +228,7 @@ impl Headers {
 
     /// Line at `index`.
     pub fn get_mut(&mut self, index: usize) -> Option<&mut Header> {
+        self.first.known = false;
         self.list.get_mut(index)
     }
 
@@ -170,6 +239,7 @@ impl Headers {
 
     /// Remove and return the line at `index`.
     pub fn remove_at(&mut self, index: usize) -> Option<Header> {
+        self.first.known = false;
         if index < self.list.len() {
             Some(self.list.remove(index))
         } else {
@@ -178,11 +248,47 @@ impl Headers {
     }
 
     pub(crate) fn last_mut(&mut self) -> Option<&mut Header> {
+        self.first.known = false;
         self.list.last_mut()
     }
 
     pub(crate) fn push_header(&mut self, h: Header) {
+        self.first.known = false;
         self.list.push(h);
+    }
+
+    /// Remember where the first line of each [`First`] header is (in [`First`]'s order;
+    /// `None`: absent), as the parser found them for the lines as they are now. Until
+    /// the next edit, [`Headers::first`] reads them without a scan.
+    pub(crate) fn remember_first(&mut self, at: [Option<usize>; 6]) {
+        let mut first = FirstLines {
+            known: true,
+            at: [FirstLines::ABSENT; 6],
+        };
+        for (slot, i) in first.at.iter_mut().zip(at) {
+            if let Some(i) = i {
+                match u8::try_from(i) {
+                    Ok(i) if i != FirstLines::ABSENT && usize::from(i) < self.list.len() => {
+                        *slot = i;
+                    }
+                    // Beyond what a byte holds (or out of range): remember nothing.
+                    _ => return,
+                }
+            }
+        }
+        self.first = first;
+    }
+
+    /// Value of the first line of `which`: the remembered line, else by name.
+    pub(crate) fn first(&self, which: First) -> Option<&str> {
+        if !self.first.known {
+            return self.get(which.name());
+        }
+        let i = *self.first.at.get(which as usize)?;
+        if i == FirstLines::ABSENT {
+            return None;
+        }
+        self.list.get(usize::from(i)).map(|h| h.value.as_str())
     }
 }
 
@@ -197,6 +303,7 @@ impl<'a> IntoIterator for &'a Headers {
 impl FromIterator<Header> for Headers {
     fn from_iter<T: IntoIterator<Item = Header>>(iter: T) -> Self {
         Headers {
+            first: FirstLines::default(),
             list: iter.into_iter().collect(),
         }
     }

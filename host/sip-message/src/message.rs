@@ -10,7 +10,7 @@ use crate::chars::{
     split_ws, take_while, trim_ws, words,
 };
 use crate::error::{HeaderError, Malformed, ParseError, ParseErrorKind};
-use crate::headers::{names_equal, Header, Headers};
+use crate::headers::{names_equal, First, Header, Headers};
 use crate::method::Method;
 use crate::scan::Lines;
 use crate::text::Text;
@@ -515,6 +515,14 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
             value: source.text(trim_ws(value)),
         });
     }
+    headers.remember_first([
+        found.via,
+        found.from,
+        found.to,
+        found.call_id,
+        found.cseq,
+        found.max_forwards,
+    ]);
     // Content-Length values are checked once folding is resolved.
     for i in found.content_length.iter().flatten() {
         let v = headers
@@ -708,20 +716,20 @@ impl Message {
     pub fn cseq(&self) -> Result<CSeq, HeaderError> {
         CSeq::parse(
             self.headers
-                .get("cseq")
+                .first(First::CSeq)
                 .ok_or(HeaderError::Missing { name: "CSeq" })?,
         )
     }
 
     /// The Call-ID header value.
     pub fn call_id(&self) -> Option<&str> {
-        self.headers.get("call-id")
+        self.headers.first(First::CallId)
     }
 
     /// Max-Forwards (0-255, RFC 3261 §20.22); `Ok(None)` when absent.
     pub fn max_forwards(&self) -> Result<Option<u32>, HeaderError> {
         self.headers
-            .get("max-forwards")
+            .first(First::MaxForwards)
             .map(parse_max_forwards)
             .transpose()
     }
@@ -730,7 +738,7 @@ impl Message {
     pub fn top_via(&self) -> Result<Via, HeaderError> {
         Via::parse(
             self.headers
-                .get("via")
+                .first(First::Via)
                 .ok_or(HeaderError::Missing { name: "Via" })?,
         )
     }
@@ -748,25 +756,25 @@ impl Message {
     pub fn top_via_ref(&self) -> Result<ViaRef<'_>, HeaderError> {
         ViaRef::parse(
             self.headers
-                .get("via")
+                .first(First::Via)
                 .ok_or(HeaderError::Missing { name: "Via" })?,
         )
     }
 
     /// `tag` parameter of From, borrowed.
     pub fn from_tag_ref(&self) -> Option<&str> {
-        self.headers.get("from").and_then(nameaddr::tag_of)
+        self.headers.first(First::From).and_then(nameaddr::tag_of)
     }
 
     /// `tag` parameter of To, borrowed.
     pub fn to_tag_ref(&self) -> Option<&str> {
-        self.headers.get("to").and_then(nameaddr::tag_of)
+        self.headers.first(First::To).and_then(nameaddr::tag_of)
     }
 
     /// `tag` parameter of From.
     pub fn from_tag(&self) -> Option<String> {
         self.headers
-            .get("from")
+            .first(First::From)
             .and_then(nameaddr::tag_of)
             .map(str::to_string)
     }
@@ -774,7 +782,7 @@ impl Message {
     /// `tag` parameter of To.
     pub fn to_tag(&self) -> Option<String> {
         self.headers
-            .get("to")
+            .first(First::To)
             .and_then(nameaddr::tag_of)
             .map(str::to_string)
     }
@@ -1192,6 +1200,67 @@ mod tests {
             assert_eq!(e.reason(), "Malformed Status-Line", "{status}");
             assert!(e.partial().is_none());
         }
+    }
+
+    #[test]
+    fn the_first_lines_the_parser_found_read_as_a_scan_would() {
+        // Compact forms, odd case, a second Via and To, no Max-Forwards.
+        let raw = b"BYE sip:bob@example.com SIP/2.0\r\n\
+            v: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\n\
+            VIA: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKb\r\n\
+            f: <sip:a@example.com>;tag=x\r\n\
+            t: <sip:bob@example.com>;tag=y\r\n\
+            To: <sip:other@example.com>;tag=z\r\n\
+            i: id@192.0.2.1\r\n\
+            cSeQ: 2 BYE\r\n\
+            Content-Length: 0\r\n\r\n";
+        let mut m = parse(raw).unwrap();
+        for which in [
+            First::Via,
+            First::From,
+            First::To,
+            First::CallId,
+            First::CSeq,
+            First::MaxForwards,
+        ] {
+            assert_eq!(
+                m.headers.first(which),
+                m.headers.get(which.name_for_tests()),
+                "{which:?}"
+            );
+        }
+        assert_eq!(m.to_tag_ref(), Some("y"));
+        assert_eq!(m.max_forwards().unwrap(), None);
+        // An edit forgets the remembered lines: a Via pushed on top is the top one.
+        m.headers
+            .insert(0, "Via", "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKtop");
+        assert_eq!(m.top_via_ref().unwrap().branch(), Some("z9hG4bKtop"));
+        m.headers.push("Max-Forwards", "7");
+        assert_eq!(m.max_forwards().unwrap(), Some(7));
+        m.headers.remove("to");
+        assert_eq!(m.to_tag_ref(), None);
+        // Lines beyond what is remembered are found by the scan.
+        let mut many = String::from("OPTIONS sip:bob@example.com SIP/2.0\r\n");
+        for n in 0..300 {
+            many.push_str(&format!("X-Pad-{n}: {n}\r\n"));
+        }
+        many.push_str(
+            "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKlate\r\n\
+             From: <sip:a@example.com>;tag=late\r\nTo: <sip:b@example.com>\r\n\
+             Call-ID: late@192.0.2.1\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        );
+        let limits = Limits {
+            max_headers: 400,
+            ..L
+        };
+        let late = Message::parse(many.as_bytes(), &limits).unwrap();
+        assert_eq!(late.call_id(), Some("late@192.0.2.1"));
+        assert_eq!(late.from_tag_ref(), Some("late"));
+        assert_eq!(late.top_via_ref().unwrap().branch(), Some("z9hG4bKlate"));
+        // Equality is about the lines, not what the parser remembered.
+        let parsed = parse(raw).unwrap();
+        let by_hand: Headers = parsed.headers.iter().cloned().collect();
+        assert_eq!(parsed.headers, by_hand);
     }
 
     #[test]
