@@ -115,15 +115,11 @@ pub struct Message {
     pub body: Bytes,
 }
 
-/// Headers a proxy checks on every message.
+/// Headers a proxy checks on every message: those whose first line a parsed message
+/// remembers, and Content-Length.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Known {
-    Via,
-    From,
-    To,
-    CallId,
-    CSeq,
-    MaxForwards,
+    Line(First),
     ContentLength,
     Other,
 }
@@ -134,19 +130,19 @@ fn classify(name: &str) -> Known {
     let eq = |long: &str| name.eq_ignore_ascii_case(long);
     match name.len() {
         1 => match name.as_bytes().first().map(u8::to_ascii_lowercase) {
-            Some(b'v') => Known::Via,
-            Some(b'f') => Known::From,
-            Some(b't') => Known::To,
-            Some(b'i') => Known::CallId,
+            Some(b'v') => Known::Line(First::Via),
+            Some(b'f') => Known::Line(First::From),
+            Some(b't') => Known::Line(First::To),
+            Some(b'i') => Known::Line(First::CallId),
             Some(b'l') => Known::ContentLength,
             _ => Known::Other,
         },
-        2 if eq("to") => Known::To,
-        3 if eq("via") => Known::Via,
-        4 if eq("from") => Known::From,
-        4 if eq("cseq") => Known::CSeq,
-        7 if eq("call-id") => Known::CallId,
-        12 if eq("max-forwards") => Known::MaxForwards,
+        2 if eq("to") => Known::Line(First::To),
+        3 if eq("via") => Known::Line(First::Via),
+        4 if eq("from") => Known::Line(First::From),
+        4 if eq("cseq") => Known::Line(First::CSeq),
+        7 if eq("call-id") => Known::Line(First::CallId),
+        12 if eq("max-forwards") => Known::Line(First::MaxForwards),
         14 if eq("content-length") => Known::ContentLength,
         _ => Known::Other,
     }
@@ -169,12 +165,12 @@ impl Found {
     #[inline]
     fn note(&mut self, k: Known, i: usize) {
         let slot = match k {
-            Known::Via => &mut self.via,
-            Known::From => &mut self.from,
-            Known::To => &mut self.to,
-            Known::CallId => &mut self.call_id,
-            Known::CSeq => &mut self.cseq,
-            Known::MaxForwards => &mut self.max_forwards,
+            Known::Line(First::Via) => &mut self.via,
+            Known::Line(First::From) => &mut self.from,
+            Known::Line(First::To) => &mut self.to,
+            Known::Line(First::CallId) => &mut self.call_id,
+            Known::Line(First::CSeq) => &mut self.cseq,
+            Known::Line(First::MaxForwards) => &mut self.max_forwards,
             Known::ContentLength => {
                 match self.content_length.iter_mut().find(|s| s.is_none()) {
                     Some(s) => *s = Some(i),
@@ -920,8 +916,10 @@ impl Message {
         let mut found = Found::default();
         for (i, h) in self.headers.iter().enumerate() {
             match classify(&h.name) {
-                Known::Via => headers.push_header(h.clone()),
-                k @ (Known::From | Known::To | Known::CallId | Known::CSeq) => found.note(k, i),
+                Known::Line(First::Via) => headers.push_header(h.clone()),
+                k @ Known::Line(First::From | First::To | First::CallId | First::CSeq) => {
+                    found.note(k, i)
+                }
                 _ => {}
             }
         }
