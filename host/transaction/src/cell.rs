@@ -72,6 +72,8 @@ struct Branch {
 pub(crate) struct Cell {
     pub id: TxId,
     pub key: ServerKey,
+    /// [`ServerKey::table_hash`] of `key`, set by the table that indexes the cell.
+    pub key_hash: u64,
     invite: bool,
     /// What local replies are built from: the request's start line and the lines a
     /// reply copies ([`reply_source`]). Released once a final went upstream: no local
@@ -140,6 +142,7 @@ impl Cell {
         let mut cell = Cell {
             id,
             key,
+            key_hash: 0,
             invite,
             request: Some(reply_source(request)),
             peer,

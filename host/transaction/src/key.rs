@@ -239,6 +239,14 @@ impl ServerKey {
         matches!(self, ServerKey::Rfc2543 { .. })
     }
 
+    /// Hash of the whole key (method included), for the shard's index of server
+    /// transactions; a transaction keeps it, so removing it needs no hashing.
+    pub(crate) fn table_hash(&self) -> u64 {
+        let mut h = shard_hasher();
+        self.hash(&mut h);
+        h.finish()
+    }
+
     /// Hash of everything but the method, so an INVITE, its ACK and its CANCEL land in
     /// the same shard and are handled under one lock.
     pub(crate) fn shard_hash(&self) -> u64 {

@@ -2,6 +2,8 @@
 //! proxy's receive threads and from the timer task.
 
 use std::collections::HashMap;
+
+use hashbrown::HashTable;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -153,6 +155,13 @@ struct Tombstone {
     until: Instant,
 }
 
+/// One entry of a shard's server index.
+#[derive(Clone, Copy)]
+struct ServerEntry {
+    hash: u64,
+    tx: TxId,
+}
+
 struct Shard {
     /// This shard's index (part of every id it hands out).
     index: usize,
@@ -160,7 +169,10 @@ struct Shard {
     /// Boxed: a cell is some 870 bytes, and the map's buckets stay small (fewer cache
     /// lines per probe, a pointer moved on insert, remove and rehash).
     cells: HashMap<TxId, Box<Cell>, IdHash>,
-    server: HashMap<ServerKey, TxId, PeerHash>,
+    /// Server transactions by the hash of their key ([`ServerKey::table_hash`]); the key
+    /// itself is compared in the cell, so the index holds no copy of it and a reap
+    /// removes the entry by id, without hashing or comparing strings.
+    server: HashTable<ServerEntry>,
     client: HashMap<ClientKey, ClientRef, PeerHash>,
     tombstones: HashMap<ServerKey, Tombstone, PeerHash>,
     /// The timer queue of this shard's transactions.
@@ -204,16 +216,42 @@ impl Shard {
         TxId::new(self.index, self.next_seq)
     }
 
+    /// The live server transaction whose key is `key` (of hash `hash`).
+    fn server_tx(&self, key: &ServerKey, hash: u64) -> Option<TxId> {
+        let cells = &self.cells;
+        self.server
+            .find(hash, |e| {
+                e.hash == hash && cells.get(&e.tx).is_some_and(|c| c.key == *key)
+            })
+            .map(|e| e.tx)
+    }
+
+    /// Index `tx` under `key` (of hash `hash`), before its cell is in `cells`. A live
+    /// transaction with the same key (which the caller did not match as a
+    /// retransmission) gives the key up to the new one, as a map insert would.
+    fn index_server(&mut self, key: &ServerKey, hash: u64, tx: TxId) {
+        let Shard { server, cells, .. } = self;
+        let same =
+            |e: &ServerEntry| e.hash == hash && cells.get(&e.tx).is_some_and(|c| c.key == *key);
+        match server.find_mut(hash, same) {
+            Some(e) => e.tx = tx,
+            None => {
+                server.insert_unique(hash, ServerEntry { hash, tx }, |e| e.hash);
+            }
+        }
+    }
+
     /// A request matching a live server transaction: the last reply goes out again.
     fn retransmission(
         &mut self,
         key: &ServerKey,
+        hash: u64,
         req: &Message,
         now: Instant,
         len: &AtomicUsize,
         fx: &mut Fx,
     ) -> Option<TxId> {
-        let tx = self.server.get(key).copied()?;
+        let tx = self.server_tx(key, hash)?;
         if let Some(c) = self.cells.get_mut(&tx) {
             c.on_retransmission(req, now, fx);
         }
@@ -228,12 +266,9 @@ impl Shard {
             return None;
         }
         let mut cell = self.cells.remove(&tx)?;
-        // One probe: the key is nearly always still this transaction's; when a newer
-        // transaction took it over, it goes back.
-        if let Some(other) = self.server.remove(&cell.key) {
-            if other != tx {
-                self.server.insert(cell.key.clone(), other);
-            }
+        // By id: when a newer transaction took the key over, its entry stays.
+        if let Ok(entry) = self.server.find_entry(cell.key_hash, |e| e.tx == tx) {
+            entry.remove();
         }
         len.fetch_sub(1, Ordering::AcqRel);
         fx.dead_keys
@@ -307,7 +342,7 @@ impl TransactionTable {
                         index,
                         next_seq: 0,
                         cells: HashMap::default(),
-                        server: HashMap::default(),
+                        server: HashTable::new(),
                         client: HashMap::default(),
                         tombstones: HashMap::default(),
                         wheel: Wheel::new(clock.base()),
@@ -353,6 +388,14 @@ impl TransactionTable {
             .filter_map(|i| self.lock(i).wheel.next_deadline())
             .min()
             .map(|at| self.clock.wake_at(at))
+    }
+
+    /// Entries in the server index.
+    #[cfg(test)]
+    pub(crate) fn server_entries(&self) -> usize {
+        (0..self.shards.len())
+            .map(|i| self.lock(i).server.len())
+            .sum()
     }
 
     /// Client keys in the index (those of branches that do not name their
@@ -447,11 +490,14 @@ impl TransactionTable {
             .map_err(|_| Error::Full { capacity: cap })
     }
 
-    /// Create a cell for `req` in `shard` (locked by the caller).
+    /// Create a cell for `req` in `shard` (locked by the caller); `hash` is the key's
+    /// [`ServerKey::table_hash`].
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &self,
         shard: &mut Shard,
         key: ServerKey,
+        hash: u64,
         req: &Message,
         from: Peer,
         now: Instant,
@@ -459,9 +505,10 @@ impl TransactionTable {
     ) -> Result<TxId> {
         self.reserve()?;
         let id = shard.alloc_id();
-        let cell = Box::new(Cell::new(
+        shard.index_server(&key, hash, id);
+        let mut cell = Box::new(Cell::new(
             id,
-            key.clone(),
+            key,
             req,
             from,
             self.cfg.clone(),
@@ -469,7 +516,7 @@ impl TransactionTable {
             now,
             fx,
         ));
-        shard.server.insert(key, id);
+        cell.key_hash = hash;
         shard.cells.insert(id, cell);
         Ok(id)
     }
@@ -519,15 +566,16 @@ impl TransactionTable {
             .ok_or(Error::WrongKind("response where a request was expected"))?
             .clone();
         let key = ServerKey::of(req)?;
+        let hash = key.table_hash();
         let si = self.shard_of(key.shard_hash());
         let mut fx = Fx::default();
         let outcome = {
             let mut shard = self.lock(si);
             let shard = &mut *shard;
             let outcome = match method {
-                Method::Ack => Ok(self.on_ack(shard, &key, req, now, &mut fx)),
-                Method::Cancel => self.on_cancel(shard, key, req, from, now, &mut fx),
-                _ => self.on_other(shard, key, req, from, now, &mut fx),
+                Method::Ack => Ok(self.on_ack(shard, &key, hash, req, now, &mut fx)),
+                Method::Cancel => self.on_cancel(shard, key, hash, req, from, now, &mut fx),
+                _ => self.on_other(shard, key, hash, req, from, now, &mut fx),
             };
             shard.queue_timers(&mut fx);
             outcome
@@ -541,11 +589,12 @@ impl TransactionTable {
         &self,
         shard: &mut Shard,
         key: &ServerKey,
+        hash: u64,
         req: &Message,
         now: Instant,
         fx: &mut Fx,
     ) -> RequestOutcome {
-        let Some(tx) = shard.server.get(key).copied() else {
+        let Some(tx) = shard.server_tx(key, hash) else {
             return RequestOutcome::Stateless;
         };
         let m = shard.cells.get_mut(&tx).map(|c| c.on_ack(req, now, fx));
@@ -557,21 +606,23 @@ impl TransactionTable {
     }
 
     /// Any request but ACK and CANCEL.
+    #[allow(clippy::too_many_arguments)]
     fn on_other(
         &self,
         shard: &mut Shard,
         key: ServerKey,
+        hash: u64,
         req: &Message,
         from: Peer,
         now: Instant,
         fx: &mut Fx,
     ) -> Result<RequestOutcome> {
-        if let Some(tx) = shard.retransmission(&key, req, now, &self.len, fx) {
+        if let Some(tx) = shard.retransmission(&key, hash, req, now, &self.len, fx) {
             return Ok(RequestOutcome::Retransmission(tx));
         }
         let invite = req.method() == Some(&Method::Invite);
         if invite && shard.take_tombstone(&key, req, now) {
-            let tx = self.create(shard, key, req, from, now, fx)?;
+            let tx = self.create(shard, key, hash, req, from, now, fx)?;
             if let Some(c) = shard.cells.get_mut(&tx) {
                 c.reply_cancelled(now, fx);
             }
@@ -579,7 +630,7 @@ impl TransactionTable {
             tracing::debug!(%tx, "INVITE arrived after its CANCEL: 487");
             return Ok(RequestOutcome::CancelledBeforeArrival(tx));
         }
-        let tx = self.create(shard, key, req, from, now, fx)?;
+        let tx = self.create(shard, key, hash, req, from, now, fx)?;
         if invite && self.cfg.auto_inv_100 {
             if let Some(c) = shard.cells.get_mut(&tx) {
                 c.send_trying(now, fx);
@@ -588,31 +639,31 @@ impl TransactionTable {
         Ok(RequestOutcome::New(tx))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_cancel(
         &self,
         shard: &mut Shard,
         key: ServerKey,
+        hash: u64,
         req: &Message,
         from: Peer,
         now: Instant,
         fx: &mut Fx,
     ) -> Result<RequestOutcome> {
         // A retransmitted CANCEL gets its answer again.
-        if let Some(tx) = shard.retransmission(&key, req, now, &self.len, fx) {
+        if let Some(tx) = shard.retransmission(&key, hash, req, now, &self.len, fx) {
             return Ok(RequestOutcome::Retransmission(tx));
         }
         let ikey = key.with_method(Method::Invite);
         let invite = shard
-            .server
-            .get(&ikey)
-            .copied()
+            .server_tx(&ikey, ikey.table_hash())
             .filter(|tx| shard.cells.get(tx).is_some_and(|c| c.is_invite()));
         let Some(inv) = invite else {
             // "Fast hang-up": answer 481 and remember, so a late INVITE gets 487.
             let until = now + self.cfg.timers.wt_timer;
             let cap = (self.cfg.max_cancel_memory / self.shards.len()).max(1);
             shard.remember_cancel(ikey, req, until, now, cap);
-            let tx = self.create(shard, key, req, from, now, fx)?;
+            let tx = self.create(shard, key, hash, req, from, now, fx)?;
             if let Some(c) = shard.cells.get_mut(&tx) {
                 // The CANCEL transaction has no branches: answering it is all it does.
                 // A fresh cell has sent nothing, so this cannot fail.
@@ -632,7 +683,7 @@ impl TransactionTable {
             NO_MORE_BRANCHES_REASON
         };
         // §9.2: the 200 to the CANCEL carries the To tag of the INVITE's response.
-        match self.create(shard, key, req, from, now, fx) {
+        match self.create(shard, key, hash, req, from, now, fx) {
             Ok(tx) => {
                 if let Some(c) = shard.cells.get_mut(&tx) {
                     c.set_to_tag(to_tag);

@@ -346,7 +346,7 @@ async fn timer_a_doubles_to_t2_and_fr_timer_answers_408() {
     let log = h.advance(5_000).await;
     assert_eq!(log.last().map(|(t, _)| *t), Some(35_000));
     assert!(terminated(&only(log), tx));
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
 }
 
 #[tokio::test(start_paused = true)]
@@ -378,7 +378,7 @@ async fn reliable_transports_do_not_retransmit() {
     // Timer I is zero on TCP: the ACK ends the transaction at once.
     let ack = h.request_from(&upstream_ack("z9hG4bK1", &r408), caller);
     assert!(terminated(&ack.outputs, tx));
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
 }
 
 #[tokio::test(start_paused = true)]
@@ -465,7 +465,7 @@ async fn timer_c_guard_ends_a_branch_that_never_answers_its_cancel() {
         .iter()
         .all(|(_, o)| !matches!(o, Output::Response { .. })));
     assert!(terminated(&only(log), tx));
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
 }
 
 #[tokio::test(start_paused = true)]
@@ -531,7 +531,7 @@ async fn timer_g_retransmits_the_final_until_timer_h() {
         Some(&(32_000, Output::Terminated { tx })),
         "timer H"
     );
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
 }
 
 #[tokio::test(start_paused = true)]
@@ -561,7 +561,7 @@ async fn two_xx_passes_end_to_end_until_timers_l_and_m() {
         terminated(&only(log), tx),
         "L and M end it at wt_timer (5 s)"
     );
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
     assert!(matches!(h.respond(ok).0, ResponseOutcome::Unmatched(_)));
 }
 
@@ -606,7 +606,7 @@ async fn timer_e_runs_at_t2_once_proceeding_and_k_absorbs_finals() {
     assert!(log.is_empty(), "K and J (5 s) are not over");
     let log = h.advance(100).await;
     assert!(terminated(&only(log), tx), "K (T4) and J (wt_timer) end it");
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
 }
 
 // === CANCEL ===
@@ -650,7 +650,7 @@ async fn cancel_before_any_branch_answers_487() {
         RequestOutcome::AckAbsorbed(tx)
     );
     h.advance(40_000).await;
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
 }
 
 #[tokio::test(start_paused = true)]
@@ -766,7 +766,7 @@ async fn branches_that_name_their_transaction_match_without_the_index() {
     // Once the transaction is gone, a 2xx retransmission is for the stateless path.
     let log = h.advance(6_000).await;
     assert!(terminated(&only(log), tx));
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
     assert!(matches!(
         h.respond(s0.reply(200, "", Some("b0"))).0,
         ResponseOutcome::Unmatched(_)
@@ -820,7 +820,7 @@ async fn unmatched_cancel_gets_481_and_the_late_invite_487() {
         RequestOutcome::AckAbsorbed(tx)
     );
     h.advance(40_000).await;
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1090,7 +1090,7 @@ async fn release_forgets_a_new_transaction() {
     let tx = h.new_tx(&opt);
     let out = h.table.release(tx).unwrap();
     assert!(terminated(&out, tx));
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
     assert!(matches!(h.request(&opt).outcome, RequestOutcome::New(_)));
 }
 
@@ -1161,7 +1161,7 @@ async fn many_transactions_drain() {
     }
     assert_eq!(h.table.len(), 200);
     h.advance(80_000).await;
-    assert!(h.table.is_empty());
+    assert_drained(&h.table);
 }
 
 // === More response-context paths ===
@@ -1370,4 +1370,10 @@ async fn a_transport_error_ends_the_branch_as_477_at_once() {
     );
     let out = h.table.relay_best(tx, Instant::now()).unwrap();
     assert_eq!(statuses(&out), [477], "as Kamailio answers a send error");
+}
+
+/// The table holds no transaction, and its server index no entry either.
+fn assert_drained(table: &TransactionTable) {
+    assert!(table.is_empty(), "transactions left: {}", table.len());
+    assert_eq!(table.server_entries(), 0, "server index entries left");
 }
