@@ -58,6 +58,16 @@ pub(crate) enum First {
 }
 
 impl First {
+    /// Every one, in the order of their slots in [`FirstLines`].
+    pub(crate) const ALL: [First; 6] = [
+        First::Via,
+        First::From,
+        First::To,
+        First::CallId,
+        First::CSeq,
+        First::MaxForwards,
+    ];
+
     #[cfg(test)]
     pub(crate) fn name_for_tests(self) -> &'static str {
         self.name()
@@ -257,16 +267,16 @@ impl Headers {
         self.list.push(h);
     }
 
-    /// Remember where the first line of each [`First`] header is (in [`First`]'s order;
-    /// `None`: absent), as the parser found them for the lines as they are now. Until
-    /// the next edit, [`Headers::first`] reads them without a scan.
-    pub(crate) fn remember_first(&mut self, at: [Option<usize>; 6]) {
+    /// Remember where the first line of each [`First`] header is (`line(which)`; `None`:
+    /// absent), as the parser found them for the lines as they are now. Until the next
+    /// edit, [`Headers::first`] reads them without a scan.
+    pub(crate) fn remember_first(&mut self, line: impl Fn(First) -> Option<usize>) {
         let mut first = FirstLines {
             known: true,
             at: [FirstLines::ABSENT; 6],
         };
-        for (slot, i) in first.at.iter_mut().zip(at) {
-            if let Some(i) = i {
+        for (slot, which) in first.at.iter_mut().zip(First::ALL) {
+            if let Some(i) = line(which) {
                 match u8::try_from(i) {
                     Ok(i) if i != FirstLines::ABSENT && usize::from(i) < self.list.len() => {
                         *slot = i;

@@ -185,6 +185,18 @@ impl Found {
         }
     }
 
+    /// Index of the first line of `which`.
+    fn line(&self, which: First) -> Option<usize> {
+        match which {
+            First::Via => self.via,
+            First::From => self.from,
+            First::To => self.to,
+            First::CallId => self.call_id,
+            First::CSeq => self.cseq,
+            First::MaxForwards => self.max_forwards,
+        }
+    }
+
     fn of(headers: &Headers) -> Found {
         let mut f = Found::default();
         for (i, h) in headers.iter().enumerate() {
@@ -511,14 +523,7 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
             value: source.text(trim_ws(value)),
         });
     }
-    headers.remember_first([
-        found.via,
-        found.from,
-        found.to,
-        found.call_id,
-        found.cseq,
-        found.max_forwards,
-    ]);
+    headers.remember_first(|which| found.line(which));
     // Content-Length values are checked once folding is resolved.
     for i in found.content_length.iter().flatten() {
         let v = headers
@@ -1213,14 +1218,7 @@ mod tests {
             cSeQ: 2 BYE\r\n\
             Content-Length: 0\r\n\r\n";
         let mut m = parse(raw).unwrap();
-        for which in [
-            First::Via,
-            First::From,
-            First::To,
-            First::CallId,
-            First::CSeq,
-            First::MaxForwards,
-        ] {
+        for which in First::ALL {
             assert_eq!(
                 m.headers.first(which),
                 m.headers.get(which.name_for_tests()),

@@ -143,12 +143,7 @@ fn binding(contact: &str, expires_at_ms: u64) -> Binding {
 /// Under eight threads on one AOR with both cores busy, 32 lost races in a row happen.
 fn register_retrying(store: &dyn LocationStore, aor: &str, b: Binding) {
     for _ in 0..100 {
-        let r = store.update(aor, weir_store::now_ms(), &mut |bs| {
-            bs.retain(|x| x.contact != b.contact);
-            bs.push(b.clone());
-            true
-        });
-        match r {
+        match try_register(store, aor, &b) {
             Ok(_) => return,
             Err(weir_store::StoreError::Conflict(_)) => continue,
             Err(e) => panic!("{e}"),
@@ -158,13 +153,20 @@ fn register_retrying(store: &dyn LocationStore, aor: &str, b: Binding) {
 }
 
 fn register(store: &dyn LocationStore, aor: &str, b: Binding) -> Vec<Binding> {
-    store
-        .update(aor, weir_store::now_ms(), &mut |bs| {
-            bs.retain(|x| x.contact != b.contact);
-            bs.push(b.clone());
-            true
-        })
-        .unwrap()
+    try_register(store, aor, &b).unwrap()
+}
+
+/// Add or replace `b`'s contact in `aor`'s bindings.
+fn try_register(
+    store: &dyn LocationStore,
+    aor: &str,
+    b: &Binding,
+) -> Result<Vec<Binding>, weir_store::StoreError> {
+    store.update(aor, weir_store::now_ms(), &mut |bs| {
+        bs.retain(|x| x.contact != b.contact);
+        bs.push(b.clone());
+        true
+    })
 }
 
 #[test]

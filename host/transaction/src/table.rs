@@ -162,6 +162,16 @@ struct ServerEntry {
     tx: TxId,
 }
 
+/// Whether a server index entry is that of the transaction keyed `key` (of hash
+/// `hash`): the key is compared in the entry's cell.
+fn keyed<'a>(
+    cells: &'a HashMap<TxId, Box<Cell>, IdHash>,
+    key: &'a ServerKey,
+    hash: u64,
+) -> impl Fn(&ServerEntry) -> bool + 'a {
+    move |e| e.hash == hash && cells.get(&e.tx).is_some_and(|c| c.key == *key)
+}
+
 struct Shard {
     /// This shard's index (part of every id it hands out).
     index: usize,
@@ -218,11 +228,8 @@ impl Shard {
 
     /// The live server transaction whose key is `key` (of hash `hash`).
     fn server_tx(&self, key: &ServerKey, hash: u64) -> Option<TxId> {
-        let cells = &self.cells;
         self.server
-            .find(hash, |e| {
-                e.hash == hash && cells.get(&e.tx).is_some_and(|c| c.key == *key)
-            })
+            .find(hash, keyed(&self.cells, key, hash))
             .map(|e| e.tx)
     }
 
@@ -231,9 +238,7 @@ impl Shard {
     /// retransmission) gives the key up to the new one, as a map insert would.
     fn index_server(&mut self, key: &ServerKey, hash: u64, tx: TxId) {
         let Shard { server, cells, .. } = self;
-        let same =
-            |e: &ServerEntry| e.hash == hash && cells.get(&e.tx).is_some_and(|c| c.key == *key);
-        match server.find_mut(hash, same) {
+        match server.find_mut(hash, keyed(cells, key, hash)) {
             Some(e) => e.tx = tx,
             None => {
                 server.insert_unique(hash, ServerEntry { hash, tx }, |e| e.hash);
