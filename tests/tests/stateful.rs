@@ -279,8 +279,15 @@ fn lost_requests_and_responses_are_recovered_by_retransmission_and_absorbed() {
     // retransmits an INVITE that Weir got, so an INVITE lost at the UAS is recovered
     // only by Weir's own retransmission (timer A), a BYE by timer E. What the UAC
     // retransmits (a lost 100/180/200, a lost 200 to its BYE) reaches Weir and must be
-    // absorbed there: answered from the transaction, never forwarded. With no proxy,
-    // pure loss on the receiving side fails no call, and neither may Weir.
+    // absorbed there: answered from the transaction, never forwarded, for as long as
+    // the transaction is kept. That must outlast the UAC's retransmissions of a BYE:
+    // at the default `wt_timer` (5 s, as in Kamailio) a call of 200 fails now and then
+    // (seen: the UAS lost a BYE twice, so its 200 came 1.5 s into the UAC's schedule,
+    // the UAC lost that 200 and the one re-sent for its 3.5 s retransmission, and its
+    // 7.5 s retransmission came 5.9 s after the 200: a new request to a UAS past its
+    // 4 s timewait, never answered; with no proxy the same losses fail the same call).
+    // Here the transaction stays RFC 3261's 64*T1 (timer J), so no call may fail and
+    // every UAC retransmission is absorbed.
     let uas = Uas::start_with(
         LOCAL,
         Transport::Udp,
@@ -289,7 +296,10 @@ fn lost_requests_and_responses_are_recovered_by_retransmission_and_absorbed() {
             ..UasOptions::default()
         },
     );
-    let proxy = start("", &conf::stateful_route("default", &q(&uas.uri()), ""));
+    let proxy = start(
+        "wt_timer_ms = 32000",
+        &conf::stateful_route("default", &q(&uas.uri()), ""),
+    );
     let mut u = uac(&proxy, Transport::Udp, "uac_lossy.xml", CALLS, RATE);
     u.timeout = Duration::from_secs(40);
     let run = u.run();
