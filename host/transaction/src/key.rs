@@ -162,10 +162,12 @@ fn key_method(m: &Method) -> Method {
 pub enum ServerKey {
     /// §17.2.3: top-Via branch (with the magic cookie), sent-by and method.
     Rfc3261 {
-        /// The branch, compared exactly.
-        branch: String,
-        /// sent-by host, lowercased.
-        host: String,
+        /// The sent-by host, lowercased, then the branch, compared exactly: one block
+        /// for both (one allocation per request less, one free less per reaped
+        /// transaction). Equal exactly when both parts are, given `host_len`.
+        host_branch: Box<str>,
+        /// Where the branch starts in `host_branch`.
+        host_len: usize,
         /// sent-by port as written.
         port: Option<u16>,
         /// Request method (ACK counted as INVITE).
@@ -199,8 +201,14 @@ impl ServerKey {
         let top = req.top_via_ref()?;
         match top.branch() {
             Some(b) if b.starts_with(MAGIC_COOKIE) => Ok(ServerKey::Rfc3261 {
-                branch: b.to_string(),
-                host: top.host.to_ascii_lowercase(),
+                host_branch: {
+                    let mut s = String::with_capacity(top.host.len() + b.len());
+                    s.push_str(top.host);
+                    s.make_ascii_lowercase();
+                    s.push_str(b);
+                    s.into_boxed_str()
+                },
+                host_len: top.host.len(),
                 port: top.port,
                 method: key_method(method),
             }),
@@ -253,10 +261,13 @@ impl ServerKey {
         let mut h = shard_hasher();
         match self {
             ServerKey::Rfc3261 {
-                branch, host, port, ..
+                host_branch,
+                host_len,
+                port,
+                ..
             } => {
-                branch.hash(&mut h);
-                host.hash(&mut h);
+                host_branch.hash(&mut h);
+                host_len.hash(&mut h);
                 port.hash(&mut h);
             }
             ServerKey::Rfc2543 {
@@ -432,6 +443,33 @@ mod tests {
             .replace("192.0.2.1", "192.0.2.99");
         b.headers.set("Via", v);
         assert_ne!(ServerKey::of(&a).unwrap(), ServerKey::of(&b).unwrap());
+    }
+
+    #[test]
+    fn host_and_branch_compare_as_two_parts() {
+        let key = |via: &str| {
+            let mut m = req("OPTIONS", "z9hG4bKabc", "");
+            m.headers.set("Via", via);
+            ServerKey::of(&m).unwrap()
+        };
+        // The host without regard to case, the branch exactly.
+        assert_eq!(
+            key("SIP/2.0/UDP Host.Example:5060;branch=z9hG4bKabc"),
+            key("SIP/2.0/UDP host.example:5060;branch=z9hG4bKabc")
+        );
+        assert_ne!(
+            key("SIP/2.0/UDP host.example:5060;branch=z9hG4bKabc"),
+            key("SIP/2.0/UDP host.example:5060;branch=z9hG4bKABC")
+        );
+        // The same bytes end to end, split elsewhere: different keys.
+        assert_ne!(
+            key("SIP/2.0/UDP hostz9hG4bK;branch=z9hG4bKabc"),
+            key("SIP/2.0/UDP host;branch=z9hG4bKz9hG4bKabc")
+        );
+        assert_ne!(
+            key("SIP/2.0/UDP host.example:5060;branch=z9hG4bKabc"),
+            key("SIP/2.0/UDP host.example:5061;branch=z9hG4bKabc")
+        );
     }
 
     #[test]
