@@ -179,7 +179,7 @@ const DEFAULT_MEMORY_MB: i64 = 16;
 /// Default epoch tick, ms. The ticker thread wakes this often for as long as Weir runs:
 /// at 1 ms it cost 1–2% of a core on an idle proxy (measured with bench/run), at 5 ms a
 /// fifth of that, while a 10 ms module deadline still fires within 10–15 ms.
-const DEFAULT_EPOCH_TICK_MS: i64 = 20;
+const DEFAULT_EPOCH_TICK_MS: i64 = 1_000;
 /// Default module call deadline, ms.
 /// A wall-clock budget: it must cover a thread descheduled on a loaded machine, not only
 /// the module's own work (a normal call takes a few µs), or busy hosts turn into 500s.

@@ -4,7 +4,8 @@
 //! (`wit/`). This crate owns everything between a parsed SIP message and a module:
 //!
 //! - the wasmtime [`Engine`](wasmtime::Engine) (Cranelift, epoch interruption, no
-//!   concurrency support) and the thread that ticks its epoch ([`Runtime`]);
+//!   concurrency support) and the watchdog thread that moves its epoch when a call
+//!   is past its deadline ([`Runtime`]);
 //! - compiling a component once, with an on-disk cache of compiled code keyed by the
 //!   component's content and the engine's compatibility hash;
 //! - a pool of pre-initialised instances per module ([`LoadedModule`]), so a message
@@ -73,6 +74,7 @@ mod registry;
 mod runtime;
 mod services;
 mod spec;
+mod watchdog;
 
 pub use call::{
     BindingChange, BindingEvent, CallContext, Hook, ModuleFailure, ModuleStats, Transport, Vars,

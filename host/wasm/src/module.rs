@@ -21,8 +21,8 @@ use crate::host::message::MESSAGE_REP;
 use crate::host::services::{check_branch, Grants, ServiceState};
 use crate::host::{placeholder_message, Ctx, ModuleIdent};
 use crate::kv::KvStore;
-use crate::runtime::EpochTicker;
 use crate::spec::ModuleLimits;
+use crate::watchdog::{CallSlot, Watchdog};
 use crate::MAX_MESSAGE_BYTES;
 
 /// Most headers in a module's reply.
@@ -73,8 +73,6 @@ pub struct LoadedModule {
     pre: ModulePre<Ctx>,
     params: Vec<WitParam>,
     limits: ModuleLimits,
-    call_ticks: u64,
-    start_ticks: u64,
     kv: Arc<dyn KvStore>,
     auth: Arc<AuthState>,
     services: Arc<ServiceState>,
@@ -86,13 +84,14 @@ pub struct LoadedModule {
     live: AtomicUsize,
     counters: Counters,
     info: LoadInfo,
-    // Keeps the epoch ticking while this module can be called.
-    _ticker: Arc<EpochTicker>,
+    watchdog: Arc<Watchdog>,
 }
 
 struct Instance {
     store: Store<Ctx>,
     bindings: Module,
+    /// The deadline of the call the instance is running, for the watchdog.
+    slot: CallSlot,
 }
 
 #[derive(Default)]
@@ -132,37 +131,23 @@ pub(crate) struct ModuleParts {
     pub(crate) pre: ModulePre<Ctx>,
     pub(crate) params: Vec<WitParam>,
     pub(crate) limits: ModuleLimits,
-    pub(crate) epoch_tick: Duration,
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) auth: Arc<AuthState>,
     pub(crate) services: Arc<ServiceState>,
     pub(crate) grants: Arc<Grants>,
     pub(crate) info: LoadInfo,
-    pub(crate) ticker: Arc<EpochTicker>,
-}
-
-/// Epoch ticks for a budget: rounded up, plus one because the first tick comes
-/// anywhere within a tick of the call's start. The deadline fires between
-/// `timeout` and `timeout + tick`.
-fn ticks(budget: Duration, tick: Duration) -> u64 {
-    let whole = budget.as_nanos().div_ceil(tick.as_nanos().max(1));
-    u64::try_from(whole)
-        .unwrap_or(u64::MAX - 1)
-        .saturating_add(1)
+    pub(crate) watchdog: Arc<Watchdog>,
 }
 
 impl LoadedModule {
     /// Builds the module and its first instance (which runs `init`).
     pub(crate) fn start(parts: ModuleParts) -> Result<LoadedModule, StartFailure> {
-        let call_ticks = ticks(parts.limits.timeout, parts.epoch_tick);
-        let start_ticks = ticks(parts.limits.timeout.saturating_mul(10), parts.epoch_tick);
+        parts.watchdog.bound(parts.limits.timeout);
         let module = LoadedModule {
             ident: parts.ident,
             pre: parts.pre,
             params: parts.params,
             limits: parts.limits,
-            call_ticks,
-            start_ticks,
             kv: parts.kv,
             auth: parts.auth,
             services: parts.services,
@@ -172,7 +157,7 @@ impl LoadedModule {
             live: AtomicUsize::new(1),
             counters: Counters::default(),
             info: parts.info,
-            _ticker: parts.ticker,
+            watchdog: parts.watchdog,
         };
         let first = module.instantiate()?;
         module.put_idle(first);
@@ -287,8 +272,10 @@ impl LoadedModule {
     ) -> Result<(), ModuleFailure> {
         let mut inst = self.begin()?;
         inst.store.data_mut().begin_event();
-        inst.store.set_epoch_deadline(self.call_ticks);
+        inst.store.set_epoch_deadline(1);
+        inst.slot.begin(self.limits.timeout);
         let raw = export(&mut inst);
+        inst.slot.end();
         inst.store.data_mut().end_event();
         let outcome = match raw {
             Ok(Ok(())) => Ok(()),
@@ -339,13 +326,15 @@ impl LoadedModule {
 
         let original = std::mem::replace(msg, placeholder_message());
         inst.store.data_mut().begin_call(original, cx);
-        inst.store.set_epoch_deadline(self.call_ticks);
+        inst.store.set_epoch_deadline(1);
         let handler = inst.bindings.weir_sip_handler();
         let this = Resource::new_borrow(MESSAGE_REP);
+        inst.slot.begin(self.limits.timeout);
         let raw = match hook {
             Hook::Request => handler.call_on_request(&mut inst.store, this),
             Hook::Reply => handler.call_on_reply(&mut inst.store, this),
         };
+        inst.slot.end();
         let outcome = match raw {
             Ok(Ok(verdict)) => check_verdict(hook, verdict),
             Ok(Err(message)) => Err(ModuleFailure::Error(
@@ -519,21 +508,30 @@ impl LoadedModule {
         .map_err(|e| StartFailure::Failed(ModuleFailure::Trap(chain(&e))))?;
         let mut store = Store::new(self.pre.engine(), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
-        store.set_epoch_deadline(self.start_ticks);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| StartFailure::Failed(classify(&store, &e)))?;
-        let init = bindings
-            .weir_sip_handler()
-            .call_init(&mut store, &self.params);
+        let slot = self.watchdog.slot();
+        let watched = slot.share();
+        store.epoch_deadline_callback(move |_| Ok(watched.on_epoch()));
+        store.set_epoch_deadline(1);
+        // Instantiation and `init` together: ten call timeouts.
+        slot.begin(self.limits.timeout.saturating_mul(10));
+        let started = self.pre.instantiate(&mut store).and_then(|bindings| {
+            let init = bindings
+                .weir_sip_handler()
+                .call_init(&mut store, &self.params)?;
+            Ok((bindings, init))
+        });
+        slot.end();
         store.data_mut().wasi.flush_all(&self.ident);
-        match init {
-            Ok(Ok(())) => {
+        match started {
+            Ok((bindings, Ok(()))) => {
                 self.counters.instances_created.inc();
-                Ok(Instance { store, bindings })
+                Ok(Instance {
+                    store,
+                    bindings,
+                    slot,
+                })
             }
-            Ok(Err(message)) => Err(StartFailure::Refused(message)),
+            Ok((_, Err(message))) => Err(StartFailure::Refused(message)),
             Err(e) => Err(StartFailure::Failed(classify(&store, &e))),
         }
     }
@@ -734,14 +732,6 @@ mod tests {
                 })
                 .collect(),
         })
-    }
-
-    #[test]
-    fn ticks_round_up_and_add_one() {
-        let ms = Duration::from_millis(1);
-        assert_eq!(ticks(Duration::from_millis(10), ms), 11);
-        assert_eq!(ticks(Duration::from_micros(10_500), ms), 12);
-        assert_eq!(ticks(Duration::MAX, Duration::from_nanos(1)), u64::MAX);
     }
 
     #[test]

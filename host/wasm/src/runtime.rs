@@ -1,10 +1,8 @@
-//! The process-wide runtime: engine, epoch ticker, linker, code cache, kv store.
+//! The process-wide runtime: engine, call watchdog, linker, code cache, kv store.
 
 use std::fs;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
@@ -22,6 +20,7 @@ use crate::kv::KvStore;
 use crate::module::{CacheOutcome, LoadInfo, LoadedModule, ModuleParts, StartFailure};
 use crate::services::Services;
 use crate::spec::{ModuleSpec, ParamValue, RuntimeConfig};
+use crate::watchdog::Watchdog;
 
 /// Largest component file accepted (interpreter-based guests are 12-18 MB).
 const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
@@ -37,13 +36,12 @@ pub struct Runtime {
     auth: Arc<AuthState>,
     services: Arc<ServiceState>,
     cache: Option<CodeCache>,
-    ticker: Arc<EpochTicker>,
-    epoch_tick: Duration,
+    watchdog: Arc<Watchdog>,
 }
 
 impl Runtime {
     /// Builds the engine (Cranelift, component model, epoch interruption, no
-    /// concurrency support), starts the epoch thread and opens the code cache.
+    /// concurrency support), starts the call watchdog and opens the code cache.
     pub fn new(cfg: RuntimeConfig, kv: Arc<dyn KvStore>) -> Result<Runtime, Error> {
         if cfg.epoch_tick < Duration::from_micros(100) || cfg.epoch_tick > Duration::from_secs(1) {
             return Err(Error::Config {
@@ -63,10 +61,10 @@ impl Runtime {
             ),
             None => None,
         };
-        let ticker =
-            EpochTicker::start(engine.clone(), cfg.epoch_tick).map_err(|e| Error::Engine {
+        let watchdog =
+            Watchdog::start(engine.clone(), cfg.epoch_tick).map_err(|e| Error::Engine {
                 source: WasmError::from(wasmtime::Error::msg(format!(
-                    "cannot start the epoch thread: {e}"
+                    "cannot start the call watchdog thread: {e}"
                 ))),
             })?;
         Ok(Runtime {
@@ -76,8 +74,7 @@ impl Runtime {
             auth: Arc::new(AuthState::new()),
             services: Arc::new(ServiceState::new()),
             cache,
-            ticker,
-            epoch_tick: cfg.epoch_tick,
+            watchdog,
         })
     }
 
@@ -157,7 +154,6 @@ impl Runtime {
             pre,
             params: spec.params.iter().map(to_wit_param).collect(),
             limits: spec.limits.clone(),
-            epoch_tick: self.epoch_tick,
             kv: self.kv.clone(),
             auth: self.auth.clone(),
             services: self.services.clone(),
@@ -175,7 +171,7 @@ impl Runtime {
                 start_time: Duration::ZERO,
                 component_bytes,
             },
-            ticker: self.ticker.clone(),
+            watchdog: self.watchdog.clone(),
         };
         let mut loaded = LoadedModule::start(parts).map_err(|f| match f {
             StartFailure::Refused(message) => Error::InitRefused {
@@ -222,7 +218,6 @@ impl Runtime {
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("epoch_tick", &self.epoch_tick)
             .field("cache", &self.cache.is_some())
             .finish_non_exhaustive()
     }
@@ -336,37 +331,6 @@ fn to_wit_param(p: &crate::spec::Param) -> WitParam {
     WitParam {
         key: p.key.clone(),
         value,
-    }
-}
-
-// === EpochTicker ===
-
-/// The thread that advances the engine's epoch every tick, so guest calls past
-/// their deadline trap. Shared by the runtime and every loaded module; stops (within
-/// a tick, without being joined) when the last of them is dropped.
-pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine, tick: Duration) -> std::io::Result<Arc<EpochTicker>> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        thread::Builder::new()
-            .name("weir-wasm-epoch".into())
-            .spawn(move || {
-                while !stopped.load(Ordering::Relaxed) {
-                    thread::sleep(tick);
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(Arc::new(EpochTicker { stop }))
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -9,8 +9,9 @@ pub struct RuntimeConfig {
     /// Directory of the compiled-code cache; `None` compiles every load. The caller
     /// picks the default (e.g. a `cache/` directory beside the config).
     pub cache_dir: Option<PathBuf>,
-    /// How often the epoch advances; module timeouts are rounded up to whole ticks
-    /// and fire up to one tick late.
+    /// Longest sleep of the call watchdog while modules are being called; it also
+    /// sleeps no longer than the shortest module timeout, so deadlines hold whatever
+    /// this is.
     pub epoch_tick: Duration,
 }
 
