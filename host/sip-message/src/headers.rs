@@ -68,13 +68,8 @@ impl First {
         First::MaxForwards,
     ];
 
-    #[cfg(test)]
-    pub(crate) fn name_for_tests(self) -> &'static str {
-        self.name()
-    }
-
     /// The long name, for the scan when the lines are not remembered.
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             First::Via => "Via",
             First::From => "From",

@@ -1221,7 +1221,7 @@ mod tests {
         for which in First::ALL {
             assert_eq!(
                 m.headers.first(which),
-                m.headers.get(which.name_for_tests()),
+                m.headers.get(which.name()),
                 "{which:?}"
             );
         }

@@ -245,10 +245,8 @@ impl LoadedModule {
                 })
                 .collect(),
         };
-        self.call_without_message(|inst| {
-            inst.bindings
-                .weir_sip_handler()
-                .call_on_binding(&mut inst.store, &wit)
+        self.call_without_message(|store, bindings| {
+            bindings.weir_sip_handler().call_on_binding(store, &wit)
         })
     }
 
@@ -256,10 +254,8 @@ impl LoadedModule {
     /// watched transaction ended). Bounded like [`on_request`](Self::on_request).
     pub fn on_event(&self, event: &crate::services::Event) -> Result<(), ModuleFailure> {
         let wit = to_wit_event(event);
-        self.call_without_message(|inst| {
-            inst.bindings
-                .weir_sip_handler()
-                .call_on_event(&mut inst.store, &wit)
+        self.call_without_message(|store, bindings| {
+            bindings.weir_sip_handler().call_on_event(store, &wit)
         })
     }
 
@@ -268,14 +264,16 @@ impl LoadedModule {
     /// [`ModuleFailure::Error`].
     fn call_without_message(
         &self,
-        export: impl FnOnce(&mut Instance) -> wasmtime::Result<Result<(), String>>,
+        export: impl FnOnce(&mut Store<Ctx>, &Module) -> wasmtime::Result<Result<(), String>>,
     ) -> Result<(), ModuleFailure> {
         let mut inst = self.begin()?;
         inst.store.data_mut().begin_event();
-        inst.store.set_epoch_deadline(1);
-        inst.slot.begin(self.limits.timeout);
-        let raw = export(&mut inst);
-        inst.slot.end();
+        let Instance {
+            store,
+            bindings,
+            slot,
+        } = &mut inst;
+        let raw = slot.watch(store, self.limits.timeout, |store| export(store, bindings));
         inst.store.data_mut().end_event();
         let outcome = match raw {
             Ok(Ok(())) => Ok(()),
@@ -326,15 +324,14 @@ impl LoadedModule {
 
         let original = std::mem::replace(msg, placeholder_message());
         inst.store.data_mut().begin_call(original, cx);
-        inst.store.set_epoch_deadline(1);
         let handler = inst.bindings.weir_sip_handler();
         let this = Resource::new_borrow(MESSAGE_REP);
-        inst.slot.begin(self.limits.timeout);
-        let raw = match hook {
-            Hook::Request => handler.call_on_request(&mut inst.store, this),
-            Hook::Reply => handler.call_on_reply(&mut inst.store, this),
-        };
-        inst.slot.end();
+        let raw = inst
+            .slot
+            .watch(&mut inst.store, self.limits.timeout, |store| match hook {
+                Hook::Request => handler.call_on_request(store, this),
+                Hook::Reply => handler.call_on_reply(store, this),
+            });
         let outcome = match raw {
             Ok(Ok(verdict)) => check_verdict(hook, verdict),
             Ok(Err(message)) => Err(ModuleFailure::Error(
@@ -511,16 +508,16 @@ impl LoadedModule {
         let slot = self.watchdog.slot();
         let watched = slot.share();
         store.epoch_deadline_callback(move |_| Ok(watched.on_epoch()));
-        store.set_epoch_deadline(1);
         // Instantiation and `init` together: ten call timeouts.
-        slot.begin(self.limits.timeout.saturating_mul(10));
-        let started = self.pre.instantiate(&mut store).and_then(|bindings| {
-            let init = bindings
-                .weir_sip_handler()
-                .call_init(&mut store, &self.params)?;
-            Ok((bindings, init))
+        let budget = self.limits.timeout.saturating_mul(10);
+        let started = slot.watch(&mut store, budget, |store| {
+            self.pre.instantiate(&mut *store).and_then(|bindings| {
+                let init = bindings
+                    .weir_sip_handler()
+                    .call_init(&mut *store, &self.params)?;
+                Ok((bindings, init))
+            })
         });
-        slot.end();
         store.data_mut().wasi.flush_all(&self.ident);
         match started {
             Ok((bindings, Ok(()))) => {

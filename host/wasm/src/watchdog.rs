@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, UpdateDeadline};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 /// Calls were made since the watchdog's last look.
 const ACTIVE: u8 = 0;
@@ -202,8 +202,23 @@ pub(crate) struct CallSlot {
 }
 
 impl CallSlot {
+    /// Run `f`, a guest entry on `store` (the store this slot's callback was given
+    /// to), as one call that must end within `budget`.
+    pub(crate) fn watch<T, R>(
+        &self,
+        store: &mut Store<T>,
+        budget: Duration,
+        f: impl FnOnce(&mut Store<T>) -> R,
+    ) -> R {
+        store.set_epoch_deadline(1);
+        self.begin(budget);
+        let r = f(store);
+        self.end();
+        r
+    }
+
     /// A call starts that must end within `budget`.
-    pub(crate) fn begin(&self, budget: Duration) {
+    fn begin(&self, budget: Duration) {
         let s = &self.shared;
         self.deadline
             .store(s.nanos(Instant::now() + budget), Ordering::SeqCst);
@@ -218,7 +233,7 @@ impl CallSlot {
     }
 
     /// The call ended.
-    pub(crate) fn end(&self) {
+    fn end(&self) {
         self.deadline.store(0, Ordering::SeqCst);
     }
 
