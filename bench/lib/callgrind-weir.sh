@@ -70,7 +70,9 @@ if [ $mode = dispatcher ]; then
         "$root/bench/weir/dispatcher.list" > "$out/dispatcher.list"
 fi
 cfg="$out/weir.toml"
-sed -e "s#component = \".*\"#component = \"$module\"#" \
+# a module call's first run under valgrind takes far longer than its 50 ms default
+# deadline (the timeout does not change the instructions counted)
+sed -e "s#component = \".*\"#component = \"$module\"\ntimeout_ms = 5000#" \
     -e "s#file = \"subscribers.txt\"#file = \"$out/subscribers.txt\"#" \
     -e "s/127.0.0.1:5160/127.0.0.1:$port/" -e "s/127.0.0.1:5360/127.0.0.1:$port/" -e "s/127.0.0.1:5170/127.0.0.1:$((port + 20))/" \
     "$root/bench/weir/$mode.toml" > "$cfg"

@@ -89,10 +89,42 @@ impl First {
 struct FirstLines {
     known: bool,
     at: [u8; 6],
+    /// Where the `tag` of the first From line is in its value, as the parser's check of
+    /// From found it ([`TagSpan`]); like `at`, valid only while `known`.
+    from_tag: TagSpan,
 }
 
 impl FirstLines {
     const ABSENT: u8 = u8::MAX;
+}
+
+/// The `tag` param of a From value: not looked at ([`TagSpan::UNKNOWN`], the default),
+/// absent ([`TagSpan::NONE`]), or its byte range in the value (start, length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TagSpan(u16, u16);
+
+impl TagSpan {
+    pub(crate) const UNKNOWN: TagSpan = TagSpan(u16::MAX, u16::MAX);
+    pub(crate) const NONE: TagSpan = TagSpan(u16::MAX, 0);
+
+    /// The span of `tag` inside `value` (`tag` must borrow from it), or
+    /// [`TagSpan::UNKNOWN`] if it lies beyond what 16 bits hold.
+    pub(crate) fn of(value: &str, tag: Option<&str>) -> TagSpan {
+        let Some(tag) = tag else {
+            return TagSpan::NONE;
+        };
+        let start = (tag.as_ptr() as usize).wrapping_sub(value.as_ptr() as usize);
+        match (u16::try_from(start), u16::try_from(tag.len())) {
+            (Ok(s), Ok(n)) if s != u16::MAX && start + tag.len() <= value.len() => TagSpan(s, n),
+            _ => TagSpan::UNKNOWN,
+        }
+    }
+}
+
+impl Default for TagSpan {
+    fn default() -> Self {
+        TagSpan::UNKNOWN
+    }
 }
 
 /// Two lists are equal when their lines are: what the parser remembered does not count.
@@ -269,6 +301,7 @@ impl Headers {
         let mut first = FirstLines {
             known: true,
             at: [FirstLines::ABSENT; 6],
+            from_tag: TagSpan::UNKNOWN,
         };
         for (slot, which) in first.at.iter_mut().zip(First::ALL) {
             if let Some(i) = line(which) {
@@ -282,6 +315,32 @@ impl Headers {
             }
         }
         self.first = first;
+    }
+
+    /// Remember where the first From line's tag is ([`TagSpan::of`] its value), while
+    /// the lines are remembered.
+    pub(crate) fn remember_from_tag(&mut self, span: TagSpan) {
+        if self.first.known {
+            self.first.from_tag = span;
+        }
+    }
+
+    /// The first From line's tag as remembered: `None` if it was not (then parse the
+    /// value), `Some(None)` if it has none.
+    pub(crate) fn remembered_from_tag(&self) -> Option<Option<&str>> {
+        if !self.first.known {
+            return None;
+        }
+        let span = self.first.from_tag;
+        if span == TagSpan::UNKNOWN {
+            return None;
+        }
+        if span == TagSpan::NONE {
+            return Some(None);
+        }
+        let from = self.first(First::From)?;
+        let start = usize::from(span.0);
+        from.get(start..start + usize::from(span.1)).map(Some)
     }
 
     /// Value of the first line of `which`: the remembered line, else by name.

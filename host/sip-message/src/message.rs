@@ -10,7 +10,7 @@ use crate::chars::{
     split_ws, take_while, trim_ws, words,
 };
 use crate::error::{HeaderError, Malformed, ParseError, ParseErrorKind};
-use crate::headers::{names_equal, First, Header, Headers};
+use crate::headers::{names_equal, First, Header, Headers, TagSpan};
 use crate::method::Method;
 use crate::scan::Lines;
 use crate::text::Text;
@@ -562,7 +562,7 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
         Some(_) => {}
     }
 
-    let msg = Message {
+    let mut msg = Message {
         start,
         headers,
         body,
@@ -573,10 +573,14 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
     let check = if msg.is_request() {
         msg.check_request(&found)
     } else {
-        msg.check_response(&found)
+        msg.check_response(&found).map(|()| TagSpan::UNKNOWN)
     };
     match check {
-        Ok(()) => Ok(msg),
+        Ok(from_tag) => {
+            // The check parsed From: its tag is then read without parsing it again.
+            msg.headers.remember_from_tag(from_tag);
+            Ok(msg)
+        }
         Err(m) => Err(map_malformed(&m).with_partial(partial_of(Message {
             body: Bytes::new(),
             ..msg
@@ -764,6 +768,9 @@ impl Message {
 
     /// `tag` parameter of From, borrowed.
     pub fn from_tag_ref(&self) -> Option<&str> {
+        if let Some(tag) = self.headers.remembered_from_tag() {
+            return tag;
+        }
         self.headers.first(First::From).and_then(nameaddr::tag_of)
     }
 
@@ -774,10 +781,7 @@ impl Message {
 
     /// `tag` parameter of From.
     pub fn from_tag(&self) -> Option<String> {
-        self.headers
-            .first(First::From)
-            .and_then(nameaddr::tag_of)
-            .map(str::to_string)
+        self.from_tag_ref().map(str::to_string)
     }
 
     /// `tag` parameter of To.
@@ -959,7 +963,7 @@ impl Message {
     /// is checked as `scheme ":" 1*uric`), Call-ID (non-empty, visible ASCII), CSeq
     /// (parses, method equals the request method), Max-Forwards (0-255 if present).
     pub fn validate_request(&self) -> Result<(), Malformed> {
-        self.check_request(&Found::of(&self.headers))
+        self.check_request(&Found::of(&self.headers)).map(|_| ())
     }
 
     /// Sanity checks on a response: Via (top via-parm parses), CSeq (parses), Call-ID,
@@ -974,17 +978,24 @@ impl Message {
             .ok_or(Malformed::Missing { header })
     }
 
-    fn check_request(&self, f: &Found) -> Result<(), Malformed> {
+    /// The checks of [`Message::validate_request`]; also where the From tag is.
+    fn check_request(&self, f: &Found) -> Result<TagSpan, Malformed> {
         let StartLine::Request { method, .. } = &self.start else {
             return Err(Malformed::WrongKind {
                 expected: "request",
             });
         };
         self.check_via(f)?;
-        for (i, header) in [(f.from, "From"), (f.to, "To")] {
-            let v = self.value_at(i, header)?;
-            nameaddr::validate(v).map_err(|source| Malformed::Invalid { header, source })?;
-        }
+        let from = self.value_at(f.from, "From")?;
+        let from_tag = nameaddr::validate_tag(from).map_err(|source| Malformed::Invalid {
+            header: "From",
+            source,
+        })?;
+        let to = self.value_at(f.to, "To")?;
+        nameaddr::validate(to).map_err(|source| Malformed::Invalid {
+            header: "To",
+            source,
+        })?;
         self.check_call_id(f)?;
         let (_, cm) = self.check_cseq(f)?;
         if cm != method.as_str() {
@@ -1000,7 +1011,7 @@ impl Message {
                 source,
             })?;
         }
-        Ok(())
+        Ok(TagSpan::of(from, from_tag))
     }
 
     fn check_response(&self, f: &Found) -> Result<(), Malformed> {
@@ -1081,6 +1092,34 @@ mod tests {
 
     fn parse(b: &[u8]) -> Result<Message, ParseError> {
         Message::parse(b, &L)
+    }
+
+    #[test]
+    fn from_tag_is_remembered_from_the_check_and_forgotten_at_an_edit() {
+        let m = parse(&options("", "", "")).unwrap();
+        assert_eq!(m.headers.remembered_from_tag(), Some(Some("f1")));
+        assert_eq!(m.from_tag_ref(), Some("f1"));
+        // A tag further in, after other params and a quoted display name.
+        let text = String::from_utf8(options("", "", "")).unwrap().replace(
+            "From: <sip:a@example.com>;tag=f1",
+            "f: \"A;tag=no\" <sip:a@example.com;tag=uri>;x=1;TAG=zz9",
+        );
+        let mut m = parse(text.as_bytes()).unwrap();
+        assert_eq!(m.from_tag_ref(), Some("zz9"));
+        assert_eq!(m.from_tag(), Some("zz9".to_string()));
+        m.headers.set("From", "<sip:b@example.com>;tag=new");
+        assert_eq!(m.headers.remembered_from_tag(), None);
+        assert_eq!(m.from_tag_ref(), Some("new"));
+        // No tag: remembered as none.
+        let text = String::from_utf8(options("", "", ""))
+            .unwrap()
+            .replace(";tag=f1", "");
+        let m = parse(text.as_bytes()).unwrap();
+        assert_eq!(m.headers.remembered_from_tag(), Some(None));
+        assert_eq!(m.from_tag_ref(), None);
+        // A reply is not checked that way: its tag is parsed when asked for.
+        let r = m.reply(200, "OK", Some("t"));
+        assert_eq!(r.from_tag_ref(), None);
     }
 
     #[test]

@@ -111,8 +111,19 @@ pub(crate) fn parse_parts<'a>(
 /// Validate a From/To-like value: name-addr / addr-spec structure and parameters, URI
 /// checked structurally (`scheme ":" 1*uric`).
 pub(crate) fn validate(value: &str) -> Result<(), HeaderError> {
-    let p = parse_parts(value, |_, _| {})?;
-    crate::uri::validate_light(p.uri)
+    validate_tag(value).map(|_| ())
+}
+
+/// [`validate`], giving the `tag` param too (as [`tag_of`] would), from the same pass.
+pub(crate) fn validate_tag(value: &str) -> Result<Option<&str>, HeaderError> {
+    let mut tag = None;
+    let p = parse_parts(value, |n, v| {
+        if tag.is_none() && n.eq_ignore_ascii_case("tag") {
+            tag = v;
+        }
+    })?;
+    crate::uri::validate_light(p.uri)?;
+    Ok(tag)
 }
 
 /// The `tag` parameter of a From/To-like value, without validating the URI.

@@ -89,6 +89,7 @@ mod message;
 pub mod names;
 mod params;
 pub mod requests;
+pub mod small_alloc;
 pub mod subscribers;
 pub mod system;
 #[cfg(not(target_arch = "wasm32"))]
@@ -97,6 +98,18 @@ pub mod timers;
 pub mod transactions;
 mod types;
 mod verdict;
+
+/// Small blocks freed by the module are kept for reuse instead of going back to
+/// wasi-libc's dlmalloc each time ([`small_alloc`]). A module that wants its own global
+/// allocator builds the SDK with `default-features = false`.
+#[cfg(all(
+    target_arch = "wasm32",
+    not(target_feature = "atomics"),
+    feature = "small-alloc"
+))]
+#[global_allocator]
+static ALLOCATOR: small_alloc::SmallCache<std::alloc::System> =
+    small_alloc::SmallCache::new(std::alloc::System);
 
 pub use error::{Context, EditError, Error, HostError, KvError};
 pub use message::Message;
