@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use crate::chars::is_token;
 use crate::text::Text;
+use crate::via::{ViaRef, ViaSpans};
 
 /// One header line: name as on the wire (or as added), value unfolded and trimmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +93,9 @@ struct FirstLines {
     /// Where the `tag` of the first From line is in its value, as the parser's check of
     /// From found it ([`TagSpan`]); like `at`, valid only while `known`.
     from_tag: TagSpan,
+    /// The top Via's first via-parm as the parser's check of Via parsed it; like `at`,
+    /// valid only while `known`.
+    top_via: Option<ViaSpans>,
 }
 
 impl FirstLines {
@@ -302,6 +306,7 @@ impl Headers {
             known: true,
             at: [FirstLines::ABSENT; 6],
             from_tag: TagSpan::UNKNOWN,
+            top_via: None,
         };
         for (slot, which) in first.at.iter_mut().zip(First::ALL) {
             if let Some(i) = line(which) {
@@ -341,6 +346,20 @@ impl Headers {
         let from = self.first(First::From)?;
         let start = usize::from(span.0);
         from.get(start..start + usize::from(span.1)).map(Some)
+    }
+
+    /// Remember the top Via's first via-parm, parsed from the first Via line, while the
+    /// lines are remembered.
+    pub(crate) fn remember_top_via(&mut self, via: Option<ViaSpans>) {
+        if self.first.known {
+            self.first.top_via = via;
+        }
+    }
+
+    /// The top Via's first via-parm as remembered, `None` if it was not (then parse it).
+    pub(crate) fn remembered_top_via(&self) -> Option<ViaRef<'_>> {
+        let spans = self.first.top_via.as_ref().filter(|_| self.first.known)?;
+        spans.get(self.first(First::Via)?)
     }
 
     /// Value of the first line of `which`: the remembered line, else by name.

@@ -14,6 +14,7 @@ use crate::headers::{names_equal, First, Header, Headers, TagSpan};
 use crate::method::Method;
 use crate::scan::Lines;
 use crate::text::Text;
+use crate::via::ViaSpans;
 use crate::{nameaddr, reason_phrase, uri, via, Via, ViaRef};
 
 /// Parse limits.
@@ -573,12 +574,13 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
     let check = if msg.is_request() {
         msg.check_request(&found)
     } else {
-        msg.check_response(&found).map(|()| TagSpan::UNKNOWN)
+        msg.check_response(&found)
     };
     match check {
-        Ok(from_tag) => {
-            // The check parsed From: its tag is then read without parsing it again.
-            msg.headers.remember_from_tag(from_tag);
+        Ok(seen) => {
+            // What the checks parsed is then read without parsing it again.
+            msg.headers.remember_from_tag(seen.from_tag);
+            msg.headers.remember_top_via(seen.top_via);
             Ok(msg)
         }
         Err(m) => Err(map_malformed(&m).with_partial(partial_of(Message {
@@ -586,6 +588,12 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
             ..msg
         }))),
     }
+}
+
+/// What the sanity checks of a parsed message parsed on the way, kept in its headers.
+struct Checked {
+    from_tag: TagSpan,
+    top_via: Option<ViaSpans>,
 }
 
 /// `all[a..b]` sharing its storage (empty when out of range).
@@ -759,6 +767,9 @@ impl Message {
 
     /// The first via-parm of the first Via line, borrowed (see [`ViaRef`]).
     pub fn top_via_ref(&self) -> Result<ViaRef<'_>, HeaderError> {
+        if let Some(top) = self.headers.remembered_top_via() {
+            return Ok(top);
+        }
         ViaRef::parse(
             self.headers
                 .first(First::Via)
@@ -969,7 +980,7 @@ impl Message {
     /// Sanity checks on a response: Via (top via-parm parses), CSeq (parses), Call-ID,
     /// From and To present.
     pub fn validate_response(&self) -> Result<(), Malformed> {
-        self.check_response(&Found::of(&self.headers))
+        self.check_response(&Found::of(&self.headers)).map(|_| ())
     }
 
     fn value_at(&self, i: Option<usize>, header: &'static str) -> Result<&str, Malformed> {
@@ -978,14 +989,14 @@ impl Message {
             .ok_or(Malformed::Missing { header })
     }
 
-    /// The checks of [`Message::validate_request`]; also where the From tag is.
-    fn check_request(&self, f: &Found) -> Result<TagSpan, Malformed> {
+    /// The checks of [`Message::validate_request`], with what they parsed.
+    fn check_request(&self, f: &Found) -> Result<Checked, Malformed> {
         let StartLine::Request { method, .. } = &self.start else {
             return Err(Malformed::WrongKind {
                 expected: "request",
             });
         };
-        self.check_via(f)?;
+        let top_via = self.check_via(f)?;
         let from = self.value_at(f.from, "From")?;
         let from_tag = nameaddr::validate_tag(from).map_err(|source| Malformed::Invalid {
             header: "From",
@@ -1011,29 +1022,38 @@ impl Message {
                 source,
             })?;
         }
-        Ok(TagSpan::of(from, from_tag))
+        Ok(Checked {
+            from_tag: TagSpan::of(from, from_tag),
+            top_via,
+        })
     }
 
-    fn check_response(&self, f: &Found) -> Result<(), Malformed> {
+    /// The checks of [`Message::validate_response`], with what they parsed.
+    fn check_response(&self, f: &Found) -> Result<Checked, Malformed> {
         if self.is_request() {
             return Err(Malformed::WrongKind {
                 expected: "response",
             });
         }
-        self.check_via(f)?;
+        let top_via = self.check_via(f)?;
         self.check_cseq(f)?;
         self.check_call_id(f)?;
         self.value_at(f.from, "From")?;
         self.value_at(f.to, "To")?;
-        Ok(())
+        Ok(Checked {
+            from_tag: TagSpan::UNKNOWN,
+            top_via,
+        })
     }
 
-    fn check_via(&self, f: &Found) -> Result<(), Malformed> {
+    /// The top via-parm must parse; it is kept (as spans) for [`Message::top_via_ref`].
+    fn check_via(&self, f: &Found) -> Result<Option<ViaSpans>, Malformed> {
         let v = self.value_at(f.via, "Via")?;
-        via::validate_first(v).map_err(|source| Malformed::Invalid {
+        let top = ViaRef::parse(v).map_err(|source| Malformed::Invalid {
             header: "Via",
             source,
-        })
+        })?;
+        Ok(ViaSpans::of(v, &top))
     }
 
     fn check_call_id(&self, f: &Found) -> Result<(), Malformed> {
@@ -1092,6 +1112,47 @@ mod tests {
 
     fn parse(b: &[u8]) -> Result<Message, ParseError> {
         Message::parse(b, &L)
+    }
+
+    #[test]
+    fn top_via_is_remembered_from_the_check_and_reads_as_parsed() {
+        for via in [
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1",
+            "SIP/2.0/UDP 192.0.2.1",
+            "SIP/2.0/tcp [2001:db8::1]:5070 ; rport ; received=192.0.2.9;BRANCH=z9hG4bKx;x",
+            "SIP/2.0/UDP a.example;rport=5062;branch=z9hG4bK2, SIP/2.0/UDP b.example;branch=z9hG4bK3",
+            "SIP/2.0/UDP h;maddr=x;received",
+        ] {
+            let text = String::from_utf8(options("", "", ""))
+                .unwrap()
+                .replace("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1", via);
+            let m = parse(text.as_bytes()).unwrap();
+            let remembered = m.headers.remembered_top_via();
+            assert!(remembered.is_some(), "{via}");
+            let fresh = ViaRef::parse(m.headers.get("Via").unwrap()).unwrap();
+            assert_eq!(remembered, Some(fresh), "{via}");
+            assert_eq!(m.top_via_ref().unwrap(), fresh, "{via}");
+            assert_eq!(
+                m.top_via_ref().unwrap().param("x"),
+                fresh.param("x"),
+                "{via}"
+            );
+        }
+        // An edit forgets it; the accessor parses the new value.
+        let mut m = parse(&options("", "", "")).unwrap();
+        m.headers
+            .set("Via", "SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK7");
+        assert_eq!(m.headers.remembered_top_via(), None);
+        assert_eq!(m.top_via_ref().unwrap().host, "192.0.2.7");
+        // Replies keep theirs too.
+        let r = parse(&options("", "", ""))
+            .unwrap()
+            .reply(200, "OK", Some("t"));
+        let r = parse(&r.to_bytes()).unwrap();
+        assert_eq!(
+            r.headers.remembered_top_via().unwrap().branch(),
+            Some("z9hG4bK1")
+        );
     }
 
     #[test]

@@ -231,6 +231,105 @@ impl<'a> ViaRef<'a> {
     }
 }
 
+/// A [`ViaRef`] as byte ranges of the header value it was parsed from, so a parsed
+/// message can keep its top Via without a lifetime and hand it out again without parsing
+/// ([`ViaSpans::of`], [`ViaSpans::get`]). Values past 64 KiB are not kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ViaSpans {
+    transport: Span,
+    host: Span,
+    params: Span,
+    /// `u32::MAX`: no port.
+    port: u32,
+    more: bool,
+    branch: OptSpan,
+    received: OptSpan,
+    rport: OptSpan,
+}
+
+/// A range of a value: start and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span(u16, u16);
+
+/// A param as a [`ViaRef`] notes it: absent, a flag without value, or its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OptSpan {
+    Absent,
+    Flag,
+    Value(Span),
+}
+
+impl Span {
+    fn of(base: &str, part: &str) -> Option<Span> {
+        if part.is_empty() {
+            return Some(Span(0, 0));
+        }
+        let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+        if start.checked_add(part.len())? > base.len() {
+            return None;
+        }
+        Some(Span(
+            u16::try_from(start).ok()?,
+            u16::try_from(part.len()).ok()?,
+        ))
+    }
+
+    fn get(self, base: &str) -> Option<&str> {
+        let start = usize::from(self.0);
+        base.get(start..start + usize::from(self.1))
+    }
+}
+
+impl OptSpan {
+    fn of(base: &str, p: Option<Option<&str>>) -> Option<OptSpan> {
+        Some(match p {
+            None => OptSpan::Absent,
+            Some(None) => OptSpan::Flag,
+            Some(Some(v)) => OptSpan::Value(Span::of(base, v)?),
+        })
+    }
+
+    fn get(self, base: &str) -> Option<Option<Option<&str>>> {
+        Some(match self {
+            OptSpan::Absent => None,
+            OptSpan::Flag => Some(None),
+            OptSpan::Value(s) => Some(Some(s.get(base)?)),
+        })
+    }
+}
+
+impl ViaSpans {
+    /// The spans of `via`, parsed from `value`; `None` if a part lies outside it or
+    /// beyond 64 KiB.
+    pub(crate) fn of(value: &str, via: &ViaRef<'_>) -> Option<ViaSpans> {
+        Some(ViaSpans {
+            transport: Span::of(value, via.transport)?,
+            host: Span::of(value, via.host)?,
+            params: Span::of(value, via.params)?,
+            port: via.port.map_or(u32::MAX, u32::from),
+            more: via.more,
+            branch: OptSpan::of(value, via.branch)?,
+            received: OptSpan::of(value, via.received)?,
+            rport: OptSpan::of(value, via.rport)?,
+        })
+    }
+
+    /// The [`ViaRef`] these spans describe in `value` (the same value they were taken
+    /// from).
+    pub(crate) fn get<'a>(&self, value: &'a str) -> Option<ViaRef<'a>> {
+        Some(ViaRef {
+            transport: self.transport.get(value)?,
+            host: self.host.get(value)?,
+            port: u16::try_from(self.port).ok(),
+            more: self.more,
+            params: self.params.get(value)?,
+            branch: self.branch.get(value)?,
+            received: self.received.get(value)?,
+            rport: self.rport.get(value)?,
+        })
+    }
+}
+
 impl Via {
     /// Parse the first via-parm of a header value.
     pub fn parse(value: &str) -> Result<Via, HeaderError> {
