@@ -485,7 +485,8 @@ pub fn is_valid_header_name(name: &str) -> bool {
 
 /// A value that can be written on one header line: no CR, LF or NUL.
 pub fn is_valid_header_value(value: &str) -> bool {
-    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+    // Eight bytes at a time.
+    crate::scan::find_special(value.as_bytes(), 0) == value.len()
 }
 
 #[cfg(test)]
@@ -577,5 +578,9 @@ mod tests {
         assert!(is_valid_header_value("a b\tc ü"));
         assert!(!is_valid_header_value("a\r\nInjected: 1"));
         assert!(!is_valid_header_value("a\0"));
+        // Past the first eight bytes, and in the last partial word.
+        assert!(!is_valid_header_value("0123456789abcdef\nx"));
+        assert!(!is_valid_header_value("0123456789\r"));
+        assert!(is_valid_header_value("0123456789abcdef\t\x0b\x0c\x0e"));
     }
 }
