@@ -36,7 +36,7 @@ fn edit_top_via(msg: &mut Message, f: impl FnOnce(&mut Via)) {
     let Some(pos) = msg.headers.position("Via") else {
         return;
     };
-    let Some(h) = msg.headers.get_mut(pos) else {
+    let Some(h) = msg.headers.get_at(pos) else {
         return;
     };
     let Ok(mut vias) = Via::parse_list(&h.value) else {
@@ -45,7 +45,7 @@ fn edit_top_via(msg: &mut Message, f: impl FnOnce(&mut Via)) {
     if let Some(top) = vias.first_mut() {
         f(top);
     }
-    h.value = join(&vias).into();
+    msg.headers.set_value_at(pos, join(&vias));
 }
 
 pub(crate) fn join<T: std::fmt::Display>(items: &[T]) -> String {
@@ -68,7 +68,7 @@ where
     P: Fn(&str) -> Option<Vec<T>>,
 {
     let pos = msg.headers.position(name)?;
-    let h = msg.headers.get_mut(pos)?;
+    let h = msg.headers.get_at(pos)?;
     if !h.value.contains(',') {
         // One entry on the line (the usual case): no need to re-serialise the rest.
         let first = parse(&h.value)?.into_iter().next()?;
@@ -83,7 +83,7 @@ where
     if items.is_empty() {
         msg.headers.remove_at(pos);
     } else {
-        h.value = join(&items).into();
+        msg.headers.set_value_at(pos, join(&items));
     }
     Some(first)
 }
@@ -125,13 +125,13 @@ fn pop_last_route(msg: &mut Message) -> Option<NameAddr> {
         .map(|(i, _)| i)
         .collect();
     let pos = *positions.last()?;
-    let h = msg.headers.get_mut(pos)?;
+    let h = msg.headers.get_at(pos)?;
     let mut items = routes_of(&h.value)?;
     let last = items.pop()?;
     if items.is_empty() {
         msg.headers.remove_at(pos);
     } else {
-        h.value = join(&items).into();
+        msg.headers.set_value_at(pos, join(&items));
     }
     Some(last)
 }
@@ -147,9 +147,7 @@ fn set_max_forwards(msg: &mut Message, n: u32) {
         .map(|(i, _)| i);
     match (lines.next(), lines.next()) {
         (Some(pos), None) => {
-            if let Some(h) = msg.headers.get_mut(pos) {
-                h.value = Text::number(n);
-            }
+            msg.headers.set_value_at(pos, Text::number(n));
         }
         _ => msg.headers.set("Max-Forwards", Text::number(n)),
     }

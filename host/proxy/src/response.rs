@@ -53,9 +53,7 @@ impl Core {
                 inc(&self.stats.responses_dropped);
                 return;
             };
-            if let Some(h) = resp.headers.get_mut(pos) {
-                h.value = rest;
-            }
+            resp.headers.set_value_at(pos, rest);
         }
         // The next Via (now the top one) says where the response goes.
         let Ok(next) = resp.top_via_ref().map(|v| resolve::of_via_ref(&v)) else {

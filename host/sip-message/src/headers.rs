@@ -93,6 +93,8 @@ struct FirstLines {
     /// Where the `tag` of the first From line is in its value, as the parser's check of
     /// From found it ([`TagSpan`]); like `at`, valid only while `known`.
     from_tag: TagSpan,
+    /// The same for the first To line.
+    to_tag: TagSpan,
     /// The top Via's first via-parm as the parser's check of Via parsed it; like `at`,
     /// valid only while `known`.
     top_via: Option<ViaSpans>,
@@ -100,6 +102,16 @@ struct FirstLines {
 
 impl FirstLines {
     const ABSENT: u8 = u8::MAX;
+
+    /// Forget what was parsed from the first line of `which` (its line changed).
+    fn forget_parsed(&mut self, which: First) {
+        match which {
+            First::Via => self.top_via = None,
+            First::From => self.from_tag = TagSpan::UNKNOWN,
+            First::To => self.to_tag = TagSpan::UNKNOWN,
+            _ => {}
+        }
+    }
 }
 
 /// The `tag` param of a From value: not looked at ([`TagSpan::UNKNOWN`], the default),
@@ -203,15 +215,54 @@ impl Headers {
 
     /// Append a line.
     pub fn push(&mut self, name: impl Into<Text>, value: impl Into<Text>) {
-        self.first.known = false;
-        self.list.push(Header::new(name, value));
+        self.push_header(Header::new(name, value));
     }
 
     /// Insert a line before `index` (appends when `index >= len()`).
     pub fn insert(&mut self, index: usize, name: impl Into<Text>, value: impl Into<Text>) {
-        self.first.known = false;
         let index = index.min(self.list.len());
         self.list.insert(index, Header::new(name, value));
+        self.inserted(index);
+    }
+
+    /// Keep the remembered lines right after a line was inserted at `index`: the lines
+    /// after it move down one, and it becomes the first line of its kind if none came
+    /// before it (a Via inserted on top is parsed then, so it is read without a parse).
+    fn inserted(&mut self, index: usize) {
+        if !self.first.known {
+            return;
+        }
+        if self.list.len() >= usize::from(FirstLines::ABSENT) {
+            self.first.known = false;
+            return;
+        }
+        for at in &mut self.first.at {
+            if *at != FirstLines::ABSENT && usize::from(*at) >= index {
+                *at += 1;
+            }
+        }
+        let Some(line) = self.list.get(index) else {
+            return;
+        };
+        let Some(which) = crate::message::first_kind(&line.name) else {
+            return;
+        };
+        let slot = which as usize;
+        let Some(&at) = self.first.at.get(slot) else {
+            return;
+        };
+        if at == FirstLines::ABSENT || usize::from(at) > index {
+            if let Some(at) = self.first.at.get_mut(slot) {
+                *at = index as u8;
+            }
+            self.first.forget_parsed(which);
+            if which == First::Via {
+                let value = line.value.as_str();
+                self.first.top_via = ViaRef::parse(value)
+                    .ok()
+                    .and_then(|v| ViaSpans::of(value, &v));
+            }
+        }
     }
 
     /// Index of the first line named `name`.
@@ -273,6 +324,23 @@ impl Headers {
         self.list.get_mut(index)
     }
 
+    /// Replace the value of the line at `index`, keeping its name; false if there is no
+    /// such line. Unlike [`Headers::get_mut`], the remembered lines stay known.
+    pub fn set_value_at(&mut self, index: usize, value: impl Into<Text>) -> bool {
+        let Some(line) = self.list.get_mut(index) else {
+            return false;
+        };
+        line.value = value.into();
+        if self.first.known {
+            for (which, at) in First::ALL.into_iter().zip(self.first.at) {
+                if at != FirstLines::ABSENT && usize::from(at) == index {
+                    self.first.forget_parsed(which);
+                }
+            }
+        }
+        true
+    }
+
     /// Line at `index`.
     pub fn get_at(&self, index: usize) -> Option<&Header> {
         self.list.get(index)
@@ -280,12 +348,35 @@ impl Headers {
 
     /// Remove and return the line at `index`.
     pub fn remove_at(&mut self, index: usize) -> Option<Header> {
-        self.first.known = false;
-        if index < self.list.len() {
-            Some(self.list.remove(index))
-        } else {
-            None
+        if index >= self.list.len() {
+            return None;
         }
+        let removed = self.list.remove(index);
+        if self.first.known {
+            for (slot, which) in First::ALL.into_iter().enumerate() {
+                let Some(&at) = self.first.at.get(slot) else {
+                    continue;
+                };
+                if at == FirstLines::ABSENT || usize::from(at) < index {
+                    continue;
+                }
+                let next = if usize::from(at) == index {
+                    // Its first line is gone: the next one of the kind, if any.
+                    self.first.forget_parsed(which);
+                    self.list
+                        .iter()
+                        .skip(index)
+                        .position(|h| crate::message::first_kind(&h.name) == Some(which))
+                        .map_or(FirstLines::ABSENT, |p| (p + index) as u8)
+                } else {
+                    at - 1
+                };
+                if let Some(at) = self.first.at.get_mut(slot) {
+                    *at = next;
+                }
+            }
+        }
+        Some(removed)
     }
 
     pub(crate) fn last_mut(&mut self) -> Option<&mut Header> {
@@ -294,8 +385,8 @@ impl Headers {
     }
 
     pub(crate) fn push_header(&mut self, h: Header) {
-        self.first.known = false;
         self.list.push(h);
+        self.inserted(self.list.len() - 1);
     }
 
     /// Remember where the first line of each [`First`] header is (`line(which)`; `None`:
@@ -306,6 +397,7 @@ impl Headers {
             known: true,
             at: [FirstLines::ABSENT; 6],
             from_tag: TagSpan::UNKNOWN,
+            to_tag: TagSpan::UNKNOWN,
             top_via: None,
         };
         for (slot, which) in first.at.iter_mut().zip(First::ALL) {
@@ -330,22 +422,34 @@ impl Headers {
         }
     }
 
+    /// Remember where the first To line's tag is, as [`Headers::remember_from_tag`].
+    pub(crate) fn remember_to_tag(&mut self, span: TagSpan) {
+        if self.first.known {
+            self.first.to_tag = span;
+        }
+    }
+
     /// The first From line's tag as remembered: `None` if it was not (then parse the
     /// value), `Some(None)` if it has none.
     pub(crate) fn remembered_from_tag(&self) -> Option<Option<&str>> {
-        if !self.first.known {
-            return None;
-        }
-        let span = self.first.from_tag;
-        if span == TagSpan::UNKNOWN {
+        self.remembered_tag(First::From, self.first.from_tag)
+    }
+
+    /// The first To line's tag as remembered, as [`Headers::remembered_from_tag`].
+    pub(crate) fn remembered_to_tag(&self) -> Option<Option<&str>> {
+        self.remembered_tag(First::To, self.first.to_tag)
+    }
+
+    fn remembered_tag(&self, which: First, span: TagSpan) -> Option<Option<&str>> {
+        if !self.first.known || span == TagSpan::UNKNOWN {
             return None;
         }
         if span == TagSpan::NONE {
             return Some(None);
         }
-        let from = self.first(First::From)?;
+        let value = self.first(which)?;
         let start = usize::from(span.0);
-        from.get(start..start + usize::from(span.1)).map(Some)
+        value.get(start..start + usize::from(span.1)).map(Some)
     }
 
     /// Remember the top Via's first via-parm, parsed from the first Via line, while the

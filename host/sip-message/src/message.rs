@@ -125,6 +125,14 @@ enum Known {
     Other,
 }
 
+/// The [`First`] kind a header name is one of, if any.
+pub(crate) fn first_kind(name: &str) -> Option<First> {
+    match classify(name) {
+        Known::Line(which) => Some(which),
+        _ => None,
+    }
+}
+
 /// Classify a header name (case-insensitive, compact forms included) without allocating.
 #[inline]
 fn classify(name: &str) -> Known {
@@ -580,6 +588,7 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
         Ok(seen) => {
             // What the checks parsed is then read without parsing it again.
             msg.headers.remember_from_tag(seen.from_tag);
+            msg.headers.remember_to_tag(seen.to_tag);
             msg.headers.remember_top_via(seen.top_via);
             Ok(msg)
         }
@@ -593,6 +602,7 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
 /// What the sanity checks of a parsed message parsed on the way, kept in its headers.
 struct Checked {
     from_tag: TagSpan,
+    to_tag: TagSpan,
     top_via: Option<ViaSpans>,
 }
 
@@ -788,6 +798,9 @@ impl Message {
 
     /// `tag` parameter of To, borrowed.
     pub fn to_tag_ref(&self) -> Option<&str> {
+        if let Some(tag) = self.headers.remembered_to_tag() {
+            return tag;
+        }
         self.headers.first(First::To).and_then(nameaddr::tag_of)
     }
 
@@ -798,10 +811,7 @@ impl Message {
 
     /// `tag` parameter of To.
     pub fn to_tag(&self) -> Option<String> {
-        self.headers
-            .first(First::To)
-            .and_then(nameaddr::tag_of)
-            .map(str::to_string)
+        self.to_tag_ref().map(str::to_string)
     }
 
     /// Serialise to wire form: start line, headers in order (names spelled as stored), a
@@ -1004,7 +1014,7 @@ impl Message {
             source,
         })?;
         let to = self.value_at(f.to, "To")?;
-        nameaddr::validate(to).map_err(|source| Malformed::Invalid {
+        let to_tag = nameaddr::validate_tag(to).map_err(|source| Malformed::Invalid {
             header: "To",
             source,
         })?;
@@ -1025,6 +1035,7 @@ impl Message {
         }
         Ok(Checked {
             from_tag: TagSpan::of(from, from_tag),
+            to_tag: TagSpan::of(to, to_tag),
             top_via,
         })
     }
@@ -1043,6 +1054,7 @@ impl Message {
         self.value_at(f.to, "To")?;
         Ok(Checked {
             from_tag: TagSpan::UNKNOWN,
+            to_tag: TagSpan::UNKNOWN,
             top_via,
         })
     }
@@ -1113,6 +1125,99 @@ mod tests {
 
     fn parse(b: &[u8]) -> Result<Message, ParseError> {
         Message::parse(b, &L)
+    }
+
+    /// The remembered lines and what was parsed from them must read as a fresh scan and
+    /// parse after any sequence of the edits that keep them (insert, remove_at, push,
+    /// set_value_at).
+    #[test]
+    fn remembered_lines_survive_edits_exactly() {
+        let names = [
+            "Via",
+            "v",
+            "From",
+            "To",
+            "t",
+            "Call-ID",
+            "CSeq",
+            "Max-Forwards",
+            "Route",
+            "X-Y",
+        ];
+        let values = [
+            "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKn;rport",
+            "<sip:x@example.com>;tag=T9",
+            "<sip:y@example.com>",
+            "7",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for round in 0..300 {
+            let text = String::from_utf8(options("", "", "")).unwrap().replace(
+                "To: <sip:user@example.com>",
+                "To: <sip:user@example.com>;tag=to1",
+            );
+            let mut m = parse(text.as_bytes()).unwrap();
+            for step in 0..12 {
+                let len = m.headers.len();
+                match next(4) {
+                    0 => m.headers.insert(
+                        next(len + 1),
+                        names[next(names.len())],
+                        values[next(values.len())],
+                    ),
+                    1 if len > 0 => {
+                        m.headers.remove_at(next(len));
+                    }
+                    2 => m
+                        .headers
+                        .push(names[next(names.len())], values[next(values.len())]),
+                    _ if len > 0 => {
+                        m.headers
+                            .set_value_at(next(len), values[next(values.len())]);
+                    }
+                    _ => {}
+                }
+                let ctx = format!("round {round} step {step}: {:?}", m.headers);
+                for which in First::ALL {
+                    assert_eq!(m.headers.first(which), m.headers.get(which.name()), "{ctx}");
+                }
+                if let Some(tag) = m.headers.remembered_from_tag() {
+                    assert_eq!(
+                        tag,
+                        m.headers.get("From").and_then(nameaddr::tag_of),
+                        "{ctx}"
+                    );
+                }
+                if let Some(tag) = m.headers.remembered_to_tag() {
+                    assert_eq!(tag, m.headers.get("To").and_then(nameaddr::tag_of), "{ctx}");
+                }
+                if let Some(via) = m.headers.remembered_top_via() {
+                    let fresh = ViaRef::parse(m.headers.get("Via").unwrap()).unwrap();
+                    assert_eq!(via, fresh, "{ctx}");
+                }
+            }
+        }
+        // The edits the proxy makes keep them: a Via on top is remembered parsed.
+        let mut m = parse(&options("", "", "")).unwrap();
+        m.headers
+            .insert(0, "Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKours");
+        let pos = m.headers.position("Max-Forwards").unwrap();
+        assert!(m.headers.set_value_at(pos, "69"));
+        assert_eq!(
+            m.headers.remembered_top_via().unwrap().branch(),
+            Some("z9hG4bKours")
+        );
+        assert_eq!(m.headers.remembered_from_tag(), Some(Some("f1")));
+        assert_eq!(m.max_forwards().unwrap(), Some(69));
+        m.headers.remove_at(0);
+        assert_eq!(m.top_via_ref().unwrap().branch(), Some("z9hG4bK1"));
+        assert!(!m.headers.set_value_at(99, "x"));
     }
 
     #[test]

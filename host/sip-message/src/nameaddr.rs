@@ -109,12 +109,8 @@ pub(crate) fn parse_parts<'a>(
 }
 
 /// Validate a From/To-like value: name-addr / addr-spec structure and parameters, URI
-/// checked structurally (`scheme ":" 1*uric`).
-pub(crate) fn validate(value: &str) -> Result<(), HeaderError> {
-    validate_tag(value).map(|_| ())
-}
-
-/// [`validate`], giving the `tag` param too (as [`tag_of`] would), from the same pass.
+/// checked structurally (`scheme ":" 1*uric`); its `tag` param (as [`tag_of`] finds
+/// it) from the same pass.
 pub(crate) fn validate_tag(value: &str) -> Result<Option<&str>, HeaderError> {
     let mut tag = None;
     let p = parse_parts(value, |n, v| {
@@ -279,7 +275,7 @@ mod tests {
     fn tag_helpers() {
         assert_eq!(tag_of("<urn:service:sos>;tag=5"), Some("5"));
         assert_eq!(tag_of("<sip:a@example.com>"), None);
-        assert!(validate("<urn:service:sos>;tag=5").is_ok());
-        assert!(validate("Bell, Alexander <sip:a@example.com>").is_err());
+        assert!(validate_tag("<urn:service:sos>;tag=5") == Ok(Some("5")));
+        assert!(validate_tag("Bell, Alexander <sip:a@example.com>").is_err());
     }
 }

@@ -233,33 +233,30 @@ impl<'a> ViaRef<'a> {
 
 /// A [`ViaRef`] as byte ranges of the header value it was parsed from, so a parsed
 /// message can keep its top Via without a lifetime and hand it out again without parsing
-/// ([`ViaSpans::of`], [`ViaSpans::get`]). Values past 64 KiB are not kept.
+/// ([`ViaSpans::of`], [`ViaSpans::get`]). Values past 64 KiB are not kept. 28 bytes: a
+/// message is moved by value many times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ViaSpans {
     transport: Span,
     host: Span,
     params: Span,
-    /// `u32::MAX`: no port.
-    port: u32,
-    more: bool,
-    branch: OptSpan,
-    received: OptSpan,
-    rport: OptSpan,
+    branch: Span,
+    received: Span,
+    rport: Span,
+    port: u16,
+    /// [`ViaSpans::HAS_PORT`], [`ViaSpans::MORE`].
+    flags: u8,
 }
 
-/// A range of a value: start and length.
+/// A range of a value (start, length); for a param, also [`Span::ABSENT`] and
+/// [`Span::FLAG`] (present without a value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Span(u16, u16);
 
-/// A param as a [`ViaRef`] notes it: absent, a flag without value, or its value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum OptSpan {
-    Absent,
-    Flag,
-    Value(Span),
-}
-
 impl Span {
+    const ABSENT: Span = Span(u16::MAX, u16::MAX);
+    const FLAG: Span = Span(u16::MAX, 0);
+
     fn of(base: &str, part: &str) -> Option<Span> {
         if part.is_empty() {
             return Some(Span(0, 0));
@@ -268,49 +265,56 @@ impl Span {
         if start.checked_add(part.len())? > base.len() {
             return None;
         }
-        Some(Span(
-            u16::try_from(start).ok()?,
-            u16::try_from(part.len()).ok()?,
-        ))
+        let span = Span(u16::try_from(start).ok()?, u16::try_from(part.len()).ok()?);
+        // The sentinels' starts are never a real one (values stay below 64 KiB).
+        (span.0 != u16::MAX).then_some(span)
     }
 
     fn get(self, base: &str) -> Option<&str> {
         let start = usize::from(self.0);
         base.get(start..start + usize::from(self.1))
     }
-}
 
-impl OptSpan {
-    fn of(base: &str, p: Option<Option<&str>>) -> Option<OptSpan> {
-        Some(match p {
-            None => OptSpan::Absent,
-            Some(None) => OptSpan::Flag,
-            Some(Some(v)) => OptSpan::Value(Span::of(base, v)?),
-        })
+    fn of_param(base: &str, p: Option<Option<&str>>) -> Option<Span> {
+        match p {
+            None => Some(Span::ABSENT),
+            Some(None) => Some(Span::FLAG),
+            Some(Some(v)) => Span::of(base, v),
+        }
     }
 
-    fn get(self, base: &str) -> Option<Option<Option<&str>>> {
+    fn get_param(self, base: &str) -> Option<Option<Option<&str>>> {
         Some(match self {
-            OptSpan::Absent => None,
-            OptSpan::Flag => Some(None),
-            OptSpan::Value(s) => Some(Some(s.get(base)?)),
+            Span::ABSENT => None,
+            Span::FLAG => Some(None),
+            s => Some(Some(s.get(base)?)),
         })
     }
 }
 
 impl ViaSpans {
+    const HAS_PORT: u8 = 1;
+    const MORE: u8 = 2;
+
     /// The spans of `via`, parsed from `value`; `None` if a part lies outside it or
     /// beyond 64 KiB.
     pub(crate) fn of(value: &str, via: &ViaRef<'_>) -> Option<ViaSpans> {
+        let mut flags = 0;
+        if via.port.is_some() {
+            flags |= ViaSpans::HAS_PORT;
+        }
+        if via.more {
+            flags |= ViaSpans::MORE;
+        }
         Some(ViaSpans {
             transport: Span::of(value, via.transport)?,
             host: Span::of(value, via.host)?,
             params: Span::of(value, via.params)?,
-            port: via.port.map_or(u32::MAX, u32::from),
-            more: via.more,
-            branch: OptSpan::of(value, via.branch)?,
-            received: OptSpan::of(value, via.received)?,
-            rport: OptSpan::of(value, via.rport)?,
+            branch: Span::of_param(value, via.branch)?,
+            received: Span::of_param(value, via.received)?,
+            rport: Span::of_param(value, via.rport)?,
+            port: via.port.unwrap_or(0),
+            flags,
         })
     }
 
@@ -320,12 +324,12 @@ impl ViaSpans {
         Some(ViaRef {
             transport: self.transport.get(value)?,
             host: self.host.get(value)?,
-            port: u16::try_from(self.port).ok(),
-            more: self.more,
+            port: (self.flags & ViaSpans::HAS_PORT != 0).then_some(self.port),
+            more: self.flags & ViaSpans::MORE != 0,
             params: self.params.get(value)?,
-            branch: self.branch.get(value)?,
-            received: self.received.get(value)?,
-            rport: self.rport.get(value)?,
+            branch: self.branch.get_param(value)?,
+            received: self.received.get_param(value)?,
+            rport: self.rport.get_param(value)?,
         })
     }
 }

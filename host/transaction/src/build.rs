@@ -99,14 +99,16 @@ fn pop_top_via_with(msg: &mut Message, rest_of_line: fn(&Text) -> Option<Text>) 
     let Some(pos) = msg.headers.position("Via") else {
         return;
     };
-    let Some(h) = msg.headers.get_mut(pos) else {
+    let Some(h) = msg.headers.get_at(pos) else {
         return;
     };
     // Several via-parms on the line (SIPp echoes every Via on one): the others are kept
     // as they were written (as Kamailio does). A line with one via-parm, or that does
     // not parse, goes whole.
     match rest_of_line(&h.value) {
-        Some(rest) => h.value = rest,
+        Some(rest) => {
+            msg.headers.set_value_at(pos, rest);
+        }
         None => {
             msg.headers.remove_at(pos);
         }

@@ -889,6 +889,9 @@ impl TransactionTable {
     /// [`TransactionTable::on_keyed_response`] for a branch that names `tx`; the
     /// response back if `tx` is gone or has no such branch (for the index, then the
     /// stateless path).
+    // The response goes back by value, as it came: it is moved either way (`Ok` moves it
+    // into the outcome), and boxing it would add an allocation per response.
+    #[allow(clippy::result_large_err)]
     fn direct_response(
         &self,
         tx: TxId,
