@@ -943,7 +943,8 @@ impl Message {
             Text::from(reason)
         };
         // One pass: every Via in order, and the first From, To, Call-ID and CSeq.
-        let mut headers = Headers::with_capacity(8);
+        // Room for what callers add (Server, a challenge...) without growing.
+        let mut headers = Headers::with_capacity(12);
         let mut found = Found::default();
         for (i, h) in self.headers.iter().enumerate() {
             match classify(&h.name) {
@@ -961,7 +962,7 @@ impl Message {
             let mut h = h.clone();
             if i == found.to && code > 100 {
                 if let Some(tag) = to_tag {
-                    if nameaddr::tag_of(&h.value).is_none() && !tag.is_empty() {
+                    if self.to_tag_ref().is_none() && !tag.is_empty() {
                         let mut v = String::with_capacity(h.value.len() + 5 + tag.len());
                         v.push_str(&h.value);
                         v.push_str(";tag=");
