@@ -16,9 +16,7 @@
 //! | `loc` | AOR | JSON array of [`Binding`] |
 //! | `sub` | `u16 BE len(username)`, username, domain | JSON [`Credentials`] |
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
@@ -27,6 +25,7 @@ use std::time::Duration;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::memory::kv::KvJournal;
+use crate::PeerMap;
 use crate::{
     Binding, Credentials, KvLimits, KvStore, LocationStore, MemoryKv, StoreError, SubscriberStore,
 };
@@ -71,15 +70,17 @@ impl Default for EmbeddedOptions {
 
 const SHARDS: usize = 64;
 
-type Records = HashMap<String, Vec<Binding>>;
+type Records = PeerMap<String, Vec<Binding>>;
 
 /// The embedded store: [`KvStore`], [`LocationStore`] and [`SubscriberStore`] in
 /// memory, persisted to disk when opened with a path. See the module docs.
 pub struct Embedded {
     kv: Arc<MemoryKv>,
     shards: Vec<Mutex<Records>>,
+    /// Picks an AOR's shard (seeded per store: it must agree only within the process).
+    shard_hash: foldhash::fast::RandomState,
     aors: AtomicUsize,
-    subscribers: RwLock<HashMap<(String, String), Credentials>>,
+    subscribers: RwLock<PeerMap<(String, String), Credentials>>,
     disk: Option<Arc<Disk>>,
     options: EmbeddedOptions,
 }
@@ -110,9 +111,12 @@ impl Embedded {
         };
         Arc::new(Embedded {
             kv: MemoryKv::with_journal(options.kv_limits.clone(), journal),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(PeerMap::default()))
+                .collect(),
+            shard_hash: foldhash::fast::RandomState::default(),
             aors: AtomicUsize::new(0),
-            subscribers: RwLock::new(HashMap::new()),
+            subscribers: RwLock::new(PeerMap::default()),
             disk,
             options,
         })
@@ -161,9 +165,7 @@ impl Embedded {
     }
 
     fn shard(&self, aor: &str) -> &Mutex<Records> {
-        let mut h = DefaultHasher::new();
-        aor.hash(&mut h);
-        let i = usize::try_from(h.finish() % SHARDS as u64).unwrap_or(0);
+        let i = usize::try_from(self.shard_hash.hash_one(aor) % SHARDS as u64).unwrap_or(0);
         // `i < SHARDS == shards.len()`.
         &self.shards[i]
     }

@@ -18,6 +18,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod config;
+
+/// A hash map keyed by what peers send (AORs, usernames, kv keys): foldhash, seeded per
+/// process and per map, as the transaction table's (ADR 0008): SipHash's margin is not
+/// needed, its cost is (about 2k instructions per registration).
+pub(crate) type PeerMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 mod embedded;
 pub mod memory;
 mod redis_store;

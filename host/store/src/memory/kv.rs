@@ -7,7 +7,7 @@
 //! write is made durable by the journal *before* it is applied in memory, under the
 //! namespace lock, so memory only ever shows acknowledged state.
 
-use std::collections::HashMap;
+use crate::PeerMap;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::thread;
@@ -69,13 +69,13 @@ impl Default for KvLimits {
 /// the store is dropped.
 pub struct MemoryKv {
     limits: KvLimits,
-    namespaces: RwLock<HashMap<String, Arc<Mutex<Namespace>>>>,
+    namespaces: RwLock<PeerMap<String, Arc<Mutex<Namespace>>>>,
     journal: Option<Arc<dyn KvJournal>>,
 }
 
 #[derive(Default)]
 struct Namespace {
-    entries: HashMap<String, Entry>,
+    entries: PeerMap<String, Entry>,
 }
 
 struct Entry {
@@ -135,7 +135,7 @@ impl MemoryKv {
         let interval = limits.sweep_interval;
         let kv = Arc::new(MemoryKv {
             limits,
-            namespaces: RwLock::new(HashMap::new()),
+            namespaces: RwLock::new(PeerMap::default()),
             journal,
         });
         let weak: Weak<MemoryKv> = Arc::downgrade(&kv);

@@ -1,7 +1,7 @@
 //! [`MemorySubscribers`]: subscriber credentials held in memory (what the credentials
 //! file loads into).
 
-use std::collections::HashMap;
+use crate::PeerMap;
 use std::sync::{PoisonError, RwLock};
 
 use crate::{Credentials, StoreError, SubscriberStore};
@@ -17,7 +17,7 @@ pub struct MemorySubscribers {
 }
 
 /// Domain -> username -> credentials. No domain is left with no username.
-type Domains = HashMap<String, HashMap<String, Credentials>>;
+type Domains = PeerMap<String, PeerMap<String, Credentials>>;
 
 fn insert(map: &mut Domains, c: Credentials) {
     map.entry(c.domain.clone())
@@ -63,7 +63,7 @@ impl MemorySubscribers {
 
     /// Replaces every subscriber at once (a reload of the file).
     pub fn replace_all(&self, creds: impl IntoIterator<Item = Credentials>) {
-        let mut map = Domains::new();
+        let mut map = Domains::default();
         for c in creds {
             insert(&mut map, c);
         }
@@ -76,7 +76,7 @@ impl MemorySubscribers {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .map(HashMap::len)
+            .map(PeerMap::len)
             .sum()
     }
 
