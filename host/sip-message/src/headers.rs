@@ -40,8 +40,10 @@ impl Header {
 #[derive(Clone, Debug, Default)]
 pub struct Headers {
     list: Vec<Header>,
-    /// Where the parser found the first line of each [`First`] header; forgotten at the
-    /// first edit (lookups then scan the list, as for any other name).
+    /// Where the parser found the first line of each [`First`] header, and what its
+    /// checks parsed from them; kept up to date by `insert`, `remove_at`, `push` and
+    /// `set_value_at`, forgotten at any other edit (lookups then scan the list, as for
+    /// any other name, and values are parsed when read).
     first: FirstLines,
 }
 
@@ -82,10 +84,11 @@ impl First {
     }
 }
 
-/// Index of the first line of each [`First`] header ([`FirstLines::ABSENT`]: none), valid
-/// only while `known`. Bytes: the list stays one word larger, not four (a message is
-/// moved by value many times); a message whose known lines lie beyond the 254th is not
-/// remembered.
+/// Index of the first line of each [`First`] header ([`FirstLines::ABSENT`]: none), and
+/// the From and To tags and top via-parm as byte ranges of those lines, valid only while
+/// `known`. Bytes and byte ranges, not indices and strings: a message is moved by value
+/// many times (this is 46 bytes); a message whose known lines lie beyond the 254th is
+/// not remembered.
 #[derive(Clone, Copy, Debug, Default)]
 struct FirstLines {
     known: bool,

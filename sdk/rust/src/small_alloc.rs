@@ -13,8 +13,8 @@
 //! blocks, and blocks aligned to more than 16 bytes, pass straight through.
 //!
 //! A module instance runs on one thread (wasm32-wasip2 has no threads), so the lists
-//! need no locking; the `Sync` promise below rests on that, and the type is only
-//! installed as the global allocator on `wasm32` targets without atomics.
+//! need no locking: the type is `Sync` (and can be a global allocator) only on `wasm32`
+//! targets without atomics.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
@@ -42,8 +42,10 @@ pub struct SmallCache<A> {
     classes: UnsafeCell<[Class; CLASSES]>,
 }
 
-// SAFETY: the cache is shared only within one thread: it is installed as the global
-// allocator on wasm32 without atomics (no threads), and tests use it from one thread.
+// SAFETY: without threads (wasm32 without the atomics feature) nothing can share the
+// cache between threads. Elsewhere the type is not `Sync`, so it cannot be a global
+// allocator there (tests use it as a local value).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 #[allow(unsafe_code)]
 unsafe impl<A: Sync> Sync for SmallCache<A> {}
 
