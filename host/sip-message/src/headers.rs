@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use crate::chars::is_token;
+use crate::span::Span;
 use crate::text::Text;
 use crate::via::{ViaRef, ViaSpans};
 
@@ -94,10 +95,11 @@ struct FirstLines {
     known: bool,
     at: [u8; 6],
     /// Where the `tag` of the first From line is in its value, as the parser's check of
-    /// From found it ([`TagSpan`]); like `at`, valid only while `known`.
-    from_tag: TagSpan,
+    /// From found it (a param [`Span`]; [`Span::UNKNOWN`] if not looked at); like `at`,
+    /// valid only while `known`.
+    from_tag: Span,
     /// The same for the first To line.
-    to_tag: TagSpan,
+    to_tag: Span,
     /// The top Via's first via-parm as the parser's check of Via parsed it; like `at`,
     /// valid only while `known`.
     top_via: Option<ViaSpans>,
@@ -110,39 +112,10 @@ impl FirstLines {
     fn forget_parsed(&mut self, which: First) {
         match which {
             First::Via => self.top_via = None,
-            First::From => self.from_tag = TagSpan::UNKNOWN,
-            First::To => self.to_tag = TagSpan::UNKNOWN,
+            First::From => self.from_tag = Span::UNKNOWN,
+            First::To => self.to_tag = Span::UNKNOWN,
             _ => {}
         }
-    }
-}
-
-/// The `tag` param of a From value: not looked at ([`TagSpan::UNKNOWN`], the default),
-/// absent ([`TagSpan::NONE`]), or its byte range in the value (start, length).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TagSpan(u16, u16);
-
-impl TagSpan {
-    pub(crate) const UNKNOWN: TagSpan = TagSpan(u16::MAX, u16::MAX);
-    pub(crate) const NONE: TagSpan = TagSpan(u16::MAX, 0);
-
-    /// The span of `tag` inside `value` (`tag` must borrow from it), or
-    /// [`TagSpan::UNKNOWN`] if it lies beyond what 16 bits hold.
-    pub(crate) fn of(value: &str, tag: Option<&str>) -> TagSpan {
-        let Some(tag) = tag else {
-            return TagSpan::NONE;
-        };
-        let start = (tag.as_ptr() as usize).wrapping_sub(value.as_ptr() as usize);
-        match (u16::try_from(start), u16::try_from(tag.len())) {
-            (Ok(s), Ok(n)) if s != u16::MAX && start + tag.len() <= value.len() => TagSpan(s, n),
-            _ => TagSpan::UNKNOWN,
-        }
-    }
-}
-
-impl Default for TagSpan {
-    fn default() -> Self {
-        TagSpan::UNKNOWN
     }
 }
 
@@ -399,8 +372,8 @@ impl Headers {
         let mut first = FirstLines {
             known: true,
             at: [FirstLines::ABSENT; 6],
-            from_tag: TagSpan::UNKNOWN,
-            to_tag: TagSpan::UNKNOWN,
+            from_tag: Span::UNKNOWN,
+            to_tag: Span::UNKNOWN,
             top_via: None,
         };
         for (slot, which) in first.at.iter_mut().zip(First::ALL) {
@@ -417,16 +390,16 @@ impl Headers {
         self.first = first;
     }
 
-    /// Remember where the first From line's tag is ([`TagSpan::of`] its value), while
+    /// Remember where the first From line's tag is (a param [`Span`] of its value), while
     /// the lines are remembered.
-    pub(crate) fn remember_from_tag(&mut self, span: TagSpan) {
+    pub(crate) fn remember_from_tag(&mut self, span: Span) {
         if self.first.known {
             self.first.from_tag = span;
         }
     }
 
     /// Remember where the first To line's tag is, as [`Headers::remember_from_tag`].
-    pub(crate) fn remember_to_tag(&mut self, span: TagSpan) {
+    pub(crate) fn remember_to_tag(&mut self, span: Span) {
         if self.first.known {
             self.first.to_tag = span;
         }
@@ -443,16 +416,11 @@ impl Headers {
         self.remembered_tag(First::To, self.first.to_tag)
     }
 
-    fn remembered_tag(&self, which: First, span: TagSpan) -> Option<Option<&str>> {
-        if !self.first.known || span == TagSpan::UNKNOWN {
+    fn remembered_tag(&self, which: First, span: Span) -> Option<Option<&str>> {
+        if !self.first.known {
             return None;
         }
-        if span == TagSpan::NONE {
-            return Some(None);
-        }
-        let value = self.first(which)?;
-        let start = usize::from(span.0);
-        value.get(start..start + usize::from(span.1)).map(Some)
+        span.get_param(self.first(which)?).map(Option::flatten)
     }
 
     /// Remember the top Via's first via-parm, parsed from the first Via line, while the

@@ -76,6 +76,7 @@ mod method;
 mod nameaddr;
 mod reason;
 mod scan;
+mod span;
 mod text;
 mod uri;
 mod via;

@@ -10,9 +10,10 @@ use crate::chars::{
     split_ws, take_while, trim_ws, words,
 };
 use crate::error::{HeaderError, Malformed, ParseError, ParseErrorKind};
-use crate::headers::{names_equal, First, Header, Headers, TagSpan};
+use crate::headers::{names_equal, First, Header, Headers};
 use crate::method::Method;
 use crate::scan::Lines;
+use crate::span::Span;
 use crate::text::Text;
 use crate::via::ViaSpans;
 use crate::{nameaddr, reason_phrase, uri, via, Via, ViaRef};
@@ -599,10 +600,15 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
     }
 }
 
+/// The param span of a tag found in `value` ([`Span::UNKNOWN`] if it cannot be kept).
+fn tag_span(value: &str, tag: Option<&str>) -> Span {
+    Span::of_param(value, tag.map(Some)).unwrap_or(Span::UNKNOWN)
+}
+
 /// What the sanity checks of a parsed message parsed on the way, kept in its headers.
 struct Checked {
-    from_tag: TagSpan,
-    to_tag: TagSpan,
+    from_tag: Span,
+    to_tag: Span,
     top_via: Option<ViaSpans>,
 }
 
@@ -1035,8 +1041,8 @@ impl Message {
             })?;
         }
         Ok(Checked {
-            from_tag: TagSpan::of(from, from_tag),
-            to_tag: TagSpan::of(to, to_tag),
+            from_tag: tag_span(from, from_tag),
+            to_tag: tag_span(to, to_tag),
             top_via,
         })
     }
@@ -1054,8 +1060,8 @@ impl Message {
         self.value_at(f.from, "From")?;
         self.value_at(f.to, "To")?;
         Ok(Checked {
-            from_tag: TagSpan::UNKNOWN,
-            to_tag: TagSpan::UNKNOWN,
+            from_tag: Span::UNKNOWN,
+            to_tag: Span::UNKNOWN,
             top_via,
         })
     }

@@ -112,26 +112,25 @@ pub(crate) fn parse_parts<'a>(
 /// checked structurally (`scheme ":" 1*uric`); its `tag` param (as [`tag_of`] finds
 /// it) from the same pass.
 pub(crate) fn validate_tag(value: &str) -> Result<Option<&str>, HeaderError> {
-    let mut tag = None;
-    let p = parse_parts(value, |n, v| {
-        if tag.is_none() && n.eq_ignore_ascii_case("tag") {
-            tag = v;
-        }
-    })?;
+    let (p, tag) = parts_and_tag(value)?;
     crate::uri::validate_light(p.uri)?;
     Ok(tag)
 }
 
 /// The `tag` parameter of a From/To-like value, without validating the URI.
 pub(crate) fn tag_of(value: &str) -> Option<&str> {
+    parts_and_tag(value).ok()?.1
+}
+
+/// The parts of a From/To-like value and its first `tag` param with a value.
+fn parts_and_tag(value: &str) -> Result<(NameAddrParts<'_>, Option<&str>), HeaderError> {
     let mut tag = None;
-    parse_parts(value, |n, v| {
+    let p = parse_parts(value, |n, v| {
         if tag.is_none() && n.eq_ignore_ascii_case("tag") {
             tag = v;
         }
-    })
-    .ok()?;
-    tag
+    })?;
+    Ok((p, tag))
 }
 
 impl NameAddr {

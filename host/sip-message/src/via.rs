@@ -7,6 +7,7 @@ use crate::chars::{
     take_while, ParamStyle,
 };
 use crate::error::HeaderError;
+use crate::span::Span;
 use crate::text::Text;
 use crate::uri::valid_host;
 
@@ -246,50 +247,6 @@ pub(crate) struct ViaSpans {
     port: u16,
     /// [`ViaSpans::HAS_PORT`], [`ViaSpans::MORE`].
     flags: u8,
-}
-
-/// A range of a value (start, length); for a param, also [`Span::ABSENT`] and
-/// [`Span::FLAG`] (present without a value).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span(u16, u16);
-
-impl Span {
-    const ABSENT: Span = Span(u16::MAX, u16::MAX);
-    const FLAG: Span = Span(u16::MAX, 0);
-
-    fn of(base: &str, part: &str) -> Option<Span> {
-        if part.is_empty() {
-            return Some(Span(0, 0));
-        }
-        let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
-        if start.checked_add(part.len())? > base.len() {
-            return None;
-        }
-        let span = Span(u16::try_from(start).ok()?, u16::try_from(part.len()).ok()?);
-        // The sentinels' starts are never a real one (values stay below 64 KiB).
-        (span.0 != u16::MAX).then_some(span)
-    }
-
-    fn get(self, base: &str) -> Option<&str> {
-        let start = usize::from(self.0);
-        base.get(start..start + usize::from(self.1))
-    }
-
-    fn of_param(base: &str, p: Option<Option<&str>>) -> Option<Span> {
-        match p {
-            None => Some(Span::ABSENT),
-            Some(None) => Some(Span::FLAG),
-            Some(Some(v)) => Span::of(base, v),
-        }
-    }
-
-    fn get_param(self, base: &str) -> Option<Option<Option<&str>>> {
-        Some(match self {
-            Span::ABSENT => None,
-            Span::FLAG => Some(None),
-            s => Some(Some(s.get(base)?)),
-        })
-    }
 }
 
 impl ViaSpans {
