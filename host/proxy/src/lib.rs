@@ -172,11 +172,6 @@ impl Core {
         &self.transports
     }
 
-    /// Serialise and send, counting failures.
-    pub(crate) fn send(&self, dest: Destination, listener: ListenerId, msg: &Message) {
-        self.send_bytes(dest, listener, serialize(msg));
-    }
-
     /// Send serialised bytes; false (and counted) on failure.
     pub(crate) fn send_bytes(&self, dest: Destination, listener: ListenerId, data: Bytes) -> bool {
         match self.transports.send(dest, listener, data) {

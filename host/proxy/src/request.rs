@@ -736,16 +736,17 @@ impl Core {
         let top = req.top_via_ref().ok();
         let tag = to_tag_with(req, top.as_ref());
         let target = top.as_ref().and_then(resolve::of_via_ref);
-        let mut resp = req.reply(code, reason, (code > 100).then_some(tag.as_str()));
-        resp.headers.push("Server", self.server_header.as_str());
-        for (n, v) in headers {
-            resp.headers.push(n.as_str(), v.as_str());
-        }
         inc(&self.stats.local_replies);
-        match target {
-            Some(target) => self.send_response_to(resp, rx, target),
-            None => inc(&self.stats.responses_dropped),
-        }
+        let Some(target) = target else {
+            inc(&self.stats.responses_dropped);
+            return;
+        };
+        // Written straight from the request: sent once, never kept.
+        let mut out = Vec::new();
+        let extra = std::iter::once(("Server", self.server_header.as_str()))
+            .chain(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        req.write_reply(code, reason, Some(tag.as_str()), extra, &mut out);
+        self.send_bytes_to(Bytes::from(out), rx, target);
     }
 
     /// Send a response to where its top Via says (on streams: the connection it came
@@ -771,6 +772,11 @@ impl Core {
     where
         M: Borrow<Message> + Send + 'static,
     {
+        self.send_bytes_to(serialize(resp.borrow()), rx, target);
+    }
+
+    /// Send a response already in wire form to a destination taken from its top Via.
+    fn send_bytes_to(&self, data: Bytes, rx: Rx, target: resolve::Target) {
         self.resolve_then(target, move |core, dest| {
             let Some(out) =
                 core.transports
@@ -779,7 +785,7 @@ impl Core {
                 inc(&core.stats.responses_dropped);
                 return;
             };
-            core.send(dest, out, resp.borrow());
+            core.send_bytes(dest, out, data);
         });
     }
 }

@@ -4,8 +4,6 @@
 //! comma-separated lists itself (quotes with escapes and `<...>` respected) so that the
 //! `*` wildcard can be recognised among ordinary contacts.
 
-use std::fmt::Write as _;
-
 use weir_message::{NameAddr, Uri};
 
 /// The Contact headers of a REGISTER.
@@ -142,7 +140,7 @@ fn parse_one(elem: &str) -> Result<(ContactSpec, Uri), ContactError> {
     let na = NameAddr::parse(elem).map_err(|e| ContactError::Parse(e.to_string()))?;
     // The URI as printed is about as long as written.
     let mut uri = String::with_capacity(elem.len());
-    let _ = write!(uri, "{}", na.uri);
+    na.uri.push_to(&mut uri);
     let mut spec = ContactSpec {
         uri,
         expires: None,

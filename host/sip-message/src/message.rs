@@ -158,6 +158,61 @@ fn classify(name: &str) -> Known {
     }
 }
 
+/// `name` as static text when it is written the usual way for a common header: such a
+/// name then holds no reference to the message's buffer (no reference count to take
+/// and drop for each line).
+fn usual_spelling(name: &str) -> Option<&'static str> {
+    // Literal arms: each comparison is a length check and one or two integer loads, no
+    // call (a table of names compared in a loop cost as much as it saved).
+    Some(match name {
+        "v" => "v",
+        "f" => "f",
+        "t" => "t",
+        "i" => "i",
+        "m" => "m",
+        "l" => "l",
+        "k" => "k",
+        "c" => "c",
+        "s" => "s",
+        "e" => "e",
+        "o" => "o",
+        "u" => "u",
+        "To" => "To",
+        "Via" => "Via",
+        "From" => "From",
+        "CSeq" => "CSeq",
+        "Path" => "Path",
+        "Date" => "Date",
+        "Allow" => "Allow",
+        "Route" => "Route",
+        "Event" => "Event",
+        "Accept" => "Accept",
+        "Server" => "Server",
+        "Call-ID" => "Call-ID",
+        "Call-Id" => "Call-Id",
+        "Contact" => "Contact",
+        "Expires" => "Expires",
+        "Require" => "Require",
+        "Warning" => "Warning",
+        "Supported" => "Supported",
+        "User-Agent" => "User-Agent",
+        "Min-Expires" => "Min-Expires",
+        "Max-Forwards" => "Max-Forwards",
+        "Content-Type" => "Content-Type",
+        "Record-Route" => "Record-Route",
+        "Authorization" => "Authorization",
+        "Proxy-Require" => "Proxy-Require",
+        "Content-Length" => "Content-Length",
+        "WWW-Authenticate" => "WWW-Authenticate",
+        "Content-Encoding" => "Content-Encoding",
+        "Proxy-Authenticate" => "Proxy-Authenticate",
+        "Subscription-State" => "Subscription-State",
+        "Proxy-Authorization" => "Proxy-Authorization",
+        "Content-Disposition" => "Content-Disposition",
+        _ => return None,
+    })
+}
+
 /// Index of the first line of each checked header, found in one pass.
 #[derive(Default)]
 struct Found {
@@ -529,7 +584,10 @@ fn parse_impl(all: &Bytes, limits: &Limits) -> Result<Message, ParseError> {
         skipping = false;
         found.note(classify(name), headers.len());
         headers.push_header(Header {
-            name: source.text(name),
+            name: match usual_spelling(name) {
+                Some(n) => Text::from_static(n),
+                None => source.text(name),
+            },
             value: source.text(trim_ws(value)),
         });
     }
@@ -948,13 +1006,108 @@ impl Message {
         } else {
             Text::from(reason)
         };
-        // One pass: every Via in order, and the first From, To, Call-ID and CSeq.
         // Room for what callers add (Server, a challenge...) without growing.
         let mut headers = Headers::with_capacity(12);
+        let tag = self.reply_to_tag(code, to_tag);
+        self.for_each_reply_line(|h, is_to| match tag.filter(|_| is_to) {
+            Some(tag) => {
+                let mut v = String::with_capacity(h.value.len() + 5 + tag.len());
+                v.push_str(&h.value);
+                v.push_str(";tag=");
+                v.push_str(tag);
+                headers.push_header(Header {
+                    name: h.name.clone(),
+                    value: Text::from(v),
+                });
+            }
+            None => headers.push_header(h.clone()),
+        });
+        headers.push("Content-Length", "0");
+        Message {
+            start: StartLine::Response { code, reason },
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
+    /// [`Message::reply`] followed by `extra` header lines, written straight to wire
+    /// form (as [`Message::write_to`] would write that reply) without building it: the
+    /// bytes of a reply the host sends once and forgets (a stateless local reply).
+    /// Lines of `extra` whose name is not a token are left out, as `write_to` does;
+    /// CR, LF and NUL in values become SP.
+    ///
+    /// ```
+    /// use weir_message::{Limits, Message};
+    /// let req = Message::parse(
+    ///     b"OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+    ///       From: <sip:a@example.com>;tag=1\r\nTo: <sip:example.com>\r\nCall-ID: c1\r\n\
+    ///       CSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+    ///     &Limits::default(),
+    /// ).unwrap();
+    /// let mut out = Vec::new();
+    /// req.write_reply(200, "", Some("srv1"), [("Server", "weir")], &mut out);
+    /// let mut resp = req.reply(200, "", Some("srv1"));
+    /// resp.headers.push("Server", "weir");
+    /// assert_eq!(out, resp.to_bytes());
+    /// ```
+    pub fn write_reply<'a>(
+        &self,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        extra: impl IntoIterator<Item = (&'a str, &'a str)>,
+        out: &mut Vec<u8>,
+    ) {
+        let reason = if reason.is_empty() {
+            reason_phrase(code)
+        } else {
+            reason
+        };
+        // Most replies fit; a larger one grows once.
+        out.reserve(512);
+        out.extend_from_slice(b"SIP/2.0 ");
+        push_usize(out, usize::from(code));
+        out.push(b' ');
+        push_clean(out, reason);
+        out.extend_from_slice(b"\r\n");
+        let tag = self.reply_to_tag(code, to_tag);
+        self.for_each_reply_line(|h, is_to| {
+            if is_token(&h.name) {
+                out.extend_from_slice(h.name.as_bytes());
+                out.extend_from_slice(b": ");
+                push_clean(out, &h.value);
+                if let Some(tag) = tag.filter(|_| is_to) {
+                    out.extend_from_slice(b";tag=");
+                    push_clean(out, tag);
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+        });
+        out.extend_from_slice(b"Content-Length: 0\r\n");
+        for (name, value) in extra {
+            if is_token(name) {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                push_clean(out, value);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The tag a reply adds to the To: `to_tag` for a final or provisional reply above
+    /// 100 whose request's To has none.
+    fn reply_to_tag<'a>(&self, code: u16, to_tag: Option<&'a str>) -> Option<&'a str> {
+        to_tag.filter(|t| code > 100 && !t.is_empty() && self.to_tag_ref().is_none())
+    }
+
+    /// The lines a reply copies (RFC 3261 §8.2.6.2), in reply order: every Via line in
+    /// order, then the first From, To, Call-ID and CSeq; `f` is told which is the To.
+    fn for_each_reply_line(&self, mut f: impl FnMut(&Header, bool)) {
         let mut found = Found::default();
         for (i, h) in self.headers.iter().enumerate() {
             match classify(&h.name) {
-                Known::Line(First::Via) => headers.push_header(h.clone()),
+                Known::Line(First::Via) => f(h, false),
                 k @ Known::Line(First::From | First::To | First::CallId | First::CSeq) => {
                     found.note(k, i)
                 }
@@ -962,28 +1115,9 @@ impl Message {
             }
         }
         for i in [found.from, found.to, found.call_id, found.cseq] {
-            let Some(h) = i.and_then(|i| self.headers.get_at(i)) else {
-                continue;
-            };
-            let mut h = h.clone();
-            if i == found.to && code > 100 {
-                if let Some(tag) = to_tag {
-                    if self.to_tag_ref().is_none() && !tag.is_empty() {
-                        let mut v = String::with_capacity(h.value.len() + 5 + tag.len());
-                        v.push_str(&h.value);
-                        v.push_str(";tag=");
-                        v.push_str(tag);
-                        h.value = Text::from(v);
-                    }
-                }
+            if let Some(h) = i.and_then(|i| self.headers.get_at(i)) {
+                f(h, i == found.to);
             }
-            headers.push_header(h);
-        }
-        headers.push("Content-Length", "0");
-        Message {
-            start: StartLine::Response { code, reason },
-            headers,
-            body: Bytes::new(),
         }
     }
 
@@ -1886,15 +2020,14 @@ mod tests {
         let m = Message::parse_bytes(&raw, &L).unwrap();
         assert_eq!(&m.body[..], b"body");
         assert_eq!(m, Message::parse(&raw, &L).unwrap());
-        // header names and values and the Request-URI are views of `raw`, not copies
+        // header values, names not written the usual way and the Request-URI are views
+        // of `raw`, not copies (usual names are static text)
         let inside = |s: &str| {
             let (a, p) = (raw.as_ptr() as usize, s.as_ptr() as usize);
             p >= a && p + s.len() <= a + raw.len()
         };
-        assert!(m
-            .headers
-            .iter()
-            .all(|h| inside(&h.name) && inside(&h.value)));
+        assert!(m.headers.iter().all(|h| inside(&h.value)
+            && (inside(&h.name) || usual_spelling(&h.name) == Some(h.name.as_str()))));
         assert!(inside(m.request_uri().unwrap()));
         // a folded value is joined into a string of its own
         let folded = Bytes::from(options("Subject: a\n b\n", "Content-Length: 0\n", ""));
@@ -1918,6 +2051,114 @@ mod tests {
         }
         let err = Message::parse_bytes(&Bytes::from(bad), &L).unwrap_err();
         assert_eq!(err.reason(), "Malformed Header");
+    }
+
+    #[test]
+    fn usual_spellings_are_found_and_others_not() {
+        for n in [
+            "v",
+            "f",
+            "t",
+            "i",
+            "m",
+            "l",
+            "k",
+            "c",
+            "s",
+            "e",
+            "o",
+            "u",
+            "To",
+            "Via",
+            "From",
+            "CSeq",
+            "Path",
+            "Date",
+            "Allow",
+            "Route",
+            "Event",
+            "Accept",
+            "Server",
+            "Call-ID",
+            "Contact",
+            "Expires",
+            "Require",
+            "Warning",
+            "Call-Id",
+            "Supported",
+            "User-Agent",
+            "Min-Expires",
+            "Max-Forwards",
+            "Content-Type",
+            "Record-Route",
+            "Authorization",
+            "Proxy-Require",
+            "Content-Length",
+            "WWW-Authenticate",
+            "Content-Encoding",
+            "Proxy-Authenticate",
+            "Subscription-State",
+            "Proxy-Authorization",
+            "Content-Disposition",
+        ] {
+            assert_eq!(usual_spelling(n), Some(n), "{n}");
+        }
+        for n in ["via", "VIA", "X-Via", "Contacts", "", "x", "content-length"] {
+            assert_eq!(usual_spelling(n), None, "{n}");
+        }
+        // Parsed names read the same either way.
+        let m = Message::parse(
+            b"OPTIONS sip:a@b SIP/2.0\r\nvia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nt: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nX-Odd: 1\r\n\r\n",
+            &Limits::default(),
+        )
+        .unwrap();
+        let names: Vec<&str> = m.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["via", "From", "t", "Call-ID", "CSeq", "X-Odd"]);
+    }
+
+    /// `write_reply` writes what `reply` + the extra lines + `write_to` would, for
+    /// every shape of request a local reply answers.
+    #[test]
+    fn write_reply_is_reply_written() {
+        let reqs: [&[u8]; 4] = [
+            // To without tag, two Via lines, one of them with two via-parms.
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nVia: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK2, SIP/2.0/TCP h;branch=z9hG4bK3\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c1\r\nCSeq: 7 REGISTER\r\nContact: <sip:a@192.0.2.1>\r\nContent-Length: 0\r\n\r\n",
+            // Already tagged To (in dialog), compact names, a body.
+            b"INFO sip:b@example.com SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nf: <sip:a@example.com>;tag=1\r\nt: <sip:b@example.com>;tag=2\r\ni: c2\r\nCSeq: 3 INFO\r\nl: 4\r\n\r\nabcd",
+            // Two From lines (the first counts), To as addr-spec.
+            b"OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: sip:a@example.com;tag=1\r\nFrom: sip:x@example.com;tag=9\r\nTo: sip:example.com\r\nCall-ID: c3\r\nCSeq: 1 OPTIONS\r\n\r\n",
+            // Header order other than usual: CSeq and Call-ID before From and To.
+            b"MESSAGE sip:b@example.com SIP/2.0\r\nCSeq: 1 MESSAGE\r\nCall-ID: c4\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nTo: <sip:b@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\nContent-Length: 0\r\n\r\n",
+        ];
+        let extra = [
+            ("Server", "weir"),
+            ("WWW-Authenticate", "Digest realm=\"r\", nonce=\"n\""),
+            ("Bad Name", "left out"),
+            ("X-Value", "cr\rlf\nnul\0"),
+        ];
+        for raw in reqs {
+            let req = Message::parse(raw, &Limits::default()).unwrap();
+            for (code, reason, tag) in [
+                (100, "", Some("t1")),
+                (200, "", Some("t1")),
+                (401, "Unauthorized", Some("t1")),
+                (404, "", None),
+                (500, "Server Error", Some("")),
+            ] {
+                let mut expected = req.reply(code, reason, tag);
+                for (n, v) in extra {
+                    expected.headers.push(n, v);
+                }
+                let mut out = b"prefix".to_vec();
+                req.write_reply(code, reason, tag, extra, &mut out);
+                assert_eq!(
+                    String::from_utf8_lossy(&out[6..]),
+                    String::from_utf8_lossy(&expected.to_bytes()),
+                    "{code} to {}",
+                    String::from_utf8_lossy(raw)
+                );
+            }
+        }
     }
 
     #[test]

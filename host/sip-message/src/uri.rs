@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::chars::{
-    all, class, escapes_valid, find_param, fmt_params, for_each_param, is, own_param, ParamStyle,
+    all, class, escapes_valid, find_param, for_each_param, is, own_param, ParamStyle,
 };
 use crate::chars::{find_byte, split_byte};
 use crate::error::HeaderError;
@@ -343,29 +343,59 @@ impl Uri {
 
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:", self.scheme)?;
-        if self.scheme == Scheme::Tel {
-            if let Some(u) = &self.user {
-                f.write_str(u)?;
-            }
-            return fmt_params(f, &self.params);
-        }
+        let mut s = String::with_capacity(self.host.len() + 32);
+        self.push_to(&mut s);
+        f.write_str(&s)
+    }
+}
+
+impl Uri {
+    /// Append the URI as [`Display`](fmt::Display) prints it (scheme lowercase, port
+    /// in decimal, everything else as written), without `core::fmt`: the registrar
+    /// prints every Contact URI it saves.
+    ///
+    /// ```
+    /// use weir_message::Uri;
+    /// let u = Uri::parse("SIP:alice:pw@Example.com:05060;transport=tcp;lr?h=v").unwrap();
+    /// let mut s = String::from("<");
+    /// u.push_to(&mut s);
+    /// assert_eq!(s, "<sip:alice:pw@Example.com:5060;transport=tcp;lr?h=v");
+    /// assert_eq!(s[1..], u.to_string());
+    /// ```
+    pub fn push_to(&self, out: &mut String) {
+        out.push_str(self.scheme.as_str());
+        out.push(':');
         if let Some(u) = &self.user {
-            f.write_str(u)?;
-            if let Some(p) = &self.password {
-                write!(f, ":{p}")?;
+            out.push_str(u);
+            if self.scheme != Scheme::Tel {
+                if let Some(p) = &self.password {
+                    out.push(':');
+                    out.push_str(p);
+                }
+                out.push('@');
             }
-            f.write_str("@")?;
         }
-        f.write_str(&self.host)?;
-        if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+        if self.scheme != Scheme::Tel {
+            out.push_str(&self.host);
+            if let Some(p) = self.port {
+                out.push(':');
+                crate::digits::push_dec(out, u64::from(p));
+            }
         }
-        fmt_params(f, &self.params)?;
-        if let Some(h) = &self.headers {
-            write!(f, "?{h}")?;
+        for (n, v) in &self.params {
+            out.push(';');
+            out.push_str(n);
+            if let Some(v) = v {
+                out.push('=');
+                out.push_str(v);
+            }
         }
-        Ok(())
+        if self.scheme != Scheme::Tel {
+            if let Some(h) = &self.headers {
+                out.push('?');
+                out.push_str(h);
+            }
+        }
     }
 }
 
