@@ -33,6 +33,9 @@ pub(crate) const MESSAGE_REP: u32 = 0;
 
 const INTERFACE: &str = "weir:sip/message@0.1.0";
 
+/// Most names one `header-values-joined` call may ask for.
+const MAX_JOINED_NAMES: usize = 32;
+
 /// Headers the host owns: edits through add/set/remove are refused.
 const PROTECTED: [&str; 4] = ["via", "content-length", "cseq", "call-id"];
 
@@ -339,6 +342,27 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             let m = current(s.data(), &this)?;
             let values: Vec<String> = m.headers.get_all(&name).map(str::to_owned).collect();
             Ok((values,))
+        },
+    )?;
+    i.func_wrap(
+        "[method]message.header-values-joined",
+        |s: StoreContextMut<'_, Ctx>, (this, names): (Msg, WasmStr)| {
+            let names = names.to_str(s.as_context())?;
+            let m = current(s.data(), &this)?;
+            let mut out = String::with_capacity(256);
+            for (k, name) in names.split(',').enumerate() {
+                if k >= MAX_JOINED_NAMES {
+                    bail!("header-values-joined: more than {MAX_JOINED_NAMES} names");
+                }
+                if k > 0 {
+                    out.push('\r');
+                }
+                for v in m.headers.get_all(name.trim_matches([' ', '\t'])) {
+                    out.push('\n');
+                    out.push_str(v);
+                }
+            }
+            Ok((out,))
         },
     )?;
     i.func_wrap(

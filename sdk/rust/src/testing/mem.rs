@@ -237,6 +237,22 @@ impl MemMessage {
         self.lines(name).map(|h| h.value.clone()).collect()
     }
 
+    /// As the host answers `header-values-joined`.
+    pub(crate) fn header_values_joined(&self, names: &str) -> String {
+        let mut out = String::new();
+        for (k, name) in names.split(',').enumerate() {
+            assert!(k < 32, "header-values-joined: more than 32 names");
+            if k > 0 {
+                out.push('\r');
+            }
+            for h in self.lines(name.trim_matches([' ', '\t'])) {
+                out.push('\n');
+                out.push_str(&h.value);
+            }
+        }
+        out
+    }
+
     pub(crate) fn header_names(&self) -> Vec<String> {
         self.headers.iter().map(|h| h.name.clone()).collect()
     }

@@ -695,3 +695,41 @@ fn on_event_defaults_to_ok() {
     assert!(g.on_event(&crate::Event::Timer("t".into())).is_ok());
     assert!(g.on_event(&crate::Event::TransactionDone(1)).is_ok());
 }
+
+#[test]
+fn header_set_reads_several_headers_at_once() {
+    let msg = request(
+        "REGISTER sip:example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+         From: <sip:a@example.com>;tag=1\r\n\
+         To: <sip:a@example.com>\r\n\
+         Call-ID: c1\r\nCSeq: 1 REGISTER\r\n\
+         m: <sip:a@192.0.2.1>\r\n\
+         Subject:\r\n\
+         Contact: <sip:a@192.0.2.2>;expires=0\r\n\r\n",
+    );
+    let set = msg.header_set(&["Contact", "subject", "X-None", " t ", "from"]);
+    // Every line of a header, compact form included, in message order.
+    assert_eq!(
+        set.values(0).collect::<Vec<_>>(),
+        ["<sip:a@192.0.2.1>", "<sip:a@192.0.2.2>;expires=0"]
+    );
+    // An empty value is a value; an absent header has none.
+    assert_eq!(set.values(1).collect::<Vec<_>>(), [""]);
+    assert_eq!(set.first(2), None);
+    assert_eq!(set.first(3), Some("<sip:a@example.com>"));
+    assert_eq!(set.first(4), Some("<sip:a@example.com>;tag=1"));
+    // Beyond the names asked for: nothing.
+    assert_eq!(set.first(5), None);
+    // The same answers as one call per name.
+    for (i, name) in ["Contact", "subject", "X-None", "To", "from"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            set.values(i).map(str::to_string).collect::<Vec<_>>(),
+            msg.header_values(name)
+        );
+    }
+    assert_eq!(msg.header_set(&[]).first(0), None);
+}

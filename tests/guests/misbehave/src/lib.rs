@@ -192,6 +192,12 @@ fn handle(msg: &Message) -> Result<Verdict, String> {
                 msg.header_names().len(),
                 msg.body().len(),
             );
+            // Several headers in one call: CR between names, LF before each value.
+            let joined = msg
+                .header_values_joined("v, X-None,To")
+                .replace('\r', "|")
+                .replace('\n', "+");
+            let summary = format!("{summary} joined={joined}");
             let renamed = msg
                 .rename_header("Via", "v")
                 .map_err(|e| edit_error_text(&e))?;
