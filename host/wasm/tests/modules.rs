@@ -72,7 +72,7 @@ fn accessors_and_edits_reach_the_message() {
         format!(
             "request=true method=INVITE status=0 uri=sip:bob@example.com src=192.0.2.1:5060 \
              transport=Transport::Udp listener=udp0 vias=1 names={names_before} body=4 \
-             joined=+SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds||+Bob <sip:bob@example.com> \
+             joined=50:SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds||25:Bob <sip:bob@example.com>| \
              renamed=1 headers={names_before}"
         )
     );

@@ -112,7 +112,7 @@ static ALLOCATOR: small_alloc::SmallCache<std::alloc::System> =
     small_alloc::SmallCache::new(std::alloc::System);
 
 pub use error::{Context, EditError, Error, HostError, KvError};
-pub use message::{HeaderSet, Message};
+pub use message::{HeaderSet, HeaderSetValues, Message};
 pub use params::{ApplyTo, NoConfig};
 pub use types::{
     Address, BindingChange, BindingEvent, BranchTarget, Event, Header, Hook, HttpOutcome,

@@ -125,8 +125,9 @@ impl Message<'_> {
     /// Every value of several headers with one host call: cheaper than a
     /// [`header`](Message::header) or [`header_values`](Message::header_values) call per
     /// name when a hook reads a few headers of each message (each call costs far more
-    /// than the bytes it copies). Names as for [`header`](Message::header); at most 32
-    /// (the host refuses more: the call traps).
+    /// than the bytes it copies). `names` lists the names separated by commas, each as
+    /// for [`header`](Message::header); at most 32 (the host refuses more: the call
+    /// traps). The answer refers to the names by position.
     ///
     /// ```
     /// # use weir_sdk::testing;
@@ -137,22 +138,13 @@ impl Message<'_> {
     ///      To: <sip:alice@example.com>\r\n\
     ///      Call-ID: c1\r\nCSeq: 1 REGISTER\r\n\r\n",
     /// );
-    /// let set = msg.header_set(&["f", "Authorization", "To"]);
+    /// let set = msg.header_set("f,Authorization,To");
     /// assert_eq!(set.first(0), Some("<sip:alice@example.com>;tag=1"));
     /// assert_eq!(set.values(1).count(), 0);
     /// assert_eq!(set.first(2), Some("<sip:alice@example.com>"));
     /// ```
-    pub fn header_set(&self, names: &[&str]) -> HeaderSet {
-        let mut joined = String::with_capacity(names.iter().map(|n| n.len() + 1).sum());
-        for (i, n) in names.iter().enumerate() {
-            if i > 0 {
-                joined.push(',');
-            }
-            joined.push_str(n);
-        }
-        HeaderSet {
-            text: self.inner.header_values_joined(&joined),
-        }
+    pub fn header_set(&self, names: &str) -> HeaderSet {
+        HeaderSet::new(self.inner.header_values_joined(names))
     }
 
     /// The names of all header lines in message order, spelled as in the message
@@ -317,27 +309,125 @@ fn method_name(kind: crate::__private::bindings::weir::sip::message::MethodKind)
 /// The values of several headers, read with one host call by
 /// [`Message::header_set`]; the names are referred to by their position in the list
 /// asked for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderSet {
-    /// As the host answers: per name, each value preceded by LF; names separated by CR
-    /// (neither occurs in a header value).
+    /// As the host answers: per name, each value as `<length>:<value>`, then LF. The
+    /// lengths let the decoding skip values instead of scanning them (a byte loop is
+    /// slow in a module).
     text: String,
+    /// Where each name's part starts in `text`, found once.
+    starts: [u32; HeaderSet::MAX_NAMES],
+    /// How many parts `text` has.
+    parts: usize,
 }
 
 impl HeaderSet {
+    /// Most names one set holds (the host's limit).
+    const MAX_NAMES: usize = 32;
+
+    fn new(text: String) -> HeaderSet {
+        let mut starts = [0u32; HeaderSet::MAX_NAMES];
+        let mut parts = 0;
+        let mut at = 0usize;
+        while parts < HeaderSet::MAX_NAMES && at < text.len() {
+            let Some(slot) = starts.get_mut(parts) else {
+                break;
+            };
+            *slot = u32::try_from(at).unwrap_or(u32::MAX);
+            parts += 1;
+            let mut v = HeaderSetValues {
+                rest: text.get(at..).unwrap_or(""),
+            };
+            while v.next().is_some() {}
+            // Past the part's LF.
+            at = text.len() - v.rest.len() + 1;
+        }
+        HeaderSet {
+            text,
+            starts,
+            parts,
+        }
+    }
+
     /// The values of the `i`-th name, in message order (none if the message has no such
     /// header, or `i` is beyond the names asked for).
-    pub fn values(&self, i: usize) -> impl Iterator<Item = &str> + '_ {
-        self.text
-            .split('\r')
-            .nth(i)
-            .unwrap_or("")
-            .split('\n')
-            .skip(1)
+    pub fn values(&self, i: usize) -> HeaderSetValues<'_> {
+        let rest = match self.starts.get(i).filter(|_| i < self.parts) {
+            Some(&at) => self.text.get(at as usize..).unwrap_or(""),
+            None => "",
+        };
+        HeaderSetValues { rest }
     }
 
     /// The first value of the `i`-th name.
     pub fn first(&self, i: usize) -> Option<&str> {
         self.values(i).next()
+    }
+}
+
+/// The values of one name of a [`HeaderSet`], in message order.
+#[derive(Debug, Clone)]
+pub struct HeaderSetValues<'a> {
+    /// From the next value's length, or the LF that ends the name's part.
+    rest: &'a str,
+}
+
+impl<'a> Iterator for HeaderSetValues<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let b = self.rest.as_bytes();
+        let mut len = 0usize;
+        let mut i = 0;
+        while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+            len = len.saturating_mul(10).saturating_add(usize::from(d - b'0'));
+            i += 1;
+        }
+        // No length (the LF, or the end): this name has no more values.
+        if i == 0 || b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = i + 1;
+        let end = start.saturating_add(len);
+        let value = self.rest.get(start..end)?;
+        self.rest = self.rest.get(end..).unwrap_or("");
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeaderSet;
+
+    fn set(text: &str) -> HeaderSet {
+        HeaderSet::new(text.into())
+    }
+
+    #[test]
+    fn header_set_decodes_by_length_not_content() {
+        // Values holding digits, `:` and even LF are taken by their length.
+        let s = set("3:a:b5:1\n3:4\n0:\n2:xy\n");
+        assert_eq!(s.values(0).collect::<Vec<_>>(), ["a:b", "1\n3:4"]);
+        assert_eq!(s.values(1).collect::<Vec<_>>(), [""]);
+        assert_eq!(s.values(2).collect::<Vec<_>>(), ["xy"]);
+        assert_eq!(s.first(3), None);
+        assert_eq!(s.first(99), None);
+    }
+
+    #[test]
+    fn header_set_survives_a_malformed_answer() {
+        for text in [
+            "",
+            "9:abc",
+            "x:1\n",
+            "3",
+            ":\n",
+            "99999999999999999999999:a",
+        ] {
+            let s = set(text);
+            for i in 0..3 {
+                assert!(s.values(i).count() <= 1, "{text:?}");
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use wasmtime::component::{Linker, Resource, ResourceType, WasmList, WasmStr};
 use wasmtime::{bail, format_err, AsContext, StoreContextMut};
 use weir_message::{
     canonical_name, compact_form, is_valid_header_name, is_valid_header_value, names_equal,
-    Message, Method, StartLine, Uri,
+    push_dec, Message, Method, StartLine, Uri,
 };
 
 use super::undo::{self, Undo};
@@ -354,13 +354,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 if k >= MAX_JOINED_NAMES {
                     bail!("header-values-joined: more than {MAX_JOINED_NAMES} names");
                 }
-                if k > 0 {
-                    out.push('\r');
-                }
                 for v in m.headers.get_all(name.trim_matches([' ', '\t'])) {
-                    out.push('\n');
+                    push_dec(&mut out, v.len() as u64);
+                    out.push(':');
                     out.push_str(v);
                 }
+                out.push('\n');
             }
             Ok((out,))
         },

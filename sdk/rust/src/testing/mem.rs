@@ -242,13 +242,12 @@ impl MemMessage {
         let mut out = String::new();
         for (k, name) in names.split(',').enumerate() {
             assert!(k < 32, "header-values-joined: more than 32 names");
-            if k > 0 {
-                out.push('\r');
-            }
             for h in self.lines(name.trim_matches([' ', '\t'])) {
-                out.push('\n');
+                out.push_str(&h.value.len().to_string());
+                out.push(':');
                 out.push_str(&h.value);
             }
+            out.push('\n');
         }
         out
     }

@@ -708,7 +708,7 @@ fn header_set_reads_several_headers_at_once() {
          Subject:\r\n\
          Contact: <sip:a@192.0.2.2>;expires=0\r\n\r\n",
     );
-    let set = msg.header_set(&["Contact", "subject", "X-None", " t ", "from"]);
+    let set = msg.header_set("Contact,subject,X-None, t ,from");
     // Every line of a header, compact form included, in message order.
     assert_eq!(
         set.values(0).collect::<Vec<_>>(),
@@ -731,5 +731,5 @@ fn header_set_reads_several_headers_at_once() {
             msg.header_values(name)
         );
     }
-    assert_eq!(msg.header_set(&[]).first(0), None);
+    assert_eq!(msg.header_set("").first(0), None);
 }

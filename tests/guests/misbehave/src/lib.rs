@@ -192,11 +192,8 @@ fn handle(msg: &Message) -> Result<Verdict, String> {
                 msg.header_names().len(),
                 msg.body().len(),
             );
-            // Several headers in one call: CR between names, LF before each value.
-            let joined = msg
-                .header_values_joined("v, X-None,To")
-                .replace('\r', "|")
-                .replace('\n', "+");
+            // Several headers in one call: `<length>:<value>` each, LF after each name.
+            let joined = msg.header_values_joined("v, X-None,To").replace('\n', "|");
             let summary = format!("{summary} joined={joined}");
             let renamed = msg
                 .rename_header("Via", "v")
