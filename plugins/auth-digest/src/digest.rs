@@ -56,10 +56,10 @@ impl Algorithm {
     }
 
     /// Lowercase hex of the hash of the `:`-joined parts, on the stack.
-    pub fn hash(self, parts: &[&str]) -> HexHash {
+    pub fn hash<P: AsRef<[u8]>>(self, parts: &[P]) -> HexHash {
         match self {
-            Algorithm::Md5 => HexHash::new(&joined::<Md5>(parts)),
-            Algorithm::Sha256 => HexHash::new(&joined::<Sha256>(parts)),
+            Algorithm::Md5 => HexHash::new(&joined::<Md5, P>(parts)),
+            Algorithm::Sha256 => HexHash::new(&joined::<Sha256, P>(parts)),
         }
     }
 
@@ -68,20 +68,29 @@ impl Algorithm {
         self.hash(&[username, realm, password]).as_str().to_owned()
     }
 
-    /// The expected `response` for HA1, the request `method` and the digest `uri`, with
-    /// `qop=auth` (`Some((nc, cnonce))`) or without qop (`None`), on the stack.
+    /// The expected `response` for HA1 (lowercase hex: a `&str` or a [`HexHash`]), the
+    /// request `method` and the digest `uri`, with `qop=auth` (`Some((nc, cnonce))`) or
+    /// without qop (`None`), on the stack.
     pub fn response(
         self,
-        ha1: &str,
+        ha1: impl AsRef<[u8]>,
         nonce: &str,
         method: &str,
         uri: &str,
         qop_auth: Option<(&str, &str)>,
     ) -> HexHash {
+        let ha1 = ha1.as_ref();
         let ha2 = self.hash(&[method, uri]);
         match qop_auth {
-            Some((nc, cnonce)) => self.hash(&[ha1, nonce, nc, cnonce, "auth", ha2.as_str()]),
-            None => self.hash(&[ha1, nonce, ha2.as_str()]),
+            Some((nc, cnonce)) => self.hash(&[
+                ha1,
+                nonce.as_bytes(),
+                nc.as_bytes(),
+                cnonce.as_bytes(),
+                b"auth",
+                ha2.as_bytes(),
+            ]),
+            None => self.hash(&[ha1, nonce.as_bytes(), ha2.as_bytes()]),
         }
     }
 }
@@ -98,19 +107,33 @@ impl HexHash {
     pub fn new(bytes: &[u8]) -> HexHash {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; 64];
-        let mut len = 0;
+        let bytes = bytes.get(..32).unwrap_or(bytes);
         for (b, out) in bytes.iter().zip(buf.chunks_exact_mut(2)) {
             out[0] = DIGITS[usize::from(b >> 4)];
             out[1] = DIGITS[usize::from(b & 0x0f)];
-            len += 2;
         }
-        HexHash { buf, len }
+        HexHash {
+            buf,
+            len: 2 * bytes.len(),
+        }
     }
 
     /// The hex digits.
     pub fn as_str(&self) -> &str {
         // Only ASCII digits are ever written.
-        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The hex digits as bytes (no UTF-8 check: what the hashing and the comparison
+    /// need).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl AsRef<[u8]> for HexHash {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
     }
 }
 
@@ -120,13 +143,14 @@ impl std::fmt::Debug for HexHash {
     }
 }
 
-fn joined<D: md5::Digest>(parts: &[&str]) -> md5::digest::Output<D> {
+/// The hash of the `:`-joined parts.
+fn joined<D: md5::Digest, P: AsRef<[u8]>>(parts: &[P]) -> md5::digest::Output<D> {
     let mut d = D::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
             d.update(b":");
         }
-        d.update(p.as_bytes());
+        d.update(p.as_ref());
     }
     d.finalize()
 }
@@ -167,9 +191,94 @@ pub fn ct_eq_lowercase(expected: &[u8], given: &[u8]) -> bool {
     if expected.len() != given.len() {
         return false;
     }
-    let diff = expected
+    // Eight bytes at a time, then the rest one by one.
+    let mut e = expected.chunks_exact(8);
+    let mut g = given.chunks_exact(8);
+    let mut diff = 0u64;
+    for (x, y) in (&mut e).zip(&mut g) {
+        diff |= word(x) ^ lowercase_word(word(y));
+    }
+    let tail = e
+        .remainder()
         .iter()
-        .zip(given)
+        .zip(g.remainder())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y.to_ascii_lowercase()));
-    std::hint::black_box(diff) == 0
+    std::hint::black_box(diff | u64::from(tail)) == 0
+}
+
+/// Eight bytes as a little-endian word.
+fn word(c: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(c);
+    u64::from_le_bytes(w)
+}
+
+/// [`u8::to_ascii_lowercase`] of each byte of a word, without branches (so in constant
+/// time): a byte below 0x80 whose low seven bits are in `A..=Z` gets bit 0x20.
+fn lowercase_word(w: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const EACH: u64 = 0x0101_0101_0101_0101;
+    // Each byte's low seven bits: adding at most 0x7f + 0x3f carries into no other byte.
+    let low = w & !HIGH;
+    // High bit set where the low bits are >= `A` (0x41), and where they are > `Z` (0x5a).
+    let from_a = low.wrapping_add(EACH * (0x80 - 0x41));
+    let after_z = low.wrapping_add(EACH * (0x80 - 0x5b));
+    let upper = from_a & !after_z & !w & HIGH;
+    w | (upper >> 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz::Rng;
+
+    #[test]
+    fn lowercase_comparison_agrees_with_bytewise() {
+        let bytewise = |a: &[u8], b: &[u8]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| *x == y.to_ascii_lowercase())
+        };
+        // Every byte value against every byte value, at every position of a word.
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                for pos in [0, 3, 7, 8] {
+                    let mut e = *b"0123456789";
+                    let mut g = e;
+                    e[pos] = x;
+                    g[pos] = y;
+                    assert_eq!(ct_eq_lowercase(&e, &g), bytewise(&e, &g), "{x} {y} {pos}");
+                }
+            }
+        }
+        let mut rng = Rng::new(0x5eed_0005);
+        for _ in 0..20_000 {
+            let e = HexHash::new(&rng.bytes(32));
+            let mut g = e.as_bytes().to_vec();
+            for b in &mut g {
+                match rng.below(4) {
+                    0 => *b = b.to_ascii_uppercase(),
+                    1 if rng.below(8) == 0 => *b = rng.next_u64() as u8,
+                    _ => {}
+                }
+            }
+            assert_eq!(
+                ct_eq_lowercase(e.as_bytes(), &g),
+                bytewise(e.as_bytes(), &g)
+            );
+        }
+    }
+
+    #[test]
+    fn hashes_of_str_and_byte_parts_agree() {
+        let parts = ["REGISTER", "sip:example.com"];
+        let bytes: [&[u8]; 2] = [b"REGISTER", b"sip:example.com"];
+        assert_eq!(
+            Algorithm::Md5.hash(&parts).as_str(),
+            Algorithm::Md5.hash(&bytes).as_str()
+        );
+        assert_eq!(
+            Algorithm::Md5.hash(&parts).as_str(),
+            hex(&Md5::digest(b"REGISTER:sip:example.com"))
+        );
+        assert_eq!(HexHash::new(&[0xab; 40]).as_str(), "ab".repeat(32));
+    }
 }

@@ -20,17 +20,27 @@
 use serde::Deserialize;
 use weir_sdk::subscribers::{self, Ha1Lookup};
 use weir_sdk::{
-    clock, connections, export_module, kv, log, names, Error, Message, Module, Status, Verdict,
+    clock, connections, export_module, kv, log, names, Error, HeaderSet, Message, Module, Status,
+    Verdict,
 };
 
+mod bytes;
 pub mod credentials;
 pub mod digest;
+#[cfg(test)]
+mod fuzz;
 pub mod nonce;
 pub mod uri;
 
 pub use credentials::{DigestCredentials, Malformed};
 pub use digest::{Algorithm, HexHash};
 pub use nonce::{NonceCheck, NonceKey};
+
+/// Positions in the [`HeaderSet`] a request is read with.
+const FROM: usize = 0;
+const TO: usize = 1;
+/// `Authorization` for REGISTER, `Proxy-Authorization` for other requests.
+const CREDENTIALS: usize = 2;
 
 /// kv key of the generated secret shared by every instance of the module.
 pub const SECRET_KEY: &str = "nonce-secret";
@@ -281,11 +291,17 @@ impl Module for AuthDigest {
             return Ok(Verdict::Continue);
         }
         let register = method == "REGISTER";
-        if !self.in_dialog && !register && has_to_tag(msg) {
+        let (header, names) = if register {
+            ("Authorization", "From,To,Authorization")
+        } else {
+            ("Proxy-Authorization", "From,To,Proxy-Authorization")
+        };
+        // Everything read from the headers, in one host call.
+        let set = msg.header_set(names);
+        if !self.in_dialog && !register && has_to_tag(set.first(TO)) {
             return Ok(Verdict::Continue);
         }
-        let from = msg.header("From");
-        let Some((from_user, from_domain)) = from.as_deref().and_then(uri::user_host) else {
+        let Some((from_user, from_domain)) = set.first(FROM).and_then(uri::user_host) else {
             return Ok(Verdict::reply_with(
                 Status::BAD_REQUEST,
                 "Bad From header",
@@ -300,18 +316,13 @@ impl Module for AuthDigest {
             return Ok(Verdict::Continue);
         }
         let realm: &str = self.realm.as_deref().unwrap_or(&from_domain);
-        let header = if register {
-            "Authorization"
-        } else {
-            "Proxy-Authorization"
-        };
 
         if self.trusted(msg, from_user, &from_domain) {
             self.consume_if(msg, &method, header, realm)?;
             return Ok(Verdict::Continue);
         }
 
-        match self.check(msg, &method, header, realm, from_user, &from_domain) {
+        match self.check(msg, &set, &method, realm, from_user, &from_domain) {
             Outcome::Authenticated { username } => {
                 if self.trust_connection {
                     let id = msg.connection_id();
@@ -348,25 +359,27 @@ impl Module for AuthDigest {
 export_module!(AuthDigest);
 
 impl AuthDigest {
-    /// Check the request's credentials for `realm` (Kamailio `auth_check`).
+    /// Check the request's credentials for `realm` (Kamailio `auth_check`). `set` holds
+    /// the request's From, To and credentials header, as [`on_request`] reads them.
+    ///
+    /// [`on_request`]: Module::on_request
     pub fn check(
         &self,
         msg: &Message,
+        set: &HeaderSet,
         method: &str,
-        header: &str,
         realm: &str,
         from_user: &str,
         from_domain: &str,
     ) -> Outcome {
         // Several credentials may travel (one per proxy realm): ours is the first whose
         // realm matches (Kamailio find_credentials).
-        let values = msg.header_values(header);
-        let Some(parsed) = values
-            .iter()
+        let Some(parsed) = set
+            .values(CREDENTIALS)
             .find_map(|v| credentials::parse_for_realm(v, realm))
         else {
             // A header that is not even Digest credentials for any realm is malformed.
-            if let Some(v) = values.first() {
+            if let Some(v) = set.first(CREDENTIALS) {
                 if let Err(e) = credentials::parse(v) {
                     if e != Malformed::NotDigest {
                         return Outcome::Malformed(e.to_string());
@@ -428,13 +441,13 @@ impl AuthDigest {
             Err(e) => return Outcome::StoreFailed(e.to_string()),
         };
         let ha1 = HexHash::new(ha1.as_bytes());
-        let expected = alg.response(ha1.as_str(), &c.nonce, method, &c.uri, qop);
-        if !digest::ct_eq_lowercase(expected.as_str().as_bytes(), c.response.as_bytes()) {
+        let expected = alg.response(ha1, &c.nonce, method, &c.uri, qop);
+        if !digest::ct_eq_lowercase(expected.as_bytes(), c.response.as_bytes()) {
             log::info!("auth-digest: wrong response from {}@{realm}", c.username);
             return Outcome::Failed;
         }
         if self.check_identity
-            && !self.identity_ok(msg, method, &c.username, realm, from_user, from_domain)
+            && !self.identity_ok(msg, set, method, &c.username, realm, from_user, from_domain)
         {
             log::info!(
                 "auth-digest: {}@{realm} authenticated but From is {from_user}@{from_domain}",
@@ -449,29 +462,32 @@ impl AuthDigest {
 
     /// Kamailio `auth_check` flag 1: the auth user is the From user (and To user for
     /// REGISTER, R-URI user too for PUBLISH), and those URIs' domains are the realm.
+    #[allow(clippy::too_many_arguments)]
     fn identity_ok(
         &self,
         msg: &Message,
+        set: &HeaderSet,
         method: &str,
         username: &str,
         realm: &str,
         from_user: &str,
         from_domain: &str,
     ) -> bool {
-        let same =
-            |user: &str, domain: &str| user == username && domain.eq_ignore_ascii_case(realm);
+        // The domains are usually equal as they are (the realm is the From domain by
+        // default, hosts come lowercased): a plain comparison first.
+        let same = |user: &str, domain: &str| {
+            user == username && (domain == realm || domain.eq_ignore_ascii_case(realm))
+        };
         if !same(from_user, from_domain) {
             return false;
         }
-        if method == "REGISTER" || method == "PUBLISH" {
-            let to = msg.header("To");
-            if !to
-                .as_deref()
+        if (method == "REGISTER" || method == "PUBLISH")
+            && !set
+                .first(TO)
                 .and_then(uri::user_host)
                 .is_some_and(|(u, d)| same(u, &d))
-            {
-                return false;
-            }
+        {
+            return false;
         }
         if method == "PUBLISH" {
             let ruri = msg.request_uri();
@@ -584,13 +600,13 @@ impl AuthDigest {
     }
 }
 
-/// True if the To header carries a tag (an in-dialog request).
-fn has_to_tag(msg: &Message) -> bool {
-    msg.header("To").is_some_and(|to| {
+/// True if the To header value carries a tag (an in-dialog request).
+fn has_to_tag(to: Option<&str>) -> bool {
+    to.is_some_and(|to| {
         // Params after the URI (after `>` when there is one).
         let params = match to.rfind('>') {
             Some(i) => &to[i + 1..],
-            None => to.as_str(),
+            None => to,
         };
         params.split(';').skip(1).any(|p| {
             p.trim_ascii()
