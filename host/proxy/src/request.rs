@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use weir_config::{Mode, Route};
 use weir_message::{
-    push_dec, reason_phrase, Message, Method, NameAddr, ParseError, Text, Uri, Via,
+    host_ip, push_dec, reason_phrase, Message, Method, NameAddr, ParseError, Text, Uri, Via,
 };
 use weir_transport::{Destination, ListenerId, Transport};
 
@@ -160,11 +160,7 @@ fn insert_first(msg: &mut Message, name: &str, value: String) {
 }
 
 fn same_ip(host: &str, ip: IpAddr) -> bool {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    bare.parse::<IpAddr>().is_ok_and(|h| h == ip)
+    host_ip(host) == Some(ip)
 }
 
 // === Requests ===
@@ -223,7 +219,14 @@ impl Core {
         }
         self.stamp_via(&mut req, rx);
         let is_options = req.method() == Some(&Method::Options);
-        let ruri = req.request_uri().and_then(|u| Uri::parse(u).ok());
+        // Parsed only when something below reads it: the keep-alive check of OPTIONS, a
+        // loose-routing `lr` (a param, so a `;`), or a route that matches domains.
+        let ruri = req
+            .request_uri()
+            .filter(|u| {
+                is_options || u.contains(';') || self.routes.iter().any(|r| !r.domains.is_empty())
+            })
+            .and_then(|u| Uri::parse(u).ok());
 
         // Keep-alive / monitoring OPTIONS to the proxy itself (Kamailio's default config).
         if is_options

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[cfg(test)]
 use weir_message::Via;
-use weir_message::{Scheme, Uri, ViaRef};
+use weir_message::{host_ip, Scheme, Uri, ViaRef};
 use weir_transport::{Destination, Transport};
 
 use crate::stats::inc;
@@ -66,16 +66,16 @@ fn transport_named(name: &str) -> Result<Transport, Unusable> {
 }
 
 fn target(host: &str, port: u16, transport: Transport) -> Target {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
+    if let Some(ip) = host_ip(host) {
         return Target::Ready(Destination {
             transport,
             addr: SocketAddr::new(ip, port),
         });
     }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if bare.eq_ignore_ascii_case("localhost") {
         return Target::Ready(Destination {
             transport,

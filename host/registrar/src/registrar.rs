@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rand::Rng;
-use weir_message::{CSeq, Message, NameAddr, Scheme, Uri};
+use weir_message::{host_ip, CSeq, Message, NameAddr, Scheme, Uri};
 use weir_store::{Binding, LocationStore, StoreError, SubscriberStore};
 
 use crate::aor::{aor_of_uri, Aor, AorError};
@@ -660,11 +660,7 @@ impl Registrar {
                 if !ctx.transport.eq_ignore_ascii_case("udp") {
                     return Some(rcv());
                 }
-                let host = u.host.trim_start_matches('[').trim_end_matches(']');
-                let ip_differs = match host.parse::<IpAddr>() {
-                    Ok(ip) => ip != src.ip(),
-                    Err(_) => false,
-                };
+                let ip_differs = host_ip(&u.host).is_some_and(|ip| ip != src.ip());
                 let default_port = if u.scheme == Scheme::Sips { 5061 } else { 5060 };
                 let port_differs = u.port.unwrap_or(default_port) != src.port();
                 (ip_differs || port_differs).then(rcv)

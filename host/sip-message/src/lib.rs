@@ -71,6 +71,7 @@ mod digits;
 mod error;
 mod frame;
 mod headers;
+mod ip;
 mod message;
 mod method;
 mod nameaddr;
@@ -88,6 +89,7 @@ pub use headers::{
     canonical_name, compact_form, is_valid_header_name, is_valid_header_value, names_equal, Header,
     Headers,
 };
+pub use ip::host_ip;
 pub use message::{CSeq, Limits, Message, StartLine};
 pub use method::Method;
 pub use nameaddr::NameAddr;

@@ -354,7 +354,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 if k >= MAX_JOINED_NAMES {
                     bail!("header-values-joined: more than {MAX_JOINED_NAMES} names");
                 }
-                for v in m.headers.get_all(name.trim_matches([' ', '\t'])) {
+                for v in m.headers.get_all(name.trim_ascii()) {
                     push_dec(&mut out, v.len() as u64);
                     out.push(':');
                     out.push_str(v);

@@ -242,7 +242,7 @@ impl MemMessage {
         let mut out = String::new();
         for (k, name) in names.split(',').enumerate() {
             assert!(k < 32, "header-values-joined: more than 32 names");
-            for h in self.lines(name.trim_matches([' ', '\t'])) {
+            for h in self.lines(name.trim_ascii()) {
                 out.push_str(&h.value.len().to_string());
                 out.push(':');
                 out.push_str(&h.value);
