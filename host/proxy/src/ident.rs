@@ -125,11 +125,16 @@ pub(crate) fn loop_hash(req: &Message) -> u32 {
     req.from_tag_ref().hash(&mut h);
     req.call_id().hash(&mut h);
     req.cseq().ok().map(|c| c.seq).hash(&mut h);
-    for v in req.headers.get_all("Proxy-Require") {
-        v.hash(&mut h);
-    }
-    for v in req.headers.get_all("Proxy-Authorization") {
-        v.hash(&mut h);
+    // Neither name has a compact form, so a line of another length is neither: most
+    // requests carry neither, and one look at each line's length says so.
+    let maybe = |h: &weir_message::Header| matches!(h.name.len(), 13 | 19);
+    if req.headers.iter().any(maybe) {
+        for v in req.headers.get_all("Proxy-Require") {
+            v.hash(&mut h);
+        }
+        for v in req.headers.get_all("Proxy-Authorization") {
+            v.hash(&mut h);
+        }
     }
     // Truncation is intended: 32 bits are plenty to tell a loop from a spiral.
     (h.finish() & 0xffff_ffff) as u32
@@ -212,6 +217,42 @@ mod tests {
         req.top_via_ref().unwrap().branch().hash(&mut h);
         assert_eq!(tag, format!("w{:016x}", h.finish()));
         assert_eq!(tag, to_tag_with(&req, req.top_via_ref().ok().as_ref()));
+    }
+
+    /// Proxy-Require and Proxy-Authorization count, in that order, wherever they are.
+    #[test]
+    fn loop_hash_covers_proxy_require_and_proxy_authorization() {
+        let parse = |extra: &str| {
+            Message::parse(
+                format!("INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKabc\r\nFrom: <sip:a@example.com>;tag=1\r\n{extra}To: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n").as_bytes(),
+                &weir_message::Limits::default(),
+            )
+            .unwrap()
+        };
+        let reference = |req: &Message| {
+            let mut h = fixed_hasher();
+            req.request_uri().hash(&mut h);
+            req.from_tag_ref().hash(&mut h);
+            req.call_id().hash(&mut h);
+            req.cseq().ok().map(|c| c.seq).hash(&mut h);
+            for v in req.headers.get_all("Proxy-Require") {
+                v.hash(&mut h);
+            }
+            for v in req.headers.get_all("Proxy-Authorization") {
+                v.hash(&mut h);
+            }
+            (h.finish() & 0xffff_ffff) as u32
+        };
+        let plain = parse("");
+        let both = parse("Proxy-Authorization: Digest a=1\r\nproxy-require: x\r\n");
+        let one = parse("Proxy-Require: x\r\n");
+        let other = parse("X-Thirteen-ch: x\r\n");
+        for req in [&plain, &both, &one, &other] {
+            assert_eq!(loop_hash(req), reference(req));
+        }
+        assert_ne!(loop_hash(&plain), loop_hash(&both));
+        assert_ne!(loop_hash(&plain), loop_hash(&one));
+        assert_eq!(loop_hash(&plain), loop_hash(&other));
     }
 
     #[test]
