@@ -151,16 +151,22 @@ pub(crate) fn verdict_to_wit(verdict: Verdict) -> Result<wit::Verdict, String> {
             if !names::is_valid_value(&reply.reason) {
                 return Err(format!("verdict: invalid reason phrase {:?}", reply.reason));
             }
-            let mut headers = Vec::with_capacity(reply.headers.len());
-            for h in reply.headers {
-                if !names::is_valid(&h.name) || !names::is_valid_value(&h.value) {
-                    return Err(format!("verdict: invalid reply header {:?}", h.to_string()));
-                }
-                headers.push(wit::Header {
+            if let Some(h) = reply
+                .headers
+                .iter()
+                .find(|h| !names::is_valid(&h.name) || !names::is_valid_value(&h.value))
+            {
+                return Err(format!("verdict: invalid reply header {:?}", h.to_string()));
+            }
+            // Same layout: the vector is reused in place, not copied.
+            let headers = reply
+                .headers
+                .into_iter()
+                .map(|h| wit::Header {
                     name: h.name,
                     value: h.value,
-                });
-            }
+                })
+                .collect();
             wit::Verdict::Reply(wit::Reply {
                 code: reply.code,
                 reason: reply.reason,
