@@ -693,6 +693,23 @@ fn push_clean(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// `name: value` CRLF as [`Message::write_to`] writes a line (CR, LF and NUL in the
+/// value as SP), with `;tag=<tag>` after the value when given; nothing when the name is
+/// not a token.
+fn push_line(out: &mut Vec<u8>, name: &str, value: &str, tag: Option<&str>) {
+    if !is_token(name) {
+        return;
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    push_clean(out, value);
+    if let Some(tag) = tag {
+        out.extend_from_slice(b";tag=");
+        push_clean(out, tag);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Number of decimal digits of `n`.
 #[inline]
 fn digits(mut n: usize) -> usize {
@@ -1072,25 +1089,11 @@ impl Message {
         out.extend_from_slice(b"\r\n");
         let tag = self.reply_to_tag(code, to_tag);
         self.for_each_reply_line(|h, is_to| {
-            if is_token(&h.name) {
-                out.extend_from_slice(h.name.as_bytes());
-                out.extend_from_slice(b": ");
-                push_clean(out, &h.value);
-                if let Some(tag) = tag.filter(|_| is_to) {
-                    out.extend_from_slice(b";tag=");
-                    push_clean(out, tag);
-                }
-                out.extend_from_slice(b"\r\n");
-            }
+            push_line(out, &h.name, &h.value, tag.filter(|_| is_to));
         });
         out.extend_from_slice(b"Content-Length: 0\r\n");
         for (name, value) in extra {
-            if is_token(name) {
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b": ");
-                push_clean(out, value);
-                out.extend_from_slice(b"\r\n");
-            }
+            push_line(out, name, value, None);
         }
         out.extend_from_slice(b"\r\n");
     }

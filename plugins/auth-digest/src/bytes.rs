@@ -61,12 +61,14 @@ fn flags<const K: usize>(w: u64, set: &[u8; K]) -> u64 {
     set.iter().fold(0, |m, &c| m | has_byte(w, c))
 }
 
-const HIGH: u64 = 0x8080_8080_8080_8080;
-const EACH: u64 = 0x0101_0101_0101_0101;
+/// The high bit of each byte of a word.
+pub const HIGH: u64 = 0x8080_8080_8080_8080;
+/// One in each byte of a word.
+pub const EACH: u64 = 0x0101_0101_0101_0101;
 
 /// Eight bytes as a little-endian word.
 #[inline(always)]
-fn word(c: &[u8]) -> u64 {
+pub fn word(c: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(c);
     u64::from_le_bytes(w)

@@ -102,28 +102,13 @@ const NC: u16 = 1 << 7;
 const CNONCE: u16 = 1 << 8;
 const OPAQUE: u16 = 1 << 9;
 
-/// The bit of a known param name (ASCII case ignored), 0 for others. The length and
-/// first letter pick the one candidate, then one comparison confirms it.
+/// The bit of a known param name (ASCII case ignored), 0 for others: [`known_at`] on
+/// the whole name.
+#[cfg(test)]
 fn known(name: &str) -> u16 {
-    let n = name.as_bytes();
-    // `| 0x20` lowercases an ASCII letter (and maps no other byte to a lowercase one).
-    let (bit, want) = match (n.len(), n.first().map(|c| c | 0x20)) {
-        (8, Some(b'u')) => (USERNAME, "username"),
-        (5, Some(b'r')) => (REALM, "realm"),
-        (5, Some(b'n')) => (NONCE, "nonce"),
-        (3, Some(b'u')) => (URI, "uri"),
-        (8, Some(b'r')) => (RESPONSE, "response"),
-        (9, Some(b'a')) => (ALGORITHM, "algorithm"),
-        (3, Some(b'q')) => (QOP, "qop"),
-        (2, Some(b'n')) => (NC, "nc"),
-        (6, Some(b'c')) => (CNONCE, "cnonce"),
-        (6, Some(b'o')) => (OPAQUE, "opaque"),
-        _ => return 0,
-    };
-    if name.eq_ignore_ascii_case(want) {
-        bit
-    } else {
-        0
+    match known_at(name.as_bytes(), 0) {
+        Some((bit, end)) if end == name.len() => bit,
+        _ => 0,
     }
 }
 
@@ -290,12 +275,13 @@ fn scan(value: &str) -> Result<Scan<'_>, Malformed> {
                 i = end;
                 bit
             }
+            // Not a known name as a whole token (any case): another param.
             None => {
                 i = skip(b, i, TOKEN);
                 if i == start {
                     return Err(Malformed::Syntax("expected a param name"));
                 }
-                known(s.get(start..i).unwrap_or(""))
+                0
             }
         };
         let name = s.get(start..i).unwrap_or("");

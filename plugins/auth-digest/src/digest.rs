@@ -7,6 +7,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 use weir_sdk::subscribers::HashAlgorithm;
 
+use crate::bytes::{word, EACH, HIGH};
+
 /// A digest algorithm, as named in `algorithm=` (case-insensitive on input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Algorithm {
@@ -206,18 +208,9 @@ pub fn ct_eq_lowercase(expected: &[u8], given: &[u8]) -> bool {
     std::hint::black_box(diff | u64::from(tail)) == 0
 }
 
-/// Eight bytes as a little-endian word.
-fn word(c: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(c);
-    u64::from_le_bytes(w)
-}
-
 /// [`u8::to_ascii_lowercase`] of each byte of a word, without branches (so in constant
 /// time): a byte below 0x80 whose low seven bits are in `A..=Z` gets bit 0x20.
 fn lowercase_word(w: u64) -> u64 {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const EACH: u64 = 0x0101_0101_0101_0101;
     // Each byte's low seven bits: adding at most 0x7f + 0x3f carries into no other byte.
     let low = w & !HIGH;
     // High bit set where the low bits are >= `A` (0x41), and where they are > `Z` (0x5a).

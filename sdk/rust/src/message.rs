@@ -323,7 +323,7 @@ pub struct HeaderSet {
 
 impl HeaderSet {
     /// Most names one set holds (the host's limit).
-    const MAX_NAMES: usize = 32;
+    pub(crate) const MAX_NAMES: usize = 32;
 
     fn new(text: String) -> HeaderSet {
         let mut starts = [0u32; HeaderSet::MAX_NAMES];

@@ -241,7 +241,8 @@ impl MemMessage {
     pub(crate) fn header_values_joined(&self, names: &str) -> String {
         let mut out = String::new();
         for (k, name) in names.split(',').enumerate() {
-            assert!(k < 32, "header-values-joined: more than 32 names");
+            let max = crate::HeaderSet::MAX_NAMES;
+            assert!(k < max, "header-values-joined: more than {max} names");
             for h in self.lines(name.trim_ascii()) {
                 out.push_str(&h.value.len().to_string());
                 out.push(':');
