@@ -50,6 +50,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
+# What `scripts/setup pgo` builds (bench/run runs it): the `dist` profile, profile-guided.
+DEFAULT_WEIR = ROOT / "target" / "pgo" / "dist" / "weir"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
 # SIPp's socket buffers (its default, 64 KiB, overflows at the UAS at a few thousand
@@ -886,9 +888,9 @@ class Bench:
     # -- proxies ------------------------------------------------------------------------
 
     def weir_proxy(self) -> Proxy:
-        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else ROOT / "target" / "dist" / "weir"
+        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else DEFAULT_WEIR
         if not built.exists():
-            sys.exit(f"bench: {built} not found: run scripts/setup")
+            sys.exit(f"bench: {built} not found: run scripts/setup pgo")
         built_wasm = (Path(self.a.weir_module).resolve() if self.a.weir_module else
                       ROOT / "target" / "wasm32-wasip2" / "release" / "header_ops.wasm")
         if not built_wasm.exists():
@@ -1678,7 +1680,8 @@ def main():
     ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
                     help="pin the proxy to the last CPU and SIPp to the others (taskset)")
     ap.add_argument("--weir-bin", default=env("BENCH_WEIR_BIN"),
-                    help="weir binary to run (default target/dist/weir), e.g. to compare "
+                    help="weir binary to run (default target/pgo/dist/weir, scripts/setup "
+                         "pgo's build), e.g. to compare "
                          "two builds; use with --no-setup")
     ap.add_argument("--weir-module", default=env("BENCH_WEIR_MODULE"),
                     help="header_ops.wasm to load (default target/wasm32-wasip2/release/...)")

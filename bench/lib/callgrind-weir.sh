@@ -29,83 +29,37 @@ esac
 if [ $# -ne 3 ]; then sed -n '2,20p' "$0"; exit 2; fi
 port=${PORT:-5560}
 bin=$1; module=$2; out=$3
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-# UAS ports: one, or the three destinations of the dispatcher's list
-uas_ports=($((port + 20)))
+# shellcheck source=bench/lib/weir-load.sh
+. "$(dirname "$0")/weir-load.sh"
 if [ $mode = stateful ] || [ $mode = dispatcher ]; then
     n1=100 n2=600 rate=20
-    uas=(-sf "$root/bench/sipp/uas-stateful.xml") uac="$root/bench/sipp/uac-stateful.xml"
-    if [ $mode = dispatcher ]; then
-        uas+=(-aa)
-        uas_ports=($((port + 20)) $((port + 21)) $((port + 22)))
-    fi
-elif [ $mode = stateless ]; then
-    n1=200 n2=1200 rate=100
-    uas=(-sn uas) uac="$root/bench/sipp/uac.xml"
 else
     n1=200 n2=1200 rate=100
-    uas=() uac="$root/bench/sipp/uac-$mode.xml"
 fi
-mkdir -p "$out"
-out=$(realpath "$out")
-users="$out/users.csv"
-if [ $mode = register-auth ]; then
-    module=$(realpath "$module")
-    # As bench/lib/register.py write_users: SIPp's [authentication] keyword in field1
-    # (SIPp does not expand a field inside it), and `user,domain,password` subscribers.
-    {
-        echo SEQUENTIAL
-        for i in $(seq 1 $n2); do echo "ca$i;[authentication username=ca$i password=pw${i}x]"; done
-    } > "$users"
-    for i in $(seq 1 $n2); do echo "ca$i,127.0.0.1,pw${i}x"; done > "$out/subscribers.txt"
-else
-    { echo SEQUENTIAL; for i in $(seq 1 $n2); do echo "cg$i;pw$i"; done; } > "$users"
-fi
-if [ $mode = dispatcher ]; then
-    module=$(realpath "$module")
-    # bench/weir/dispatcher.list with our UAS ports (read relative to the config)
-    sed -e "s/127.0.0.1:5271/127.0.0.1:${uas_ports[0]}/" \
-        -e "s/127.0.0.1:5272/127.0.0.1:${uas_ports[1]}/" \
-        -e "s/127.0.0.1:5273/127.0.0.1:${uas_ports[2]}/" \
-        "$root/bench/weir/dispatcher.list" > "$out/dispatcher.list"
-fi
-cfg="$out/weir.toml"
 # a module call's first run under valgrind takes far longer than its 50 ms default
 # deadline (the timeout does not change the instructions counted)
-sed -e "s#component = \".*\"#component = \"$module\"\ntimeout_ms = 5000#" \
-    -e "s#file = \"subscribers.txt\"#file = \"$out/subscribers.txt\"#" \
-    -e "s/127.0.0.1:5160/127.0.0.1:$port/" -e "s/127.0.0.1:5360/127.0.0.1:$port/" -e "s/127.0.0.1:5170/127.0.0.1:$((port + 20))/" \
-    "$root/bench/weir/$mode.toml" > "$cfg"
+load_prepare $mode "$module" "$out" "$port" $n2 "timeout_ms = 5000"
+out=$(realpath "$out")
+cfg=$load_cfg
 vg=(valgrind --tool=callgrind --smc-check=all-non-file)
 # compile the module once under valgrind, so both runs load it from the cache
 "${vg[@]}" --callgrind-out-file=/dev/null "$bin" check --config "$cfg" > /dev/null 2>&1
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() { load_stop_uas; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 declare -A total mallocs
 for n in $n1 $n2; do
     rm -f "$out"/cg."$n".*
-    # the UAS first: the dispatcher's first probes find them answering
-    pids=()
-    u=()
-    if [ ${#uas[@]} -gt 0 ]; then
-        for up in "${uas_ports[@]}"; do
-            sipp "${uas[@]}" -i 127.0.0.1 -p "$up" -nostdin -buff_size 4194304 \
-                > /dev/null 2>&1 &
-            u+=($!)
-            pids+=($!)
-        done
-        sleep 0.5
-    fi
+    load_start_uas
     "${vg[@]}" --callgrind-out-file="$out/cg.$n.%p" "$bin" run --config "$cfg" \
         > "$out/weir.$n.log" 2>&1 &
     v=$!
-    pids+=("$v")
-    for _ in $(seq 1 120); do grep -q "running" "$out/weir.$n.log" && break; sleep 1; done
+    pids=("$v")
+    load_wait_running "$out/weir.$n.log"
     rc=0
-    sipp -sf "$uac" 127.0.0.1:$port -s service -i 127.0.0.1 -p $((port + 30)) -d 0 -nostdin \
-        -inf "$users" -buff_size 4194304 -r $rate -m "$n" -timeout 120 > /dev/null 2>&1 || rc=$?
-    kill "${u[@]}" "$v"
+    load_uac "$n" $rate || rc=$?
+    load_stop_uas
+    kill "$v"
     wait "$v" 2>/dev/null || true
     pids=()
     if [ $rc -ne 0 ]; then echo "SIPp exit status $rc with $n calls: no count"; exit 1; fi

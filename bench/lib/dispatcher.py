@@ -83,12 +83,12 @@ class DispatcherBench(Bench):
     # -- proxies ------------------------------------------------------------------------
 
     def weir_proxy(self) -> Proxy:
-        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else ROOT / "target" / "dist" / "weir"
+        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else bench.DEFAULT_WEIR
         built_wasm = (Path(self.a.weir_module).resolve() if self.a.weir_module else
                       ROOT / "target" / "wasm32-wasip2" / "release" / "dispatcher.wasm")
         for f in (built, built_wasm):
             if not f.exists():
-                sys.exit(f"bench: {f} not found: build it (scripts/setup) or give "
+                sys.exit(f"bench: {f} not found: build it (scripts/setup pgo) or give "
                          "--weir-bin / --weir-module")
         weir, wasm = self.run_dir / "weir", self.run_dir / "dispatcher.wasm"
         shutil.copy2(built, weir)
@@ -255,7 +255,7 @@ def main():
     ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
                     help="pin the proxy to the last CPU and SIPp to the others (taskset)")
     ap.add_argument("--weir-bin", default=env("BENCH_WEIR_BIN"),
-                    help="weir binary (default target/dist/weir)")
+                    help="weir binary (default target/pgo/dist/weir, scripts/setup pgo's build)")
     ap.add_argument("--weir-module", default=env("BENCH_WEIR_MODULE"),
                     help="dispatcher.wasm (default target/wasm32-wasip2/release/dispatcher.wasm)")
     ap.add_argument("--kamailio-args", default=env("BENCH_KAMAILIO_ARGS", "-x tlsf"),

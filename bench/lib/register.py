@@ -90,12 +90,12 @@ class RegBench(Bench):
                                 csv=csv, trace=trace, rtt=False)
 
     def weir_proxy(self) -> Proxy:
-        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else ROOT / "target" / "release" / "weir"
+        built = Path(self.a.weir_bin).resolve() if self.a.weir_bin else B.DEFAULT_WEIR
         wasm_src = (Path(self.a.weir_auth_module).resolve() if self.a.weir_auth_module else
                     ROOT / "target" / "wasm32-wasip2" / "release" / "auth_digest.wasm")
         for f in (built,) + ((wasm_src,) if self.auth else ()):
             if not f.exists():
-                sys.exit(f"bench: {f} not found: run scripts/setup")
+                sys.exit(f"bench: {f} not found: run scripts/setup pgo")
         weir = self.run_dir / "weir"
         shutil.copy2(built, weir)
         self.weir_binary = weir_binary_info(weir, built)
