@@ -1,6 +1,6 @@
 //! Address-of-record normalisation (Kamailio `extract_aor`).
 
-use weir_message::{Scheme, Uri};
+use weir_message::{Scheme, UriRef};
 
 use crate::config::Config;
 
@@ -63,13 +63,13 @@ fn unescape(s: &str) -> Result<String, AorError> {
 
 /// The AOR of a URI string under `cfg`.
 pub fn aor_of(uri: &str, cfg: &Config) -> Result<Aor, AorError> {
-    let u = Uri::parse(uri.trim()).map_err(|_| AorError::Parse)?;
-    aor_of_uri(&u, cfg)
+    let u = UriRef::parse(uri.trim()).map_err(|_| AorError::Parse)?;
+    aor_of_uri(u, cfg)
 }
 
-/// The AOR of a parsed URI under `cfg`.
-pub fn aor_of_uri(u: &Uri, cfg: &Config) -> Result<Aor, AorError> {
-    let raw_user = u.user.as_deref().unwrap_or("");
+/// The AOR of a parsed URI under `cfg` (a [`weir_message::Uri`] converts with `.into()`).
+pub fn aor_of_uri(u: UriRef<'_>, cfg: &Config) -> Result<Aor, AorError> {
+    let raw_user = u.user.unwrap_or("");
     let mut user = unescape(raw_user)?;
     if !cfg.case_sensitive {
         if user.is_ascii() {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rand::Rng;
-use weir_message::{host_ip, CSeq, Message, NameAddr, Scheme, Uri};
+use weir_message::{host_ip, CSeq, Message, NameAddr, Scheme, Uri, UriRef};
 use weir_store::{Binding, LocationStore, StoreError, SubscriberStore};
 
 use crate::aor::{aor_of_uri, Aor, AorError};
@@ -318,17 +318,19 @@ impl Registrar {
     /// Step 1 of a REGISTER: the AOR (To, or the explicit URI), and the host of its
     /// URI as written.
     fn aor_for(&self, req: &Message, opts: &SaveOptions) -> Result<(Aor, String), Fail> {
+        let unparsable = |_| Fail::bad(AorError::Parse.static_str());
         let to = req.headers.get("to").ok_or(Fail::bad(EI_TO_MISS))?;
-        let to = NameAddr::parse(to).map_err(|_| Fail::bad(AorError::Parse.static_str()))?;
+        // The To value must parse whatever names the AOR.
+        let to_uri = UriRef::of_name_addr(to).map_err(unparsable)?;
         let aor_uri = match &opts.aor_uri {
-            Some(s) => Uri::parse(s.trim()).map_err(|_| Fail::bad(AorError::Parse.static_str()))?,
-            None => to.uri,
+            Some(s) => UriRef::parse(s.trim()).map_err(unparsable)?,
+            None => to_uri,
         };
-        let aor = aor_of_uri(&aor_uri, &self.cfg).map_err(|e| {
+        let aor = aor_of_uri(aor_uri, &self.cfg).map_err(|e| {
             let code = if e == AorError::TooLong { 500 } else { 400 };
             Fail::new(code, e.static_str())
         })?;
-        Ok((aor, aor_uri.host))
+        Ok((aor, aor_uri.host.to_string()))
     }
 
     /// Steps 2 to 5 of a REGISTER, for the AOR [`aor_for`](Self::aor_for) found; the
@@ -810,7 +812,7 @@ impl Registrar {
         let Ok(uri) = Uri::parse(request_uri.trim()) else {
             return Lookup::NotFound;
         };
-        let Ok(aor) = aor_of_uri(&uri, &self.cfg) else {
+        let Ok(aor) = aor_of_uri((&uri).into(), &self.cfg) else {
             return Lookup::NotFound;
         };
         let gr = uri.param("gr");

@@ -95,5 +95,5 @@ pub use method::Method;
 pub use nameaddr::NameAddr;
 pub use reason::reason_phrase;
 pub use text::Text;
-pub use uri::{Scheme, Uri};
+pub use uri::{Scheme, Uri, UriRef};
 pub use via::{Via, ViaRef};

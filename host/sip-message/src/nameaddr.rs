@@ -270,6 +270,52 @@ mod tests {
         }
     }
 
+    /// `UriRef::of_name_addr` and `UriRef::parse` agree with the owning parsers: the same
+    /// values accepted (and the same error), the same address.
+    #[test]
+    fn uri_ref_matches_the_owning_parse() {
+        use crate::UriRef;
+        let values = [
+            "<sip:carol@example.com>",
+            "Bob Smith <sip:bob@example.com;transport=tcp>;tag=a6c85cf",
+            "caller<sip:caller@example.com>;tag=323",
+            r#""J \"Rosenberg\", <x>" <sip:jdrosen@example.com>"#,
+            "sip:user@example.com;tag=1;expires=60",
+            "<tel:+1-201-555-0123>",
+            "<sip:user;par=u%40example.net@example.com>;tag=9",
+            "\"Watson, Thomas\" < sip:t.watson@example.org >",
+            "<SIPS:Alice:pw@[2001:db8::1]:05061;lr?subject=x>",
+            "<sip:127.0.0.1:5160>",
+            "<sip:a@example.com>;tag",
+            "",
+            "\"unterminated <sip:a@example.com>",
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            "<sip:a@example.com",
+            "sip:user@example.com?Route=%3Csip:example.com%3E",
+            "<sip:exa mple.com>",
+            "<>",
+            "<sip:a@example.com> junk",
+            "<http://example.com>",
+            "<sip:a@example.com:99999>",
+            "<sip:a@[::1>",
+            "<sip:%zz@example.com>",
+            "<tel:abc>",
+        ];
+        for v in values {
+            let owned = NameAddr::parse(v).map(|n| n.uri);
+            let borrowed = UriRef::of_name_addr(v);
+            match (&owned, &borrowed) {
+                (Ok(u), Ok(r)) => assert_eq!(UriRef::from(u), *r, "{v:?}"),
+                (Err(a), Err(b)) => assert_eq!(a, b, "{v:?}"),
+                _ => panic!("{v:?}: {owned:?} against {borrowed:?}"),
+            }
+            if let Ok(u) = &owned {
+                let text = u.to_string();
+                assert_eq!(UriRef::parse(&text), Ok(UriRef::from(u)), "{text:?}");
+            }
+        }
+    }
+
     #[test]
     fn tag_helpers() {
         assert_eq!(tag_of("<urn:service:sos>;tag=5"), Some("5"));

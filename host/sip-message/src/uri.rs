@@ -79,6 +79,68 @@ pub(crate) struct UriParts<'a> {
     pub(crate) headers: Option<&'a str>,
 }
 
+/// The addressing pieces of a `sip:`, `sips:` or `tel:` URI, borrowed from the text they
+/// were parsed from: what [`Uri::parse`] would give, validated the same way, without
+/// allocating. For hot paths that only need to know whom a URI names (a registrar's
+/// address of record, a location lookup).
+///
+/// ```
+/// use weir_message::{NameAddr, Scheme, Uri, UriRef};
+/// let v = "\"Bob\" <sip:Bob@Example.com:5070;transport=tcp>;tag=1";
+/// let r = UriRef::of_name_addr(v).unwrap();
+/// assert_eq!((r.scheme, r.user, r.host, r.port), (Scheme::Sip, Some("Bob"), "Example.com", Some(5070)));
+/// let u = NameAddr::parse(v).unwrap().uri;
+/// assert_eq!(r, UriRef::parse("sip:Bob@Example.com:5070;lr").unwrap());
+/// assert_eq!((r.user, r.host), (u.user.as_deref(), u.host.as_str()));
+/// assert!(UriRef::parse("http://example.com").is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UriRef<'a> {
+    /// Scheme.
+    pub scheme: Scheme,
+    /// User part as written, or the telephone number of a `tel:` URI.
+    pub user: Option<&'a str>,
+    /// Host as written (hostname, IPv4 address or bracketed IPv6 reference); empty for
+    /// `tel:`.
+    pub host: &'a str,
+    /// Port.
+    pub port: Option<u16>,
+}
+
+impl<'a> UriRef<'a> {
+    /// Parse a URI as [`Uri::parse`] does (the same errors), keeping only its address.
+    pub fn parse(s: &'a str) -> Result<UriRef<'a>, HeaderError> {
+        parse_parts(s, |_, _| {}).map(UriRef::of_parts)
+    }
+
+    /// The URI of a name-addr or addr-spec (To, From, Contact): `NameAddr::parse(s)?.uri`
+    /// with the same validation of the whole value, without allocating.
+    pub fn of_name_addr(s: &'a str) -> Result<UriRef<'a>, HeaderError> {
+        let p = crate::nameaddr::parse_parts(s, |_, _| {})?;
+        UriRef::parse(p.uri)
+    }
+
+    fn of_parts(p: UriParts<'a>) -> UriRef<'a> {
+        UriRef {
+            scheme: p.scheme,
+            user: p.user,
+            host: p.host,
+            port: p.port,
+        }
+    }
+}
+
+impl<'a> From<&'a Uri> for UriRef<'a> {
+    fn from(u: &'a Uri) -> UriRef<'a> {
+        UriRef {
+            scheme: u.scheme,
+            user: u.user.as_deref(),
+            host: &u.host,
+            port: u.port,
+        }
+    }
+}
+
 const WHAT: &str = "URI";
 
 fn err(detail: &'static str) -> HeaderError {

@@ -81,8 +81,19 @@ impl Algorithm {
         uri: &str,
         qop_auth: Option<(&str, &str)>,
     ) -> HexHash {
+        self.response_with_ha2(ha1, nonce, &self.hash(&[method, uri]), qop_auth)
+    }
+
+    /// [`response`](Self::response) with HA2 = H(method:uri) given (from an
+    /// [`Ha2Cache`]).
+    pub fn response_with_ha2(
+        self,
+        ha1: impl AsRef<[u8]>,
+        nonce: &str,
+        ha2: &HexHash,
+        qop_auth: Option<(&str, &str)>,
+    ) -> HexHash {
         let ha1 = ha1.as_ref();
-        let ha2 = self.hash(&[method, uri]);
         match qop_auth {
             Some((nc, cnonce)) => self.hash(&[
                 ha1,
@@ -94,6 +105,37 @@ impl Algorithm {
             ]),
             None => self.hash(&[ha1, nonce.as_bytes(), ha2.as_bytes()]),
         }
+    }
+}
+
+/// The last HA2 = H(method:uri) computed, for the next request: every REGISTER to a
+/// registrar names the same method and digest URI (`REGISTER`, `sip:example.com`), so
+/// their HA2 is the same. One entry; a miss computes and replaces it (its strings keep
+/// their capacity, so a miss allocates only when a longer URI comes).
+#[derive(Debug, Default)]
+pub struct Ha2Cache {
+    entry: Option<(Algorithm, String, String, HexHash)>,
+}
+
+impl Ha2Cache {
+    /// HA2 of `method` and `uri` under `alg`.
+    pub fn get(&mut self, alg: Algorithm, method: &str, uri: &str) -> HexHash {
+        if let Some((a, m, u, ha2)) = &self.entry {
+            if *a == alg && m == method && u == uri {
+                return *ha2;
+            }
+        }
+        let ha2 = alg.hash(&[method, uri]);
+        let (a, m, u, h) = self
+            .entry
+            .get_or_insert_with(|| (alg, String::new(), String::new(), ha2));
+        *a = alg;
+        m.clear();
+        m.push_str(method);
+        u.clear();
+        u.push_str(uri);
+        *h = ha2;
+        ha2
     }
 }
 

@@ -17,6 +17,8 @@
 //! The module never panics on message content and never tells a client whether a user
 //! exists. See README.md for params, the SIP exchange and the Kamailio mapping.
 
+use std::cell::RefCell;
+
 use serde::Deserialize;
 use weir_sdk::subscribers::{self, Ha1Lookup};
 use weir_sdk::{
@@ -33,7 +35,7 @@ pub mod nonce;
 pub mod uri;
 
 pub use credentials::{DigestCredentials, Malformed};
-pub use digest::{Algorithm, HexHash};
+pub use digest::{Algorithm, Ha2Cache, HexHash};
 pub use nonce::{NonceCheck, NonceKey};
 
 /// Positions in the [`HeaderSet`] a request is read with.
@@ -153,6 +155,8 @@ pub struct AuthDigest {
     reason_401: String,
     reason_407: String,
     reason_403: String,
+    /// HA2 of the last request checked (the same for every REGISTER).
+    ha2: RefCell<Ha2Cache>,
 }
 
 /// The outcome of checking one request's credentials (Kamailio's return codes).
@@ -280,6 +284,7 @@ impl Module for AuthDigest {
             reason_401: config.reason_401,
             reason_407: config.reason_407,
             reason_403: config.reason_403,
+            ha2: RefCell::new(Ha2Cache::default()),
         })
     }
 
@@ -441,7 +446,8 @@ impl AuthDigest {
             Err(e) => return Outcome::StoreFailed(e.to_string()),
         };
         let ha1 = HexHash::new(ha1.as_bytes());
-        let expected = alg.response(ha1, &c.nonce, method, &c.uri, qop);
+        let ha2 = self.ha2.borrow_mut().get(alg, method, &c.uri);
+        let expected = alg.response_with_ha2(ha1, &c.nonce, &ha2, qop);
         if !digest::ct_eq_lowercase(expected.as_bytes(), c.response.as_bytes()) {
             log::info!("auth-digest: wrong response from {}@{realm}", c.username);
             return Outcome::Failed;

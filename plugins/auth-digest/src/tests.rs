@@ -164,6 +164,37 @@ fn rfc7616_md5_and_sha256_vectors() {
 }
 
 #[test]
+fn ha2_cache_answers_as_the_hash_does() {
+    let mut cache = super::Ha2Cache::default();
+    // (algorithm, method, uri) in an order that hits, and misses on each part
+    let seq = [
+        (Algorithm::Md5, "REGISTER", "sip:example.com"),
+        (Algorithm::Md5, "REGISTER", "sip:example.com"),
+        (Algorithm::Md5, "INVITE", "sip:example.com"),
+        (Algorithm::Md5, "INVITE", "sip:bob@example.com"),
+        (Algorithm::Sha256, "INVITE", "sip:bob@example.com"),
+        (Algorithm::Md5, "INVITE", "sip:bob@example.com"),
+        (Algorithm::Md5, "INVITE", "sip:bob@example.co"),
+        (Algorithm::Md5, "INVITEsip:bob@example.co", ""),
+        (Algorithm::Md5, "REGISTER", "sip:example.com"),
+    ];
+    for (alg, method, uri) in seq {
+        let ha2 = cache.get(alg, method, uri);
+        assert_eq!(
+            ha2.as_str(),
+            alg.hash(&[method, uri]).as_str(),
+            "{method} {uri}"
+        );
+        let ha1 = alg.ha1("alice", "example.com", "pw");
+        let qop = Some(("00000001", "c1"));
+        assert_eq!(
+            alg.response_with_ha2(&ha1, "n1", &ha2, qop).as_str(),
+            alg.response(&ha1, "n1", method, uri, qop).as_str()
+        );
+    }
+}
+
+#[test]
 fn response_without_qop_and_ha1_values() {
     // Computed with Python's hashlib, independently of this crate.
     let ha1 = Algorithm::Md5.ha1("Mufasa", "testrealm@host.com", "Circle Of Life");
