@@ -16,8 +16,9 @@ only; the measurement machinery is bench/lib/bench.py's (imported, not changed):
   3. one traced call through each (messages per call), then a check that a few calls
      reach every UAS;
   4. max rate: closed loops of SIPp calls (bench/sipp/uac-stateful.xml: INVITE, ACK and
-     BYE along the route set), -l raised step by step (--limits), the proxies taking
-     turns at each step; the best step with under 0.1% failed calls is the max rate;
+     BYE along the route set), -l raised step by step (--limits), then the two highest
+     steps again (--max-repeat), the proxies taking turns at each step; the best step
+     with under 0.1% failed calls is the max rate;
   5. fixed rates (--rates): CPU time per call of the proxy (utime+stime of every process
      and thread, /proc) in ABBA slices, median per proxy; response times by SIPp
      (whole ms) and by bench/lib/probe.py (µs).
@@ -237,6 +238,9 @@ def main():
     ap.add_argument("--limits", type=int_list,
                     default=int_list(env("BENCH_LIMITS", "25,50,100,200,400,800")),
                     help="max-rate steps: calls in progress (SIPp -l) (default 25,50,100,200,400,800)")
+    ap.add_argument("--max-repeat", type=int, default=int(env("BENCH_MAX_REPEAT", 1)),
+                    help="times the two highest max-rate steps run again, highest first, "
+                         "for each proxy without a failed step (default 1)")
     ap.add_argument("--step", type=float, default=float(env("BENCH_STEP", 5)),
                     help="seconds measured per max-rate step (default 5)")
     ap.add_argument("--warmup", type=float, default=float(env("BENCH_WARMUP", 1)),
