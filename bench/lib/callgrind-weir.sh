@@ -39,7 +39,7 @@ fi
 # a module call's first run under valgrind takes far longer than its 50 ms default
 # deadline (the timeout does not change the instructions counted)
 load_prepare $mode "$module" "$out" "$port" $n2 "timeout_ms = 5000"
-out=$(realpath "$out")
+out=$load_dir
 cfg=$load_cfg
 vg=(valgrind --tool=callgrind --smc-check=all-non-file)
 # compile the module once under valgrind, so both runs load it from the cache

@@ -44,7 +44,7 @@ for load in "${loads[@]}"; do
     printf '\n[[listen]]\nname = "tcp"\ntransport = "tcp"\naddress = "127.0.0.1:%s"\n' \
         "$port" >> "$load_cfg"
     load_start_uas
-    log="$out/$mode/weir.log"
+    log="$load_dir/weir.log"
     "$bin" run --config "$load_cfg" > "$log" 2>&1 &
     weir_pid=$!
     load_wait_running "$log"

@@ -7,8 +7,8 @@
 #       for the UAS, MODULE as its module, EXTRA_MODULE_LINE after the module line), USERS
 #       SIPp users (users.csv), and for register-auth a subscribers file of them, for
 #       dispatcher a copy of bench/weir/dispatcher.list with the UAS ports PORT+20..22.
-#       Sets load_cfg, load_users, load_uac, load_uas (SIPp arguments, empty for the
-#       registrar) and load_uas_ports.
+#       Sets load_dir (OUTDIR, absolute), load_cfg, load_users, load_uac, load_uas (SIPp
+#       arguments, empty for the registrar) and load_uas_ports.
 #   load_start_uas      start the UAS (none for the registrar); their PIDs in load_pids
 #   load_wait_running LOG   wait (up to 120 s) until weir logs that it is running
 #   load_uac N RATE [SIPP_ARGS...]   N calls or registrations from SIPp's UAC at RATE
@@ -45,6 +45,7 @@ load_prepare() {
     esac
     mkdir -p "$out"
     out=$(realpath "$out")
+    load_dir=$out
     load_users="$out/users.csv"
     if [ "$mode" = register-auth ]; then
         # As bench/lib/register.py write_users: SIPp's [authentication] keyword in field1
