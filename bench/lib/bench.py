@@ -33,6 +33,7 @@ Then it prints a table and writes bench/results/<date>.md.
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import datetime as dt
 import json
@@ -78,8 +79,16 @@ class Procs:
     def __init__(self):
         self.live: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name, argv, log_path, env=None, cwd=None) -> subprocess.Popen:
+    def start(self, name, argv, log_path, env=None, cwd=None, cgroup=None) -> subprocess.Popen:
+        """Start `argv` in its own process group; `cgroup` (a CpuLimit) puts it, and
+        everything it forks, into that cgroup before it runs."""
         log = open(log_path, "wb")
+
+        def before_exec():
+            _die_with_parent()
+            if cgroup is not None:
+                cgroup.enter()
+
         p = subprocess.Popen(
             argv,
             stdout=log,
@@ -88,7 +97,7 @@ class Procs:
             env=env,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=before_exec,
         )
         log.close()
         self.live.append((name, p))
@@ -121,6 +130,70 @@ class Procs:
 
 
 PROCS = Procs()
+
+
+class CpuLimit:
+    """--proxy-cpu-limit: a proxy, with every process it forks, in a cgroup of its own
+    whose CPU bandwidth is capped at `pct` % of one CPU (CFS quota per 10 ms period,
+    short enough that a throttled proxy's queue stays within its socket buffer). The
+    same cap for both proxies makes the proxy, not SIPp's single-threaded UAC, the
+    bottleneck of the max-rate steps: the max is then what each proxy does with the
+    same CPU budget. cgroup v2 (cpu.max) or v1 (/sys/fs/cgroup/cpu)."""
+
+    PERIOD_US = 10_000
+
+    def __init__(self, pct: float, name: str):
+        self.pct = pct
+        quota = max(1000, int(self.PERIOD_US * pct / 100.0))
+        root = Path("/sys/fs/cgroup")
+        leaf = f"weir-bench-{name}-{os.getpid()}"
+        v2 = root / "cgroup.controllers"
+        if v2.exists() and "cpu" in (root / "cgroup.subtree_control").read_text().split():
+            self.dir, self.version = root / leaf, 2
+            files = [("cpu.max", f"{quota} {self.PERIOD_US}")]
+        elif (root / "cpu" / "cpu.cfs_quota_us").exists():
+            self.dir, self.version = root / "cpu" / leaf, 1
+            files = [("cpu.cfs_period_us", str(self.PERIOD_US)), ("cpu.cfs_quota_us", str(quota))]
+        else:
+            sys.exit("bench: --proxy-cpu-limit needs a cgroup CPU controller (cgroup v2 with "
+                     "cpu in /sys/fs/cgroup/cgroup.subtree_control, or v1 at /sys/fs/cgroup/cpu)")
+        try:
+            self.dir.mkdir()
+            for f, v in files:
+                (self.dir / f).write_text(v)
+        except OSError as e:
+            sys.exit(f"bench: --proxy-cpu-limit: cannot set up {self.dir}: {e} (needs root)")
+        self.setting = ", ".join(f"{f} {v}" for f, v in files)
+        atexit.register(self.remove)  # after the proxies are stopped
+
+    def describe(self) -> str:
+        return f"{self.pct:g}% of one CPU (cgroup v{self.version}: {self.setting})"
+
+    def enter(self):
+        """In the child, before exec: move this process into the cgroup."""
+        with open(self.dir / "cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+
+    def throttled(self) -> tuple[int, float]:
+        """(periods throttled, seconds throttled) so far."""
+        try:
+            st = dict(l.split() for l in (self.dir / "cpu.stat").read_text().splitlines() if l)
+        except (OSError, ValueError):
+            return 0, 0.0
+        if self.version == 2:
+            return int(st.get("nr_throttled", 0)), int(st.get("throttled_usec", 0)) / 1e6
+        return int(st.get("nr_throttled", 0)), int(st.get("throttled_time", 0)) / 1e9
+
+    def remove(self):
+        """Remove the cgroup (once its processes are gone)."""
+        for _ in range(50):
+            try:
+                self.dir.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
 
 
 def on_signal(signum, _frame):
@@ -743,6 +816,7 @@ class Load:
     proxy_user_s: float = 0.0
     proxy_sys_s: float = 0.0
     proxy_cpu_pct: float = 0.0  # % of one core
+    throttled_pct: float = 0.0  # --proxy-cpu-limit: % of the window the proxy was throttled
     uac_cpu_pct: float = 0.0
     uas_cpu_pct: float = 0.0
     us_per_msg: float = 0.0  # proxy CPU per relayed message
@@ -804,6 +878,7 @@ def aggregate(parts: list[Load], rate: int) -> Load:
     out.cps = out.calls_ok / wall if wall else 0.0
     out.mps = sum(p.mps * p.window_s for p in parts) / wall if wall else 0.0
     out.proxy_cpu_pct = sum(p.proxy_cpu_pct * p.window_s for p in parts) / wall if wall else 0.0
+    out.throttled_pct = sum(p.throttled_pct * p.window_s for p in parts) / wall if wall else 0.0
     out.uac_cpu_pct = sum(p.uac_cpu_pct * p.window_s for p in parts) / wall if wall else 0.0
     out.uas_cpu_pct = sum(p.uas_cpu_pct * p.window_s for p in parts) / wall if wall else 0.0
     us = sorted(p.us_per_msg for p in parts)
@@ -843,6 +918,8 @@ class Bench:
         self.uac_xml = BENCH / "sipp" / ("uac-stateful.xml" if self.stateful else "uac.xml")
         # stateful: a UAS that copies Record-Route (the built-in uas does not)
         self.uas_xml = BENCH / "sipp" / "uas-stateful.xml" if self.stateful else None
+        # --proxy-cpu-limit: each proxy's cgroup, by name
+        self.cpu_limits: dict[str, CpuLimit] = {}
         # --pin: the proxy on the last CPU, SIPp on the others
         n = os.cpu_count() or 1
         self.proxy_cpus = str(n - 1) if n > 1 else ""
@@ -949,13 +1026,21 @@ class Bench:
                          *shlex.split(self.a.kamailio_args), *defs], self.proxy_cpus)
         return Proxy("kamailio", self.a.kamailio_port, argv, ver, self.run_dir / "kamailio.log")
 
+    def launch(self, px: Proxy):
+        """Start the proxy's process, in its own cgroup under --proxy-cpu-limit."""
+        cgroup = None
+        if self.a.proxy_cpu_limit:
+            cgroup = self.cpu_limits.get(px.name) or CpuLimit(self.a.proxy_cpu_limit, px.name)
+            self.cpu_limits[px.name] = cgroup
+        px.proc = PROCS.start(px.name, px.argv, px.log, cwd=str(ROOT), cgroup=cgroup)
+
     def start_proxy(self, px: Proxy):
         for port in (px.port, self.a.uas_port, self.a.uac_port) + (
                 (self.a.probe_port,) if self.stateful and self.a.probe_rate > 0 else ()):
             if not udp_port_free(port):
                 sys.exit(f"bench: UDP {HOST}:{port} is in use (ss -ulpn | grep :{port}); "
                          "stop what holds it or choose other ports (see --help)")
-        px.proc = PROCS.start(px.name, px.argv, px.log, cwd=str(ROOT))
+        self.launch(px)
         if not wait_ready(px.port, px.proc):
             tail = px.log.read_text(errors="replace")[-3000:] if px.log.exists() else ""
             PROCS.stop(px.proc)
@@ -1014,9 +1099,12 @@ class Bench:
                         cwd=str(self.run_dir))
         time.sleep(self.a.warmup)
         th0, pc0 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
+        cg = self.cpu_limits.get(px.name)
+        thr0 = cg.throttled() if cg else (0, 0.0)
         c0, u0, s0, t0 = cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid), cpu_of_tree(uas.pid), time.time()
         time.sleep(self.a.step)
         c1, u1, s1, t1 = cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid), cpu_of_tree(uas.pid), time.time()
+        thr1 = cg.throttled() if cg else (0, 0.0)
         th1, pc1 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
         PROCS.stop(p, signal.SIGUSR1, timeout=8)  # SIGUSR1: no new calls, finish the others
         self.check_alive(px, f"the max-rate step -l {limit}")
@@ -1030,12 +1118,15 @@ class Bench:
         else:
             res.warnings.append(f"max rate -l {limit}: SIPp wrote too few stats rows ({len(rows)})")
         self._finish(ld, res, rows, c1 - c0, t1 - t0, u1 - u0, s1 - s0, drops0, th0, th1, pc0, pc1)
+        # throttled time is counted per CPU that had a runnable thread: can exceed 100%
+        ld.throttled_pct = 100.0 * (thr1[1] - thr0[1]) / max(1e-9, t1 - t0)
         ld.rtd = read_rtt(self.rtt_file(p.pid)) if self.stateful else {}
         print(f"    {px.name:<8} max rate -l {limit:<4}: {ld.cps:7.0f} calls/s {ld.mps:8.0f} msg/s | fail "
               f"{ld.calls_failed}/{ld.calls_ok + ld.calls_failed} retrans {ld.retrans} drops "
               f"proxy {ld.drops_proxy} sipp {ld.drops_sipp} | CPU proxy {ld.proxy_cpu_pct:.0f}% "
               f"uac {ld.uac_cpu_pct:.0f}% uas {ld.uas_cpu_pct:.0f}%"
-              + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else ""),
+              + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else "")
+              + (f" | throttled {ld.throttled_pct:.0f}%" if cg else ""),
               flush=True)
         return ld
 
@@ -1107,6 +1198,8 @@ class Bench:
             res.commands[f"fixed rate {rate}/s, slice {n}"] = shlex.join(argv)
         drops0 = udp_drops()
         th0, pc0 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
+        cg = self.cpu_limits.get(px.name)
+        thr0 = cg.throttled() if cg else (0, 0.0)
         c0, s0, t0 = cpu_of_tree(px.proc.pid), cpu_of_tree(uas.pid), time.time()
         p = PROCS.start(f"{px.name}-uac-{tag}", argv, self.run_dir / f"{px.name}-uac-{tag}.out",
                         cwd=str(self.run_dir))
@@ -1144,8 +1237,10 @@ class Bench:
                 res.warnings.append(f"fixed rate {rate}/s: the response-time probe did not finish")
             PROCS.stop(probe)
         c1, s1, t1 = cpu_of_tree(px.proc.pid), cpu_of_tree(uas.pid), time.time()
+        thr1 = cg.throttled() if cg else (0, 0.0)
         th1, pc1 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
         ld = Load("fixed", rate=rate, window_s=t1 - t0)
+        ld.throttled_pct = 100.0 * (thr1[1] - thr0[1]) / max(1e-9, t1 - t0)
         rows = sipp_stats(csv)
         ld.cps = ival(rows[-1], "SuccessfulCall(C)") / ld.window_s if rows else 0.0
         if probe_out is not None:
@@ -1183,7 +1278,8 @@ class Bench:
               f"({ld.proxy_cpu_pct:.0f}% of a core), {ld.switches_per_msg:.2f} switches and "
               f"{ld.faults_per_msg:.3f} faults/message | uac {ld.uac_cpu_pct:.0f}% uas "
               f"{ld.uas_cpu_pct:.0f}%"
-              + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else ""),
+              + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else "")
+              + (f" | throttled {ld.throttled_pct:.0f}%" if cg else ""),
               flush=True)
         return ld
 
@@ -1369,6 +1465,15 @@ def weir_binary_info(f: Path, origin: Path) -> str:
     return f"weir binary: a copy of {where}, sha256 {h}…, built {built}"
 
 
+def add_cpu_limit_arg(ap: argparse.ArgumentParser):
+    """--proxy-cpu-limit, for bench.py's and dispatcher.py's parsers."""
+    ap.add_argument("--proxy-cpu-limit", type=float, default=float(os.environ.get("BENCH_PROXY_CPU_LIMIT", 0)),
+                    metavar="PCT",
+                    help="cap each proxy's CPU at PCT %% of one CPU (a cgroup per proxy, "
+                         "CFS quota per 10 ms; needs root), so that the proxy and not SIPp's "
+                         "UAC sets the max rate: e.g. 30 (default 0: no cap)")
+
+
 def machine_info(b, results) -> dict:
     cpu = ""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1387,6 +1492,8 @@ def machine_info(b, results) -> dict:
         "commit": commit,
         "versions": {r.proxy: r.version for r in results},
         "weir_binary": getattr(b, "weir_binary", ""),
+        "pinned": bool(b.a.pin),
+        "proxy_cpu_limit": {n: c.describe() for n, c in b.cpu_limits.items()},
         "sipp": sh("sipp -v 2>&1 | grep -m1 SIPp").strip(),
         "rustc": sh("rustc --version"),
     }
@@ -1522,6 +1629,8 @@ def write_report(b: Bench, results: list[Result], info: dict, argv) -> Path:
         L.append(f"- {k}: {v}")
     if info.get("weir_binary"):
         L.append(f"- {info['weir_binary']}")
+    for k, v in info.get("proxy_cpu_limit", {}).items():
+        L.append(f"- {k}'s CPU limit (--proxy-cpu-limit): {v}")
     L += [f"- {info['sipp']}; {info['rustc']}",
           f"- settings: max-rate steps -l {','.join(map(str, a.limits))} and the two highest "
           f"{a.max_repeat} more time(s), {a.step:g} s each after "
@@ -1694,6 +1803,7 @@ def main():
                          "callgrind (about 1.5 extra minutes; needs valgrind)")
     ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
                     help="pin the proxy to the last CPU and SIPp to the others (taskset)")
+    add_cpu_limit_arg(ap)
     ap.add_argument("--weir-bin", default=env("BENCH_WEIR_BIN"),
                     help="weir binary to run (default target/pgo/dist/weir, scripts/setup "
                          "pgo's build), e.g. to compare "

@@ -132,7 +132,7 @@ class DispatcherBench(Bench):
             if not udp_port_free(port):
                 sys.exit(f"bench: UDP {HOST}:{port} is in use (ss -ulpn | grep :{port}); "
                          "stop what holds it or choose other ports (see --help)")
-        px.proc = PROCS.start(px.name, px.argv, px.log, cwd=str(ROOT))
+        self.launch(px)
         if not bench.wait_ready(px.port, px.proc):
             tail = px.log.read_text(errors="replace")[-3000:] if px.log.exists() else ""
             PROCS.stop(px.proc)
@@ -258,6 +258,7 @@ def main():
                     help="comma-separated, in this order (default weir,kamailio)")
     ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
                     help="pin the proxy to the last CPU and SIPp to the others (taskset)")
+    bench.add_cpu_limit_arg(ap)
     ap.add_argument("--weir-bin", default=env("BENCH_WEIR_BIN"),
                     help="weir binary (default target/pgo/dist/weir, scripts/setup pgo's build)")
     ap.add_argument("--weir-module", default=env("BENCH_WEIR_MODULE"),

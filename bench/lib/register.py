@@ -406,6 +406,9 @@ def write_report(b: RegBench, results: list[Result], info: dict, argv) -> Path:
              f"{info['kernel']}, {info['os']}. Commit {info['commit']}. {info['weir_binary']}. "
              f"{info['sipp']}. Versions: {info['versions']}. Load average before: {b.loadavg}.", "",
              table(b, results), ""]
+    if info.get("proxy_cpu_limit"):
+        lines += ["Proxy CPU limit (--proxy-cpu-limit): " + "; ".join(
+            f"{k}: {v}" for k, v in info["proxy_cpu_limit"].items()) + ".", ""]
     for r in results:
         lines += [f"## {r.proxy}", ""]
         if getattr(r, "edits", None):
@@ -418,7 +421,8 @@ def write_report(b: RegBench, results: list[Result], info: dict, argv) -> Path:
             lines.append(f"- max -l {s.limit}: {s.cps:.0f} registrations/s, {s.calls_failed} failed of "
                          f"{s.calls_ok + s.calls_failed}, {s.retrans} retrans, drops proxy {s.drops_proxy} "
                          f"sipp {s.drops_sipp}, proxy CPU {s.proxy_cpu_pct:.0f}%, uac {s.uac_cpu_pct:.0f}%, "
-                         f"{s.us_per_call:.1f} µs per registration")
+                         f"{s.us_per_call:.1f} µs per registration"
+                         + (f", throttled {s.throttled_pct:.0f}%" if info.get("proxy_cpu_limit") else ""))
         for f in r.fixed:
             lines.append(f"- fixed {f.rate}/s: {f.us_per_call:.1f} µs per registration (median), "
                          f"slices µs/message {f.slices_us}, {f.calls_ok} ok, {f.calls_failed} failed, "
