@@ -174,15 +174,15 @@ class CpuLimit:
         with open(self.dir / "cgroup.procs", "w") as f:
             f.write(str(os.getpid()))
 
-    def throttled(self) -> tuple[int, float]:
-        """(periods throttled, seconds throttled) so far."""
+    def throttled_s(self) -> float:
+        """Seconds throttled so far (summed over CPUs)."""
         try:
             st = dict(l.split() for l in (self.dir / "cpu.stat").read_text().splitlines() if l)
         except (OSError, ValueError):
-            return 0, 0.0
+            return 0.0
         if self.version == 2:
-            return int(st.get("nr_throttled", 0)), int(st.get("throttled_usec", 0)) / 1e6
-        return int(st.get("nr_throttled", 0)), int(st.get("throttled_time", 0)) / 1e9
+            return int(st.get("throttled_usec", 0)) / 1e6
+        return int(st.get("throttled_time", 0)) / 1e9
 
     def remove(self):
         """Remove the cgroup (once its processes are gone)."""
@@ -1062,8 +1062,18 @@ class Bench:
         raise ProxyDied(f"{px.name} exited during {during} ({how}).{hint} Log tail: "
                         + " | ".join(tail))
 
+    def throttled_s(self, px: Proxy) -> float:
+        """Seconds `px` has been throttled by its --proxy-cpu-limit cgroup (0 without)."""
+        cg = self.cpu_limits.get(px.name)
+        return cg.throttled_s() if cg else 0.0
+
+    def throttle_text(self, ld: Load) -> str:
+        return f" | throttled {ld.throttled_pct:.0f}%" if self.a.proxy_cpu_limit else ""
+
     def _finish(self, ld: Load, res: Result, rows, d: Cpu, wall, uac: Cpu, uas: Cpu, drops0,
-                th0=None, th1=None, pc0=None, pc1=None):
+                th0=None, th1=None, pc0=None, pc1=None, throttled_s=0.0):
+        # throttled time is counted per CPU that had a runnable thread: can exceed 100%
+        ld.throttled_pct = 100.0 * throttled_s / wall if wall else 0.0
         if th0 is not None and th1 is not None:
             ld.threads = {k: round(100.0 * (v - th0.get(k, 0.0)) / wall, 1)
                           for k, v in th1.items() if v - th0.get(k, 0.0) > 0}
@@ -1099,12 +1109,11 @@ class Bench:
                         cwd=str(self.run_dir))
         time.sleep(self.a.warmup)
         th0, pc0 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
-        cg = self.cpu_limits.get(px.name)
-        thr0 = cg.throttled() if cg else (0, 0.0)
+        thr0 = self.throttled_s(px)
         c0, u0, s0, t0 = cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid), cpu_of_tree(uas.pid), time.time()
         time.sleep(self.a.step)
         c1, u1, s1, t1 = cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid), cpu_of_tree(uas.pid), time.time()
-        thr1 = cg.throttled() if cg else (0, 0.0)
+        thr1 = self.throttled_s(px)
         th1, pc1 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
         PROCS.stop(p, signal.SIGUSR1, timeout=8)  # SIGUSR1: no new calls, finish the others
         self.check_alive(px, f"the max-rate step -l {limit}")
@@ -1117,16 +1126,15 @@ class Bench:
             ld.cps = ok / ld.window_s
         else:
             res.warnings.append(f"max rate -l {limit}: SIPp wrote too few stats rows ({len(rows)})")
-        self._finish(ld, res, rows, c1 - c0, t1 - t0, u1 - u0, s1 - s0, drops0, th0, th1, pc0, pc1)
-        # throttled time is counted per CPU that had a runnable thread: can exceed 100%
-        ld.throttled_pct = 100.0 * (thr1[1] - thr0[1]) / max(1e-9, t1 - t0)
+        self._finish(ld, res, rows, c1 - c0, t1 - t0, u1 - u0, s1 - s0, drops0, th0, th1, pc0, pc1,
+                     thr1 - thr0)
         ld.rtd = read_rtt(self.rtt_file(p.pid)) if self.stateful else {}
         print(f"    {px.name:<8} max rate -l {limit:<4}: {ld.cps:7.0f} calls/s {ld.mps:8.0f} msg/s | fail "
               f"{ld.calls_failed}/{ld.calls_ok + ld.calls_failed} retrans {ld.retrans} drops "
               f"proxy {ld.drops_proxy} sipp {ld.drops_sipp} | CPU proxy {ld.proxy_cpu_pct:.0f}% "
               f"uac {ld.uac_cpu_pct:.0f}% uas {ld.uas_cpu_pct:.0f}%"
               + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else "")
-              + (f" | throttled {ld.throttled_pct:.0f}%" if cg else ""),
+              + self.throttle_text(ld),
               flush=True)
         return ld
 
@@ -1198,8 +1206,7 @@ class Bench:
             res.commands[f"fixed rate {rate}/s, slice {n}"] = shlex.join(argv)
         drops0 = udp_drops()
         th0, pc0 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
-        cg = self.cpu_limits.get(px.name)
-        thr0 = cg.throttled() if cg else (0, 0.0)
+        thr0 = self.throttled_s(px)
         c0, s0, t0 = cpu_of_tree(px.proc.pid), cpu_of_tree(uas.pid), time.time()
         p = PROCS.start(f"{px.name}-uac-{tag}", argv, self.run_dir / f"{px.name}-uac-{tag}.out",
                         cwd=str(self.run_dir))
@@ -1237,10 +1244,9 @@ class Bench:
                 res.warnings.append(f"fixed rate {rate}/s: the response-time probe did not finish")
             PROCS.stop(probe)
         c1, s1, t1 = cpu_of_tree(px.proc.pid), cpu_of_tree(uas.pid), time.time()
-        thr1 = cg.throttled() if cg else (0, 0.0)
+        thr1 = self.throttled_s(px)
         th1, pc1 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
         ld = Load("fixed", rate=rate, window_s=t1 - t0)
-        ld.throttled_pct = 100.0 * (thr1[1] - thr0[1]) / max(1e-9, t1 - t0)
         rows = sipp_stats(csv)
         ld.cps = ival(rows[-1], "SuccessfulCall(C)") / ld.window_s if rows else 0.0
         if probe_out is not None:
@@ -1255,7 +1261,8 @@ class Bench:
                 res.warnings.append(f"fixed rate {rate}/s probe: {e}")
             # the probe's calls went through the proxy too: count them in CPU per call
             ld.cps += ld.probe_calls / ld.window_s
-        self._finish(ld, res, rows, c1 - c0, t1 - t0, uac, s1 - s0, drops0, th0, th1, pc0, pc1)
+        self._finish(ld, res, rows, c1 - c0, t1 - t0, uac, s1 - s0, drops0, th0, th1, pc0, pc1,
+                     thr1 - thr0)
         if self.stateful and not profile:
             ld.rtd = read_rtt(self.rtt_file(p.pid))
         if perf:
@@ -1279,7 +1286,7 @@ class Bench:
               f"{ld.faults_per_msg:.3f} faults/message | uac {ld.uac_cpu_pct:.0f}% uas "
               f"{ld.uas_cpu_pct:.0f}%"
               + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else "")
-              + (f" | throttled {ld.throttled_pct:.0f}%" if cg else ""),
+              + self.throttle_text(ld),
               flush=True)
         return ld
 
@@ -1465,9 +1472,25 @@ def weir_binary_info(f: Path, origin: Path) -> str:
     return f"weir binary: a copy of {where}, sha256 {h}…, built {built}"
 
 
-def add_cpu_limit_arg(ap: argparse.ArgumentParser):
-    """--proxy-cpu-limit, for bench.py's and dispatcher.py's parsers."""
-    ap.add_argument("--proxy-cpu-limit", type=float, default=float(os.environ.get("BENCH_PROXY_CPU_LIMIT", 0)),
+def add_ramp_args(ap: argparse.ArgumentParser):
+    """The options of the max-rate ramp (Bench.max_rate) and of where the proxies run
+    (--pin, --proxy-cpu-limit), the same in bench.py's and dispatcher.py's parsers."""
+    env = os.environ.get
+    ap.add_argument("--limits", type=int_list,
+                    default=int_list(env("BENCH_LIMITS", "25,50,100,200,400,800")),
+                    help="max-rate steps: calls in progress (SIPp -l) (default 25,50,100,200,400,800)")
+    ap.add_argument("--max-repeat", type=int, default=int(env("BENCH_MAX_REPEAT", 1)),
+                    help="times the two highest max-rate steps run again, highest first, "
+                         "for each proxy without a failed step (default 1)")
+    ap.add_argument("--step", type=float, default=float(env("BENCH_STEP", 5)),
+                    help="seconds measured per max-rate step (default 5)")
+    ap.add_argument("--warmup", type=float, default=float(env("BENCH_WARMUP", 1)),
+                    help="seconds of load before each max-rate step is measured (default 1)")
+    ap.add_argument("--max-offered", type=int, default=int(env("BENCH_MAX_OFFERED", 100000)),
+                    help="SIPp -r of the max-rate steps, far above what is reachable (default 100000)")
+    ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
+                    help="pin the proxy to the last CPU and SIPp to the others (taskset)")
+    ap.add_argument("--proxy-cpu-limit", type=float, default=float(env("BENCH_PROXY_CPU_LIMIT", 0)),
                     metavar="PCT",
                     help="cap each proxy's CPU at PCT %% of one CPU (a cgroup per proxy, "
                          "CFS quota per 10 ms; needs root), so that the proxy and not SIPp's "
@@ -1751,18 +1774,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", 4)),
                     help="fixed-rate slices per proxy and rate, taken in turns ABBA... "
                          "(default 4: 20 s per proxy and rate)")
-    ap.add_argument("--limits", type=int_list,
-                    default=int_list(env("BENCH_LIMITS", "25,50,100,200,400,800")),
-                    help="max-rate steps: calls in progress (SIPp -l) (default 25,50,100,200,400,800)")
-    ap.add_argument("--max-repeat", type=int, default=int(env("BENCH_MAX_REPEAT", 1)),
-                    help="times the two highest max-rate steps run again, highest first, "
-                         "for each proxy without a failed step (default 1)")
-    ap.add_argument("--step", type=float, default=float(env("BENCH_STEP", 5)),
-                    help="seconds measured per max-rate step (default 5)")
-    ap.add_argument("--warmup", type=float, default=float(env("BENCH_WARMUP", 1)),
-                    help="seconds of load before each max-rate step is measured (default 1)")
-    ap.add_argument("--max-offered", type=int, default=int(env("BENCH_MAX_OFFERED", 100000)),
-                    help="SIPp -r of the max-rate steps, far above what is reachable (default 100000)")
+    add_ramp_args(ap)
     ap.add_argument("--mode", choices=["stateless", "stateful", "register", "register-auth",
                                        "register-memory"],
                     default=env("BENCH_MODE", "stateless"),
@@ -1801,9 +1813,6 @@ def main():
     ap.add_argument("--instructions", action="store_true", default=bool(env("BENCH_INSTRUCTIONS")),
                     help="also count user-space instructions per message with valgrind's "
                          "callgrind (about 1.5 extra minutes; needs valgrind)")
-    ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
-                    help="pin the proxy to the last CPU and SIPp to the others (taskset)")
-    add_cpu_limit_arg(ap)
     ap.add_argument("--weir-bin", default=env("BENCH_WEIR_BIN"),
                     help="weir binary to run (default target/pgo/dist/weir, scripts/setup "
                          "pgo's build), e.g. to compare "

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  bench/lib/bench.py
 from bench import (  # noqa: E402
     BENCH, HOST, PROCS, ROOT, SIPP_BUFFER, Bench, Proxy, ProxyDied, Result,
-    cpu_of_tree, ival, machine_info, noise_warnings, on_signal, sipp_stats, short,
+    cpu_of_tree, int_list, ival, machine_info, noise_warnings, on_signal, sipp_stats, short,
     start_and_bench, table, udp_port_free, weir_binary_info, write_report,
 )
 
@@ -221,10 +221,6 @@ class DispatcherBench(Bench):
         return [res[px.name] for px in pxs]
 
 
-def int_list(s: str) -> list[int]:
-    return [int(x) for x in str(s).split(",") if x.strip()]
-
-
 def main():
     ap = argparse.ArgumentParser(prog="bench/dispatcher", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -235,18 +231,7 @@ def main():
                     help="seconds of each fixed-rate slice (default 5)")
     ap.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", 4)),
                     help="fixed-rate slices per proxy and rate, in turns ABBA (default 4)")
-    ap.add_argument("--limits", type=int_list,
-                    default=int_list(env("BENCH_LIMITS", "25,50,100,200,400,800")),
-                    help="max-rate steps: calls in progress (SIPp -l) (default 25,50,100,200,400,800)")
-    ap.add_argument("--max-repeat", type=int, default=int(env("BENCH_MAX_REPEAT", 1)),
-                    help="times the two highest max-rate steps run again, highest first, "
-                         "for each proxy without a failed step (default 1)")
-    ap.add_argument("--step", type=float, default=float(env("BENCH_STEP", 5)),
-                    help="seconds measured per max-rate step (default 5)")
-    ap.add_argument("--warmup", type=float, default=float(env("BENCH_WARMUP", 1)),
-                    help="seconds of load before each max-rate step is measured (default 1)")
-    ap.add_argument("--max-offered", type=int, default=int(env("BENCH_MAX_OFFERED", 100000)),
-                    help="SIPp -r of the max-rate steps (default 100000)")
+    bench.add_ramp_args(ap)
     ap.add_argument("--settle", type=float, default=float(env("BENCH_SETTLE", 8)),
                     help="seconds between starting the UAS and the first call, for the "
                          "probes (default 8: two probe rounds plus a timeout)")
@@ -256,9 +241,6 @@ def main():
     ap.add_argument("--probe-port", type=int, default=int(env("BENCH_PROBE_PORT", 5382)))
     ap.add_argument("--proxies", default=env("BENCH_PROXIES", "weir,kamailio"),
                     help="comma-separated, in this order (default weir,kamailio)")
-    ap.add_argument("--pin", action="store_true", default=bool(env("BENCH_PIN")),
-                    help="pin the proxy to the last CPU and SIPp to the others (taskset)")
-    bench.add_cpu_limit_arg(ap)
     ap.add_argument("--weir-bin", default=env("BENCH_WEIR_BIN"),
                     help="weir binary (default target/pgo/dist/weir, scripts/setup pgo's build)")
     ap.add_argument("--weir-module", default=env("BENCH_WEIR_MODULE"),
