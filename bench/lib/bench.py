@@ -391,6 +391,15 @@ class OthersMonitor:
         self._stop.set()
 
 
+def idle_seconds() -> float:
+    """CPU seconds the machine has been idle (idle + iowait, all CPUs), from /proc/stat."""
+    try:
+        f = Path("/proc/stat").read_text().split("\n")[0].split()
+        return (int(f[4]) + int(f[5])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def udp_drops() -> dict[int, int]:
     """Datagrams the kernel dropped per local UDP port (socket buffer full), from
     /proc/net/udp: tells who lost messages when SIPp retransmits."""
@@ -803,6 +812,8 @@ class Load:
     """One SIPp run against a proxy, measured over a window."""
     kind: str  # "max" (closed loop) or "fixed"
     limit: int = 0  # max: calls in progress (-l)
+    step: int = -1  # max: the ramp's step number (steps of one number ran at once with --paired)
+    paired: bool = False  # max: every proxy ran this step at the same time (--paired)
     rate: int = 0  # fixed: offered calls/s (-r)
     window_s: float = 0.0
     cps: float = 0.0  # successful calls/s over the window
@@ -817,6 +828,7 @@ class Load:
     proxy_sys_s: float = 0.0
     proxy_cpu_pct: float = 0.0  # % of one core
     throttled_pct: float = 0.0  # --proxy-cpu-limit: % of the window the proxy was throttled
+    idle_pct: float = -1.0  # max: the machine's idle CPU over the window, % of one CPU
     uac_cpu_pct: float = 0.0
     uas_cpu_pct: float = 0.0
     us_per_msg: float = 0.0  # proxy CPU per relayed message
@@ -940,7 +952,7 @@ class Bench:
     def uac_argv(self, proxy_port, extra, csv=None, trace=None, rtt=False):
         argv = [
             self.sipp, "-sf", str(self.uac_xml), f"{HOST}:{proxy_port}",
-            "-s", "service", "-i", HOST, "-p", str(self.a.uac_port),
+            "-s", "service", "-i", HOST, "-p", str(self.uac_port(proxy_port)),
             "-d", "0", "-nostdin", "-buff_size", str(SIPP_BUFFER), "-trace_err",
             "-error_file", str(self.run_dir / f"uac-errors-{proxy_port}.log"),
         ]
@@ -952,6 +964,15 @@ class Bench:
             # every response time, in <cwd>/<scenario>_<pid>_rtt.csv (cwd: the run dir)
             argv += ["-trace_rtt", "-rtt_freq", "100"]
         return self.pin(argv + extra, self.sipp_cpus)
+
+    def uac_port(self, proxy_port: int) -> int:
+        """The UDP port of the SIPp UAC that loads the proxy on `proxy_port`: --uac-port,
+        or with --paired (one UAC per proxy at once) --uac-port + the proxy's place."""
+        if getattr(self.a, "paired", False):
+            ports = [self.a.weir_port, self.a.kamailio_port]
+            if proxy_port in ports:
+                return self.a.uac_port + ports.index(proxy_port)
+        return self.a.uac_port
 
     def rtt_file(self, pid: int) -> Path:
         return self.run_dir / f"{self.uac_xml.stem}_{pid}_rtt.csv"
@@ -1035,7 +1056,7 @@ class Bench:
         px.proc = PROCS.start(px.name, px.argv, px.log, cwd=str(ROOT), cgroup=cgroup)
 
     def start_proxy(self, px: Proxy):
-        for port in (px.port, self.a.uas_port, self.a.uac_port) + (
+        for port in (px.port, self.a.uas_port, self.uac_port(px.port)) + (
                 (self.a.probe_port,) if self.stateful and self.a.probe_rate > 0 else ()):
             if not udp_port_free(port):
                 sys.exit(f"bench: UDP {HOST}:{port} is in use (ss -ulpn | grep :{port}); "
@@ -1080,7 +1101,7 @@ class Bench:
         drops1 = udp_drops()
         dd = {k: v - drops0.get(k, 0) for k, v in drops1.items()}
         ld.drops_proxy = dd.get(res.port, 0)
-        ld.drops_sipp = dd.get(self.a.uas_port, 0) + dd.get(self.a.uac_port, 0)
+        ld.drops_sipp = dd.get(self.a.uas_port, 0) + dd.get(self.uac_port(res.port), 0)
         last = rows[-1] if rows else {}
         ld.calls_ok = ival(last, "SuccessfulCall(C)")
         ld.calls_failed = ival(last, "FailedCall(C)")
@@ -1098,45 +1119,59 @@ class Bench:
             ld.faults_per_msg = (pc1[0] - pc0[0]) / msgs
             ld.switches_per_msg = (pc1[1] - pc0[1]) / msgs
 
-    def max_rate_step(self, px: Proxy, res: Result, uas: subprocess.Popen, limit: int) -> Load:
-        """Closed loop: at most `limit` calls in progress, new ones as fast as SIPp can."""
-        csv = self.run_dir / f"{px.name}-max-l{limit}.csv"
-        argv = self.uac_argv(px.port, ["-r", str(self.a.max_offered), "-l", str(limit)], csv=csv,
-                             rtt=self.stateful)
-        res.commands[f"max rate, -l {limit}"] = shlex.join(argv)
+    def max_rate_step(self, runs: list[tuple[Proxy, Result]], uas: subprocess.Popen,
+                      limit: int) -> list[Load]:
+        """Closed loop: at most `limit` calls in progress, new ones as fast as SIPp can.
+        Several proxies (--paired): each its own SIPp UAC, all measured over one window."""
+        started = []
         drops0 = udp_drops()
-        p = PROCS.start(f"{px.name}-uac-max", argv, self.run_dir / f"{px.name}-uac-max-l{limit}.out",
-                        cwd=str(self.run_dir))
+        for px, res in runs:
+            csv = self.run_dir / f"{px.name}-max-l{limit}.csv"
+            argv = self.uac_argv(px.port, ["-r", str(self.a.max_offered), "-l", str(limit)],
+                                 csv=csv, rtt=self.stateful)
+            res.commands[f"max rate, -l {limit}"] = shlex.join(argv)
+            p = PROCS.start(f"{px.name}-uac-max", argv,
+                            self.run_dir / f"{px.name}-uac-max-l{limit}.out", cwd=str(self.run_dir))
+            started.append((px, res, csv, p))
         time.sleep(self.a.warmup)
-        th0, pc0 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
-        thr0 = self.throttled_s(px)
-        c0, u0, s0, t0 = cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid), cpu_of_tree(uas.pid), time.time()
+
+        def snap(px, p):
+            return (threads_cpu(px.proc.pid), proc_counters(px.proc.pid), self.throttled_s(px),
+                    cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid))
+        before = [snap(px, p) for px, _, _, p in started]
+        s0, i0, t0 = cpu_of_tree(uas.pid), idle_seconds(), time.time()
         time.sleep(self.a.step)
-        c1, u1, s1, t1 = cpu_of_tree(px.proc.pid), cpu_of_tree(p.pid), cpu_of_tree(uas.pid), time.time()
-        thr1 = self.throttled_s(px)
-        th1, pc1 = threads_cpu(px.proc.pid), proc_counters(px.proc.pid)
-        PROCS.stop(p, signal.SIGUSR1, timeout=8)  # SIGUSR1: no new calls, finish the others
-        self.check_alive(px, f"the max-rate step -l {limit}")
-        rows = sipp_stats(csv)
-        ld = Load("max", limit=limit)
-        win = [r for r in rows if t0 - 0.6 <= r["t"] <= t1 + 0.6]
-        if len(win) >= 2 and win[-1]["t"] > win[0]["t"]:
-            ld.window_s = win[-1]["t"] - win[0]["t"]
-            ok = ival(win[-1], "SuccessfulCall(C)") - ival(win[0], "SuccessfulCall(C)")
-            ld.cps = ok / ld.window_s
-        else:
-            res.warnings.append(f"max rate -l {limit}: SIPp wrote too few stats rows ({len(rows)})")
-        self._finish(ld, res, rows, c1 - c0, t1 - t0, u1 - u0, s1 - s0, drops0, th0, th1, pc0, pc1,
-                     thr1 - thr0)
-        ld.rtd = read_rtt(self.rtt_file(p.pid)) if self.stateful else {}
-        print(f"    {px.name:<8} max rate -l {limit:<4}: {ld.cps:7.0f} calls/s {ld.mps:8.0f} msg/s | fail "
-              f"{ld.calls_failed}/{ld.calls_ok + ld.calls_failed} retrans {ld.retrans} drops "
-              f"proxy {ld.drops_proxy} sipp {ld.drops_sipp} | CPU proxy {ld.proxy_cpu_pct:.0f}% "
-              f"uac {ld.uac_cpu_pct:.0f}% uas {ld.uas_cpu_pct:.0f}%"
-              + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else "")
-              + self.throttle_text(ld),
-              flush=True)
-        return ld
+        s1, i1, t1 = cpu_of_tree(uas.pid), idle_seconds(), time.time()
+        after = [snap(px, p) for px, _, _, p in started]
+        loads = []
+        for (px, res, csv, p), b, a in zip(started, before, after):
+            PROCS.stop(p, signal.SIGUSR1, timeout=8)  # SIGUSR1: no new calls, finish the others
+            self.check_alive(px, f"the max-rate step -l {limit}")
+            rows = sipp_stats(csv)
+            ld = Load("max", limit=limit)
+            win = [r for r in rows if t0 - 0.6 <= r["t"] <= t1 + 0.6]
+            if len(win) >= 2 and win[-1]["t"] > win[0]["t"]:
+                ld.window_s = win[-1]["t"] - win[0]["t"]
+                ok = ival(win[-1], "SuccessfulCall(C)") - ival(win[0], "SuccessfulCall(C)")
+                ld.cps = ok / ld.window_s
+            else:
+                res.warnings.append(f"max rate -l {limit}: SIPp wrote too few stats rows ({len(rows)})")
+            (th0, pc0, thr0, c0, u0), (th1, pc1, thr1, c1, u1) = b, a
+            self._finish(ld, res, rows, c1 - c0, t1 - t0, u1 - u0, s1 - s0, drops0, th0, th1,
+                         pc0, pc1, thr1 - thr0)
+            ld.rtd = read_rtt(self.rtt_file(p.pid)) if self.stateful else {}
+            ld.paired = len(runs) > 1
+            ld.idle_pct = 100.0 * (i1 - i0) / (t1 - t0)
+            print(f"    {px.name:<8} max rate -l {limit:<4}: {ld.cps:7.0f} calls/s {ld.mps:8.0f} msg/s | fail "
+                  f"{ld.calls_failed}/{ld.calls_ok + ld.calls_failed} retrans {ld.retrans} drops "
+                  f"proxy {ld.drops_proxy} sipp {ld.drops_sipp} | CPU proxy {ld.proxy_cpu_pct:.0f}% "
+                  f"uac {ld.uac_cpu_pct:.0f}% uas {ld.uas_cpu_pct:.0f}%"
+                  + (f" | {ld.us_per_call:.1f} us/call" + rtd_text(ld) if self.stateful else "")
+                  + self.throttle_text(ld)
+                  + (f" | paired, machine idle {ld.idle_pct:.0f}%" if ld.paired else ""),
+                  flush=True)
+            loads.append(ld)
+        return loads
 
     def max_rate(self, pxs: list[Proxy], res: dict, uas):
         """Raise the calls in progress step by step, the proxies taking turns at each
@@ -1146,26 +1181,34 @@ class Bench:
         800, then 800, 400), for each proxy none of whose steps failed: near the top
         SIPp's UAC, not the proxy, is often the bottleneck, and its own CPU per call moves
         by 10-20% between 5-second steps on a shared machine, so the best of more steps
-        is a steadier maximum for both proxies."""
+        is a steadier maximum for both proxies.
+
+        --paired: the proxies run each step at the same time instead of in turns, each
+        loaded by its own UAC, and every step runs for every proxy that has not failed
+        (no stop past the knee), so each step gives a ratio of two rates measured under
+        the same background load."""
         done, failed = set(), set()
         top = self.a.limits[-2:][::-1]
         steps = [(lim, False) for lim in self.a.limits]
         steps += [(lim, True) for _ in range(self.a.max_repeat) for lim in top]
+        paired = getattr(self.a, "paired", False)
         for i, (limit, repeat) in enumerate(steps):
             order = pxs if i % 2 == 0 else list(reversed(pxs))
-            for px in order:
-                if px.name in failed or (px.name in done and not repeat):
-                    continue
-                r = res[px.name]
-                ld = self.max_rate_step(px, r, uas, limit)
-                r.max_steps.append(ld)
-                good = ld.fail_pct < 0.1 and ld.cps > 0
-                if good and (r.best is None or ld.cps > r.best.cps):
-                    r.best = ld
-                if not good:
-                    failed.add(px.name)
-                if not good or (r.best and ld.cps < 0.85 * r.best.cps):
-                    done.add(px.name)
+            todo = [px for px in order if px.name not in failed
+                    and (paired or repeat or px.name not in done)]
+            for group in ([todo] if paired and todo else [[px] for px in todo]):
+                loads = self.max_rate_step([(px, res[px.name]) for px in group], uas, limit)
+                for px, ld in zip(group, loads):
+                    r = res[px.name]
+                    ld.step = i
+                    r.max_steps.append(ld)
+                    good = ld.fail_pct < 0.1 and ld.cps > 0
+                    if good and (r.best is None or ld.cps > r.best.cps):
+                        r.best = ld
+                    if not good:
+                        failed.add(px.name)
+                    if not good or (r.best and ld.cps < 0.85 * r.best.cps):
+                        done.add(px.name)
                 time.sleep(1)
         for r in res.values():
             if r.best is None:
@@ -1825,7 +1868,14 @@ def main():
     ap.add_argument("--weir-port", type=int, default=int(env("BENCH_WEIR_PORT", 5160)))
     ap.add_argument("--kamailio-port", type=int, default=int(env("BENCH_KAMAILIO_PORT", 5260)))
     ap.add_argument("--uas-port", type=int, default=int(env("BENCH_UAS_PORT", 5170)))
-    ap.add_argument("--uac-port", type=int, default=int(env("BENCH_UAC_PORT", 5180)))
+    ap.add_argument("--uac-port", type=int, default=int(env("BENCH_UAC_PORT", 5180)),
+                    help="SIPp UAC's port (default 5180; with --paired the second proxy's "
+                         "UAC uses the next port)")
+    ap.add_argument("--paired", action="store_true", default=bool(env("BENCH_PAIRED")),
+                    help="register modes, with --proxy-cpu-limit: the proxies run each "
+                         "max-rate step at the same time, each loaded by its own SIPp UAC, "
+                         "so both rates of a step see the same background load; the report "
+                         "adds the ratio of each step")
     ap.add_argument("--work-dir", default=env("BENCH_WORK_DIR"),
                     help="where logs and SIPp stats go (default /tmp/weir-bench-<date>)")
     ap.add_argument("--no-setup", action="store_true",
@@ -1838,6 +1888,10 @@ def main():
         sys.exit("bench: --instructions needs valgrind (Debian: valgrind)")
     if args.profile and not shutil.which("perf"):
         sys.exit("bench: --profile needs perf (Debian: linux-perf)")
+    if args.paired and not (args.mode in ("register", "register-auth") and args.proxy_cpu_limit):
+        sys.exit("bench: --paired needs --mode register or register-auth (the other modes share "
+                 "one SIPp UAS) and --proxy-cpu-limit (uncapped, the two proxies and their "
+                 "UACs would compete for the CPUs instead of each being held to the same budget)")
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

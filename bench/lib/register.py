@@ -35,13 +35,14 @@ import re
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import bench as B
-from bench import (BENCH, HOST, PROCS, ROOT, Bench, Proxy, ProxyDied, Result, cpu_of_tree,
+from bench import (BENCH, HOST, PROCS, ROOT, Bench, Load, Proxy, ProxyDied, Result, cpu_of_tree,
                    exchange, sip_request, weir_binary_info)
 
 
@@ -231,6 +232,11 @@ class RegBench(Bench):
             for px in pxs:
                 cur = cpu_of_tree(px.proc.pid)
                 res[px.name].proxy_procs, res[px.name].proxy_threads = cur.procs, cur.threads
+            if self.a.profile:
+                for px in pxs:
+                    time.sleep(1)
+                    self.fixed_rate(px, res[px.name], uas, self.a.rates[0], self.a.slice * 2,
+                                    profile=True)
         except ProxyDied as e:
             for r in res.values():
                 r.failed = str(e)
@@ -350,6 +356,27 @@ class RegBench(Bench):
 # reporting
 
 
+# A step is proxy-bound when each proxy used at least this share of its --proxy-cpu-limit
+# and the machine still had this much idle CPU (% of one CPU): nothing else (SIPp, the
+# other proxy, a full machine) held a proxy back.
+AT_CAP = 0.95
+MIN_IDLE_PCT = 10.0
+
+
+def proxy_bound(ld: Load, cap_pct: float) -> bool:
+    return (ld.paired and ld.fail_pct < 0.1 and ld.cps > 0
+            and ld.proxy_cpu_pct >= AT_CAP * cap_pct and ld.idle_pct >= MIN_IDLE_PCT)
+
+
+def paired_ratios(w: Result, k: Result, cap_pct: float) -> list[float]:
+    """Weir / Kamailio of each max-rate step both ran at the same time (--paired) and
+    both proxy-bound ([`proxy_bound`]); steps where either had 0.1% failed calls or more
+    are left out."""
+    ks = {ld.step: ld for ld in k.max_steps if proxy_bound(ld, cap_pct)}
+    return [ld.cps / ks[ld.step].cps for ld in w.max_steps
+            if proxy_bound(ld, cap_pct) and ld.step in ks]
+
+
 def table(b: RegBench, results: list[Result]) -> str:
     by = {r.proxy: r for r in results}
     cols = [r.proxy for r in results]
@@ -379,6 +406,12 @@ def table(b: RegBench, results: list[Result]) -> str:
         row("max registrations/s (<0.1% failed)", [by[c].best.cps if by[c].best else "–" for c in cols])
         row("  reached at -l", [by[c].best.limit if by[c].best else "–" for c in cols], ratio=False)
         row("  proxy CPU there, % of a core", [by[c].best.proxy_cpu_pct if by[c].best else "–" for c in cols])
+        if both and b.a.paired:
+            rs = paired_ratios(by["weir"], by["kamailio"], b.a.proxy_cpu_limit)
+            rows.append(["  --paired, proxy-bound steps: Weir / Kamailio",
+                         *["" for _ in cols],
+                         f"median {statistics.median(rs):.2f}, {min(rs):.2f}-{max(rs):.2f} ({len(rs)} steps)"
+                         if rs else "–"])
         for i, rate in enumerate(b.a.rates):
             fx = [by[c].fixed[i] if len(by[c].fixed) > i else None for c in cols]
             row(f"CPU per registration at {rate}/s, µs (median)", [f.us_per_call if f else "–" for f in fx], "{:.1f}")
@@ -422,13 +455,22 @@ def write_report(b: RegBench, results: list[Result], info: dict, argv) -> Path:
                          f"{s.calls_ok + s.calls_failed}, {s.retrans} retrans, drops proxy {s.drops_proxy} "
                          f"sipp {s.drops_sipp}, proxy CPU {s.proxy_cpu_pct:.0f}%, uac {s.uac_cpu_pct:.0f}%, "
                          f"{s.us_per_call:.1f} µs per registration"
-                         + (f", throttled {s.throttled_pct:.0f}%" if info.get("proxy_cpu_limit") else ""))
+                         + (f", throttled {s.throttled_pct:.0f}%" if info.get("proxy_cpu_limit") else "")
+                         + (f", same window as the other proxy (step {s.step}), machine idle "
+                            f"{s.idle_pct:.0f}% of a CPU"
+                            + (", proxy-bound" if proxy_bound(s, b.a.proxy_cpu_limit) else "")
+                            if s.paired else ""))
         for f in r.fixed:
             lines.append(f"- fixed {f.rate}/s: {f.us_per_call:.1f} µs per registration (median), "
                          f"slices µs/message {f.slices_us}, {f.calls_ok} ok, {f.calls_failed} failed, "
                          f"{f.retrans} retrans, threads {f.threads}")
         for m in getattr(r, "memory", []):
             lines.append(f"- memory, {m['bindings']} bindings: `{json.dumps(m)}`")
+        if r.profile:
+            lines += ["", f"perf profile during one more {b.a.rates[0]} registrations/s run "
+                      f"({r.profile_us_per_msg:.2f} µs per message under perf; self time, "
+                      "`perf record -e cpu-clock`):", "", r.profile_buckets, "",
+                      "Top symbols:", "", "```", r.profile, "```"]
         for w in r.warnings:
             lines.append(f"- warning: {w}")
         lines += ["", "Commands:", ""] + [f"- {k}: `{v}`" for k, v in r.commands.items()] + [""]
