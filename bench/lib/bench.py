@@ -453,6 +453,13 @@ BUCKETS = [
 ]
 
 
+def profile_report(r: "Result", run: str) -> list[str]:
+    """The report's lines for a --profile run (`run`: its rate, e.g. "1000 calls/s")."""
+    return [f"perf profile during one more {run} run ({r.profile_us_per_msg:.2f} µs per "
+            "message under perf; self time, `perf record -e cpu-clock`):", "",
+            r.profile_buckets, "", "Top symbols:", "", "```", r.profile, "```", ""]
+
+
 def profile_buckets(perf_data: Path, us_per_msg: float) -> tuple[str, str]:
     """Self time of a perf recording grouped into a few buckets, and the top symbols."""
     rep = subprocess.run(
@@ -1214,6 +1221,15 @@ class Bench:
             if r.best is None:
                 r.warnings.append("max rate: no step had under 0.1% failed calls")
 
+    def profile_runs(self, pxs: list[Proxy], res: dict, uas):
+        """--profile: one more run per proxy at the first fixed rate, twice a slice long,
+        under perf (after the measurements, so that perf does not disturb them)."""
+        if not self.a.profile:
+            return
+        for px in pxs:
+            time.sleep(1)
+            self.fixed_rate(px, res[px.name], uas, self.a.rates[0], self.a.slice * 2, profile=True)
+
     def fixed_rates(self, pxs: list[Proxy], res: dict, uas):
         """Each rate in slices of --slice seconds, the proxies taking turns in ABBA order
         (A B B A A B B A ...): slow changes in background load cancel out. The figure is
@@ -1457,11 +1473,7 @@ class Bench:
                 r = res[px.name]
                 cur = cpu_of_tree(px.proc.pid)
                 r.proxy_procs, r.proxy_threads = cur.procs, cur.threads
-            if self.a.profile:
-                for px in pxs:
-                    time.sleep(1)
-                    self.fixed_rate(px, res[px.name], uas, self.a.rates[0], self.a.slice * 2,
-                                    profile=True)
+            self.profile_runs(pxs, res, uas)
         except ProxyDied as e:
             for r in res.values():
                 r.failed = str(e)
@@ -1748,11 +1760,7 @@ def write_report(b: Bench, results: list[Result], info: dict, argv) -> Path:
             L.append("```\n" + r.edits["forwarded"].split("\r\n\r\n")[0].replace("\r\n", "\n")
                      + "\n```\n")
         if r.profile:
-            L.append(f"perf profile during one more {a.rates[0]} calls/s run "
-                     f"({r.profile_us_per_msg:.2f} µs per message under perf; self time, "
-                     "`perf record -e cpu-clock`):\n")
-            L.append(r.profile_buckets + "\n")
-            L.append("Top symbols:\n\n```\n" + r.profile + "\n```\n")
+            L += profile_report(r, f"{a.rates[0]} calls/s")
     L.append(f"Raw files (SIPp stats and logs): `{b.run_dir}`.\n")
     out.write_text("\n".join(L))
 

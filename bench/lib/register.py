@@ -232,11 +232,7 @@ class RegBench(Bench):
             for px in pxs:
                 cur = cpu_of_tree(px.proc.pid)
                 res[px.name].proxy_procs, res[px.name].proxy_threads = cur.procs, cur.threads
-            if self.a.profile:
-                for px in pxs:
-                    time.sleep(1)
-                    self.fixed_rate(px, res[px.name], uas, self.a.rates[0], self.a.slice * 2,
-                                    profile=True)
+            self.profile_runs(pxs, res, uas)
         except ProxyDied as e:
             for r in res.values():
                 r.failed = str(e)
@@ -467,10 +463,7 @@ def write_report(b: RegBench, results: list[Result], info: dict, argv) -> Path:
         for m in getattr(r, "memory", []):
             lines.append(f"- memory, {m['bindings']} bindings: `{json.dumps(m)}`")
         if r.profile:
-            lines += ["", f"perf profile during one more {b.a.rates[0]} registrations/s run "
-                      f"({r.profile_us_per_msg:.2f} µs per message under perf; self time, "
-                      "`perf record -e cpu-clock`):", "", r.profile_buckets, "",
-                      "Top symbols:", "", "```", r.profile, "```"]
+            lines += [""] + B.profile_report(r, f"{b.a.rates[0]} registrations/s")
         for w in r.warnings:
             lines.append(f"- warning: {w}")
         lines += ["", "Commands:", ""] + [f"- {k}: `{v}`" for k, v in r.commands.items()] + [""]
